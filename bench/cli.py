@@ -1,0 +1,163 @@
+"""The `bench` command: run, validate, report, calibrate.
+
+Exit codes: 0 success; 1 a run finished but some points failed; 2 bad input (a scenario or
+results file that cannot be used); 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_POINTS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_SCENARIOS = PROJECT_DIR / "scenarios"
+DEFAULT_RESULTS = PROJECT_DIR / "results"
+
+
+def _scenario_files(given: list[Path]) -> list[Path]:
+    return given or sorted(DEFAULT_SCENARIOS.glob("*.toml"))
+
+
+def _load_all(files: list[Path]):
+    from bench.scenario import ScenarioError, load_scenario
+
+    loaded, problems = [], []
+    for path in files:
+        try:
+            loaded.append(load_scenario(path))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    return loaded, problems
+
+
+def _estimate(loaded, quick: bool) -> str:
+    from bench.runner import TRIAL_OVERHEAD_S, effective_timing
+
+    timing = effective_timing(loaded.scenario, quick)
+    trials = len(loaded.points) * timing.repeats * len(loaded.scenario.patterns)
+    seconds = trials * (timing.warmup_s + timing.duration_s + TRIAL_OVERHEAD_S)
+    return (
+        f"{len(loaded.points)} point(s) x {len(loaded.scenario.patterns)} pattern(s) x "
+        f"{timing.repeats} repeat(s) = {trials} trials, about {seconds / 60:.1f} min"
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    files = _scenario_files(args.files)
+    if not files:
+        print("no scenario files given and none in scenarios/", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    loaded, problems = _load_all(files)
+    for item in loaded:
+        print(f"{item.path}: ok: {_estimate(item, quick=False)}")
+    for line in problems:
+        print(line, file=sys.stderr)
+    return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.patterns import PATTERNS
+    from bench.runner import RunOptions, run_scenario
+
+    files = _scenario_files(args.files)
+    loaded, problems = _load_all(files)
+    unknown = [name for name in args.pattern or [] if name not in PATTERNS]
+    if unknown:
+        problems.append(f"--pattern {', '.join(unknown)}: unknown; known: {', '.join(PATTERNS)}")
+    if problems or not files:
+        for line in problems or ["no scenario files given and none in scenarios/"]:
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = RunOptions(
+        quick=args.quick, results_dir=args.results_dir, only_patterns=args.pattern or None
+    )
+    failed = False
+    for item in loaded:
+        print(f"{item.path}: {_estimate(item, args.quick)}", file=sys.stderr)
+        try:
+            run_dir = run_scenario(item, options)
+        except KeyboardInterrupt:
+            print(
+                "interrupted: servers stopped, what was measured is saved "
+                f"(see {args.results_dir / 'latest'})",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        failed |= _report_failures(run_dir)
+    return EXIT_POINTS_FAILED if failed else EXIT_OK
+
+
+def _report_failures(run_dir: Path) -> bool:
+    from bench.results import load_run
+
+    document = load_run(run_dir)
+    bad = [p for p in document["points"] if p["status"] not in ("ok",)]
+    for point in bad:
+        where = f" at {point['label']}" if point["label"] else ""
+        print(
+            f"{run_dir.name}: {point['pattern']}{where}: {point['status']}: {point['error']}",
+            file=sys.stderr,
+        )
+    return bool(bad)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.results import ResultsUnreadable
+    from bench.runner import finish_outputs
+
+    try:
+        finish_outputs(args.run_dir)
+    except ResultsUnreadable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"re-rendered {args.run_dir / 'summary.csv'} and {args.run_dir / 'charts'}/")
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench.calibrate import calibrate
+
+    try:
+        calibrate(args.results_dir, args.duration)
+    except KeyboardInterrupt:
+        print("calibration interrupted; nothing stored", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="bench", description="Compare API communication patterns on one workload."
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run scenarios and write results and charts")
+    run.add_argument("files", nargs="*", type=Path, help="scenario files (default: scenarios/)")
+    run.add_argument("--quick", action="store_true", help="about a second per point, one repeat")
+    run.add_argument("--pattern", action="append", help="run only this pattern (repeatable)")
+    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    run.set_defaults(handler=cmd_run)
+
+    validate = commands.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("files", nargs="*", type=Path)
+    validate.set_defaults(handler=cmd_validate)
+
+    report = commands.add_parser("report", help="re-render charts from a run's results.json")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(handler=cmd_report)
+
+    calibrate = commands.add_parser("calibrate", help="compare the harness's generator with wrk")
+    calibrate.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    calibrate.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    calibrate.set_defaults(handler=cmd_calibrate)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.handler(args)

@@ -1,0 +1,115 @@
+"""A lean HTTP/1.1 keep-alive client connection for load generation.
+
+Like wrk, it keeps one request in flight per connection and parses responses with a real
+HTTP parser (llhttp, through httptools). A general-purpose client library would spend
+more of the generator's CPU per request than the server under test spends, and that
+time would be measured as the pattern's latency; the calibration benchmark
+(`bench calibrate`) compares this client with wrk on the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
+
+import httptools
+
+from bench.drivers.base import ResponseInvalid
+from bench.wire import WireBytes, tcp_wire_bytes
+
+
+class HttpResponse(NamedTuple):
+    status: int
+    headers: dict[bytes, bytes]  # names lower-cased
+    body: bytes
+
+
+class ConnectionClosed(ConnectionError):
+    """The server closed the connection before the response was complete."""
+
+
+class Http1Connection(asyncio.Protocol):
+    """One TCP connection speaking HTTP/1.1; `request()` sends raw bytes, returns the response."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[HttpResponse] | None = None
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._socket = None
+        self._final_wire = WireBytes()
+        self.reusable = True
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Http1Connection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(cls, host, port)
+        return protocol
+
+    # asyncio.Protocol callbacks -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._socket = transport.get_extra_info("socket")
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ResponseInvalid(f"malformed HTTP response: {exc}"))
+            self._close_transport()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        self._fail(ConnectionClosed("server closed the connection"))
+
+    # httptools callbacks --------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        response = HttpResponse(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        self._headers = {}
+        self._body = []
+        if not self._parser.should_keep_alive():
+            self.reusable = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is None:
+            self._fail(ResponseInvalid("response arrived with no request outstanding"))
+        elif not waiter.done():
+            waiter.set_result(response)
+
+    # Client API -----------------------------------------------------------------------
+    def request(self, raw_request: bytes) -> asyncio.Future[HttpResponse]:
+        if not self.reusable or self._transport is None:
+            raise ConnectionClosed("connection is not reusable")
+        if self._waiter is not None:
+            raise RuntimeError("one request at a time on an HTTP/1.1 connection")
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.write(raw_request)
+        return self._waiter
+
+    def wire_bytes(self) -> WireBytes:
+        if self._transport is not None and not self._transport.is_closing():
+            measured = tcp_wire_bytes(self._socket)
+            if measured is not None:
+                self._final_wire = measured
+        return self._final_wire
+
+    def close(self) -> None:
+        self.wire_bytes()  # keep the final counts: the socket is gone after this
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, exc: Exception) -> None:
+        self.reusable = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)

@@ -1,0 +1,91 @@
+"""What a run was measured on: machine, kernel, Python, packages, and code version."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+# The packages whose versions change results; recorded with every run.
+RECORDED_PACKAGES = (
+    "aiohttp",
+    "httptools",
+    "uvloop",
+    "orjson",
+    "pydantic",
+    "hdrhistogram",
+    "psutil",
+    "grpcio",
+    "protobuf",
+    "websockets",
+    "graphql-core",
+    "paho-mqtt",
+    "locust",
+    "matplotlib",
+    "pandas",
+)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(directory: Path) -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def collect(project_dir: Path) -> dict:
+    memory = psutil.virtual_memory()
+    usable_cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable_cpus,
+        "memory_bytes": memory.total,
+        "os": platform.system(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "packages": package_versions(),
+        "git": git_commit(project_dir),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+def describe(environment: dict) -> str:
+    """One line for chart footers."""
+    commit = (environment.get("git") or {}).get("commit") or "unknown"
+    return (
+        f"{environment.get('cpu_model', '?')}, {len(environment.get('usable_cpus') or [])} CPUs, "
+        f"Linux {environment.get('kernel', '?')}, Python {environment.get('python', '?')}, "
+        f"commit {commit[:8]}"
+    )

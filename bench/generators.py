@@ -1,0 +1,178 @@
+"""Generator processes: several load engines driving one point, started on a common clock.
+
+Each generator is its own process (its own interpreter and event loop on uvloop), pinned
+to the generator CPUs. They connect first, report ready, and then all start at the same
+monotonic instant, so their measured windows coincide and their histograms merge exactly.
+
+Generators ignore SIGINT: on Ctrl-C the runner asks them to stop, and they return what
+they measured so far instead of dying with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import uvloop
+
+from bench.drivers.base import DriverContext, Target
+from bench.engine import LoadEngine, LoadPlan
+from bench.patterns import get_pattern
+from bench.workload import ExpectedAnswers, Operation, operation_cycle
+from servers.dataset import DatasetSpec
+
+READY_TIMEOUT_S = 120.0
+STOP_POLL_S = 0.02
+
+
+class GeneratorFailed(Exception):
+    """A generator process could not connect, or crashed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class GeneratorJob:
+    """Everything one generator process needs; sent to it pickled."""
+
+    index: int
+    pattern: str
+    target: Target
+    dataset: DatasetSpec
+    plan: LoadPlan
+    mix: dict[str, float]
+    per_page: int
+    seed: int
+    options: dict = field(default_factory=dict)
+    cpus: tuple[int, ...] | None = None
+    operations: tuple[Operation, ...] | None = None  # a fixed cycle instead of the mix
+
+
+async def _watch_for_stop(stop_requested, engine: LoadEngine) -> None:
+    while not stop_requested.is_set():
+        await asyncio.sleep(STOP_POLL_S)
+    engine.request_stop()
+
+
+async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
+    operations = list(
+        job.operations or operation_cycle(job.mix, job.dataset, job.per_page, job.seed)
+    )
+    expected = ExpectedAnswers(job.dataset)
+    expected.prepare(operations)
+    driver_class = get_pattern(job.pattern).driver_class()
+    engine = LoadEngine(
+        driver_class(job.target, DriverContext(expected, job.options)), job.plan, operations
+    )
+    try:
+        await engine.open()
+        pipe.send(("ready", None))
+        message = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        if message[0] != "go":
+            return
+        watcher = asyncio.create_task(_watch_for_stop(stop_requested, engine))
+        result = await engine.run(message[1])
+        watcher.cancel()
+        pipe.send(("result", result.to_dict()))
+    finally:
+        await engine.close()
+
+
+def _generator_main(job: GeneratorJob, pipe, stop_requested) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if job.cpus:
+        os.sched_setaffinity(0, job.cpus)
+    try:
+        uvloop.run(_generate(job, pipe, stop_requested))
+    except BaseException as exc:  # report, do not print a traceback into the runner's output
+        with contextlib.suppress(OSError):
+            pipe.send(("error", f"generator {job.index}: {type(exc).__name__}: {exc}"))
+
+
+class GeneratorGroup:
+    """Start, synchronise, stop and collect a point's generator processes."""
+
+    def __init__(self, jobs: list[GeneratorJob]) -> None:
+        self.jobs = jobs
+        self._context = multiprocessing.get_context("spawn")
+        self.stop_requested = self._context.Event()
+        self._processes: list = []
+        self._pipes: list = []
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Spawn every generator and wait until all have their connections open."""
+        for job in self.jobs:
+            parent_end, child_end = self._context.Pipe()
+            process = self._context.Process(
+                target=_generator_main,
+                args=(job, child_end, self.stop_requested),
+                name=f"generator-{job.index}",
+                daemon=True,
+            )
+            process.start()
+            child_end.close()
+            self._processes.append(process)
+            self._pipes.append(parent_end)
+        for pipe in self._pipes:
+            kind, detail = self._receive(pipe, time.monotonic() + timeout_s)
+            if kind != "ready":
+                raise GeneratorFailed(detail)
+
+    def go(self, start_ns: int) -> None:
+        for pipe in self._pipes:
+            pipe.send(("go", start_ns))
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    def collect(self, timeout_s: float) -> list[dict]:
+        """Each generator's result; raises GeneratorFailed for one that crashed or hung."""
+        deadline = time.monotonic() + timeout_s
+        results = []
+        for pipe in self._pipes:
+            kind, detail = self._receive(pipe, deadline)
+            if kind != "result":
+                raise GeneratorFailed(detail)
+            results.append(detail)
+        return results
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("abort", None))
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for pipe in self._pipes:
+            pipe.close()
+
+    def _receive(self, pipe, deadline: float) -> tuple[str, object]:
+        index = self._pipes.index(pipe)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "error", f"generator {index} did not answer in time"
+            try:
+                if pipe.poll(min(remaining, 0.5)):
+                    return pipe.recv()
+            except (EOFError, OSError):
+                code = self._processes[index].exitcode
+                return "error", f"generator {index} exited (code {code}) without a result"
+            if not self._processes[index].is_alive() and not pipe.poll(0):
+                code = self._processes[index].exitcode
+                return "error", f"generator {index} exited (code {code}) without a result"
+
+    def __enter__(self) -> GeneratorGroup:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

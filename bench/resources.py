@@ -1,0 +1,78 @@
+"""Where processes run (CPU placement) and what the servers cost (CPU seconds, RSS)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs servers and generators are pinned to; None means not pinned."""
+
+    server_cpus: tuple[int, ...] | None
+    generator_cpus: tuple[int, ...] | None
+    note: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_placement(pin: bool) -> Placement:
+    """Servers on the upper half of the CPUs we may use, generators on the lower half.
+
+    Disjoint CPUs keep the generator from stealing the server's cycles (and the other way
+    round), so that a point's throughput is the server's, not a scheduling accident.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin:
+        return Placement(None, None, "not pinned: the scenario sets load.pin_cpus = false")
+    if len(cpus) < 2:
+        return Placement(None, None, f"not pinned: only {len(cpus)} CPU available")
+    half = len(cpus) // 2
+    generators, servers = tuple(cpus[:half]), tuple(cpus[half:])
+    return Placement(servers, generators, f"servers on CPUs {servers}, generators on {generators}")
+
+
+@dataclass(frozen=True)
+class ServerUsage:
+    cpu_s: float  # user + system CPU seconds in the measured window, all server processes
+    peak_rss_bytes: int  # the largest sampled resident set size, summed over the processes
+
+
+class ServerMonitor:
+    """Sample server processes' CPU time and resident memory over the measured window."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self._cpu_start = 0.0
+        self._peak_rss = 0
+
+    def _cpu_now(self) -> float:
+        total = 0.0
+        for process in self.processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+        return total
+
+    def start_window(self) -> None:
+        self._cpu_start = self._cpu_now()
+        self.sample()
+
+    def sample(self) -> None:
+        rss = 0
+        for process in self.processes:
+            try:
+                rss += process.memory_info().rss
+            except psutil.Error:
+                continue
+        self._peak_rss = max(self._peak_rss, rss)
+
+    def end_window(self) -> ServerUsage:
+        self.sample()
+        return ServerUsage(round(self._cpu_now() - self._cpu_start, 4), self._peak_rss)

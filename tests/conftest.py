@@ -1,0 +1,81 @@
+"""Shared fixtures: real servers on free ports, stopped afterwards, and process hygiene."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.patterns import get_pattern
+from bench.serverproc import ServerProcess
+from servers.dataset import DatasetSpec
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SMALL_DATASET = DatasetSpec(users=50, payload_bytes=1024)
+
+
+def children() -> set[int]:
+    """Our descendants, except multiprocessing's resource tracker: the standard library
+    starts one per process on first use of a semaphore and it ends with this process."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "multiprocessing.resource_tracker" not in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Every test must stop what it started: no process of ours outlives its test."""
+    before = children()
+    yield
+    leftovers = [psutil.Process(pid) for pid in children() - before if psutil.pid_exists(pid)]
+    alive = []
+    for process in leftovers:
+        try:
+            # A process already told to exit gets a moment to finish doing so.
+            process.wait(timeout=5)
+        except psutil.TimeoutExpired:
+            alive.append(" ".join(process.cmdline()))
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not alive, f"processes left behind: {alive}"
+
+
+def start_server(
+    tmp_path: Path,
+    pattern: str,
+    dataset: DatasetSpec = SMALL_DATASET,
+    extra: list[str] | None = None,
+) -> ServerProcess:
+    ready = tmp_path / f".{pattern}.ready"
+    command = get_pattern(pattern).server_command(dataset, ready) + (extra or [])
+    server = ServerProcess(pattern, command, tmp_path / f"{pattern}.log", ready)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def rest_server(tmp_path):
+    server = start_server(tmp_path, "rest")
+    yield server
+    server.stop()
+
+
+def run_bench(*args: str, cwd: Path = PROJECT_DIR, timeout: float = 120):
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
