@@ -1,17 +1,19 @@
 # Two commands do all the set-up on a fresh machine:
 #   make bench   calibrate the generator against wrk, run every scenario, write results and charts
 #   make test    run the test suite
-# Both create .venv, install the pinned dependencies and, where the machine allows it,
-# the system packages the harness uses (wrk, curl, mosquitto).
+# Both create .venv, install the pinned dependencies, generate the gRPC stubs and, where the
+# machine allows it, install the system packages the harness uses (wrk, curl, mosquitto).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SYSTEM_PACKAGES := $(VENV)/.system-packages
+PROTOS := $(wildcard protos/*.proto)
+GENERATED := servers/generated/.stamp
 SCENARIOS ?= scenarios/*.toml
 
-.PHONY: bench test setup quick calibrate lint format clean
+.PHONY: bench test setup protos quick calibrate lint format clean
 
 bench: setup
 	$(BIN)/bench calibrate
@@ -26,7 +28,7 @@ quick: setup
 calibrate: setup
 	$(BIN)/bench calibrate
 
-setup: $(SYSTEM_PACKAGES) $(INSTALLED)
+setup: $(SYSTEM_PACKAGES) $(INSTALLED) $(GENERATED)
 
 $(SYSTEM_PACKAGES): scripts/install-system-packages.sh
 	@mkdir -p $(VENV)
@@ -40,6 +42,18 @@ $(INSTALLED): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
+# gRPC stubs, generated from protos/ by grpcio-tools: never edited, never committed.
+# The virtual proto path makes the generated modules import each other as servers.generated.
+protos: $(GENERATED)
+
+$(GENERATED): $(PROTOS) $(INSTALLED)
+	@mkdir -p servers/generated
+	@echo '"""gRPC stubs generated from protos/ by `make protos`. Do not edit."""' \
+		> servers/generated/__init__.py
+	$(BIN)/python -m grpc_tools.protoc --proto_path=servers/generated=protos \
+		--python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	@touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,4 +63,4 @@ format: setup
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) servers/generated *.egg-info .pytest_cache .ruff_cache

@@ -97,7 +97,6 @@ def run_harness(
     job = GeneratorJob(
         index=0,
         pattern="rest",
-        target=target,
         dataset=dataset,
         plan=LoadPlan("closed", concurrency, warmup_s, duration_s),
         mix={"get_user": 1.0},
@@ -107,7 +106,7 @@ def run_harness(
         cpus=placement.generator_cpus,
     )
     with GeneratorGroup([job]) as group:
-        group.start()
+        group.start(target)
         start_ns = time.monotonic_ns() + 100_000_000
         group.go(start_ns)
         monitor = ServerMonitor([server_pid])

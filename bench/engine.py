@@ -95,7 +95,6 @@ class LoadEngine:
         self.send_lag = LatencyHistogram()
         self.result = GeneratorResult()
         self._connections: list[Connection | None] = []
-        self._closed_wire = WireBytes()
         self._measure_from_ns = 0
         self._end_ns = 0
         self._stop = asyncio.Event()
@@ -242,17 +241,12 @@ class LoadEngine:
         if connection is None:
             return
         self._connections[slot] = None
-        self._closed_wire += connection.wire_bytes()
         with contextlib.suppress(Exception):  # one that fails to close is gone all the same
             await connection.close()
 
     # Measurement window ---------------------------------------------------------------
     def _snapshot(self) -> tuple[float, WireBytes]:
-        wire = self._closed_wire
-        for connection in self._connections:
-            if connection is not None:
-                wire += connection.wire_bytes()
-        return time.process_time(), wire
+        return time.process_time(), self.driver.wire_bytes()
 
     async def _measure_window(self) -> None:
         if not self._stop.is_set():

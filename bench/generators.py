@@ -23,6 +23,7 @@ import uvloop
 
 from bench.drivers.base import DriverContext, Target
 from bench.engine import LoadEngine, LoadPlan
+from bench.options import PatternOptions
 from bench.patterns import get_pattern
 from bench.workload import ExpectedAnswers, Operation, operation_cycle
 from servers.dataset import DatasetSpec
@@ -41,13 +42,12 @@ class GeneratorJob:
 
     index: int
     pattern: str
-    target: Target
     dataset: DatasetSpec
     plan: LoadPlan
     mix: dict[str, float]
     per_page: int
     seed: int
-    options: dict = field(default_factory=dict)
+    options: PatternOptions = field(default_factory=PatternOptions)
     cpus: tuple[int, ...] | None = None
     operations: tuple[Operation, ...] | None = None  # a fixed cycle instead of the mix
 
@@ -59,19 +59,23 @@ async def _watch_for_stop(stop_requested, engine: LoadEngine) -> None:
 
 
 async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
+    # Everything up to the first message is done while the server is still starting.
     operations = list(
         job.operations or operation_cycle(job.mix, job.dataset, job.per_page, job.seed)
     )
     expected = ExpectedAnswers(job.dataset)
     expected.prepare(operations)
     driver_class = get_pattern(job.pattern).driver_class()
-    engine = LoadEngine(
-        driver_class(job.target, DriverContext(expected, job.options)), job.plan, operations
-    )
+    loop = asyncio.get_running_loop()
+    message = await loop.run_in_executor(None, pipe.recv)
+    if message[0] != "connect":
+        return
+    driver = driver_class(message[1], DriverContext(expected, job.options))
+    engine = LoadEngine(driver, job.plan, operations)
     try:
         await engine.open()
         pipe.send(("ready", None))
-        message = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        message = await loop.run_in_executor(None, pipe.recv)
         if message[0] != "go":
             return
         watcher = asyncio.create_task(_watch_for_stop(stop_requested, engine))
@@ -103,8 +107,8 @@ class GeneratorGroup:
         self._processes: list = []
         self._pipes: list = []
 
-    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Spawn every generator and wait until all have their connections open."""
+    def spawn(self) -> None:
+        """Start every generator process; they get ready while the server starts."""
         for job in self.jobs:
             parent_end, child_end = self._context.Pipe()
             process = self._context.Process(
@@ -117,10 +121,21 @@ class GeneratorGroup:
             child_end.close()
             self._processes.append(process)
             self._pipes.append(parent_end)
+
+    def connect(self, target: Target, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Point every generator at the server and wait until their connections are open."""
         for pipe in self._pipes:
-            kind, detail = self._receive(pipe, time.monotonic() + timeout_s)
+            pipe.send(("connect", target))
+        deadline = time.monotonic() + timeout_s
+        for pipe in self._pipes:
+            kind, detail = self._receive(pipe, deadline)
             if kind != "ready":
                 raise GeneratorFailed(detail)
+
+    def start(self, target: Target, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """spawn() and connect() in one step."""
+        self.spawn()
+        self.connect(target, timeout_s)
 
     def go(self, start_ns: int) -> None:
         for pipe in self._pipes:

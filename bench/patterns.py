@@ -1,20 +1,27 @@
 """The registry of API patterns: the one place a new pattern is added.
 
 A pattern is its server module in `servers/`, its driver in `bench/drivers/`, and one
-entry below. Nothing else in the runner knows pattern names.
+entry below. Nothing else in the runner knows pattern names. A variant (GraphQL asking
+for a few fields, say) is another entry with the same server and driver and fixed options.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.drivers.base import Driver
+from bench.options import PatternOptions
 from servers.dataset import DatasetSpec
 
 REQUEST_RESPONSE = "request_response"
+
+
+def _load(path: str):
+    module_name, attribute = path.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 @dataclass(frozen=True)
@@ -25,20 +32,28 @@ class Pattern:
     server_module: str  # run as `python -m <server_module>`
     driver_path: str  # "module:Class"
     color: str  # one fixed colour per pattern, across every chart
+    options_path: str | None = None  # "module:Class" of its PatternOptions, if it has any
+    fixed_options: dict = field(default_factory=dict)  # what makes a variant a variant
 
     def driver_class(self) -> type[Driver]:
-        module_name, class_name = self.driver_path.split(":")
-        return getattr(importlib.import_module(module_name), class_name)
+        return _load(self.driver_path)
+
+    def options_class(self) -> type[PatternOptions]:
+        return _load(self.options_path) if self.options_path else PatternOptions
+
+    def options(self, settings: dict | None = None) -> PatternOptions:
+        """This pattern's options from a scenario's settings; raises pydantic's
+        ValidationError for bad ones. A variant's fixed options always win."""
+        return self.options_class().model_validate({**(settings or {}), **self.fixed_options})
 
     def server_command(
-        self, dataset: DatasetSpec, ready_file: Path, options: dict | None = None
+        self, dataset: DatasetSpec, ready_file: Path, options: PatternOptions | None = None
     ) -> list[str]:
         command = [sys.executable, "-m", self.server_module, "--ready-file", str(ready_file)]
-        command += dataset.as_args()
-        for key, value in (options or {}).items():
-            command += [f"--{key.replace('_', '-')}", str(value)]
-        return command
+        return command + dataset.as_args() + (options or self.options()).server_args()
 
+
+_RR = frozenset({REQUEST_RESPONSE})
 
 PATTERNS: dict[str, Pattern] = {
     pattern.name: pattern
@@ -46,10 +61,63 @@ PATTERNS: dict[str, Pattern] = {
         Pattern(
             name="rest",
             label="REST (aiohttp, JSON)",
-            workloads=frozenset({REQUEST_RESPONSE}),
+            workloads=_RR,
             server_module="servers.rest",
             driver_path="bench.drivers.rest:RestDriver",
             color="#1f77b4",
+        ),
+        Pattern(
+            name="graphql",
+            label="GraphQL (graphql-core, all fields)",
+            workloads=_RR,
+            server_module="servers.graphql",
+            driver_path="bench.drivers.graphql:GraphqlDriver",
+            options_path="bench.drivers.graphql:GraphqlOptions",
+            color="#e377c2",
+        ),
+        Pattern(
+            name="graphql-fields",
+            label="GraphQL (graphql-core, 3 fields)",
+            workloads=_RR,
+            server_module="servers.graphql",
+            driver_path="bench.drivers.graphql:GraphqlDriver",
+            options_path="bench.drivers.graphql:GraphqlOptions",
+            fixed_options={"selection": "few"},
+            color="#f7b6d2",
+        ),
+        Pattern(
+            name="grpc",
+            label="gRPC (grpc.aio, Protobuf)",
+            workloads=_RR,
+            server_module="servers.grpc",
+            driver_path="bench.drivers.grpc:GrpcDriver",
+            options_path="bench.drivers.grpc:GrpcOptions",
+            color="#2ca02c",
+        ),
+        Pattern(
+            name="websocket",
+            label="WebSocket (websockets, JSON)",
+            workloads=_RR,
+            server_module="servers.websocket",
+            driver_path="bench.drivers.websocket:WebsocketDriver",
+            options_path="bench.drivers.websocket:WebsocketOptions",
+            color="#ff7f0e",
+        ),
+        Pattern(
+            name="jsonrpc",
+            label="JSON-RPC 2.0 (aiohttp)",
+            workloads=_RR,
+            server_module="servers.jsonrpc",
+            driver_path="bench.drivers.jsonrpc:JsonRpcDriver",
+            color="#9467bd",
+        ),
+        Pattern(
+            name="soap",
+            label="SOAP 1.1 (aiohttp, XML)",
+            workloads=_RR,
+            server_module="servers.soap",
+            driver_path="bench.drivers.soap:SoapDriver",
+            color="#8c564b",
         ),
     ]
 }

@@ -22,6 +22,7 @@ from bench.drivers.base import DriverContext, Target
 from bench.engine import LoadPlan
 from bench.generators import GeneratorFailed, GeneratorGroup, GeneratorJob
 from bench.metrics import TrialResult, build_trial, failed_trial
+from bench.options import PatternOptions
 from bench.patterns import Pattern, get_pattern
 from bench.resources import Placement, ServerMonitor, plan_placement
 from bench.results import (
@@ -40,7 +41,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUICK_TIMING = Timing(warmup_s=0.3, duration_s=1.0, repeats=1)
 HEALTH_TIMEOUT_S = 15.0
 START_DELAY_NS = 100_000_000  # between "all generators ready" and the common start
-TRIAL_OVERHEAD_S = 2.0  # server start, health check, generator spawn: for time-left estimates
+TRIAL_OVERHEAD_S = 0.9  # server start, health check, generator spawn: for time-left estimates
 SAMPLE_INTERVAL_S = 0.1
 
 
@@ -62,9 +63,10 @@ def effective_timing(scenario: Scenario, quick: bool) -> Timing:
     return QUICK_TIMING if quick else scenario.timing
 
 
-def point_config(scenario: Scenario, timing: Timing) -> dict:
+def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) -> dict:
     load = scenario.load
     return {
+        "options": options.model_dump(),
         "workload": scenario.workload.model_dump(),
         "model": load.model,
         "concurrency": load.concurrency,
@@ -82,7 +84,11 @@ def point_config(scenario: Scenario, timing: Timing) -> dict:
 
 
 def generator_jobs(
-    pattern: Pattern, scenario: Scenario, timing: Timing, target: Target, placement: Placement
+    pattern: Pattern,
+    scenario: Scenario,
+    timing: Timing,
+    placement: Placement,
+    options: PatternOptions,
 ) -> list[GeneratorJob]:
     """Split the point's connections (and open-loop rate) across its generator processes."""
     load = scenario.load
@@ -105,12 +111,12 @@ def generator_jobs(
             GeneratorJob(
                 index=index,
                 pattern=pattern.name,
-                target=target,
                 dataset=scenario.dataset,
                 plan=plan,
                 mix=dict(scenario.workload.mix),
                 per_page=scenario.workload.per_page,
                 seed=scenario.seed * 1000 + index,
+                options=options,
                 cpus=placement.generator_cpus,
             )
         )
@@ -129,9 +135,15 @@ async def _check_health(pattern: Pattern, target: Target, context: DriverContext
         await driver.close()
 
 
-def check_health(pattern: Pattern, server: ServerProcess, target: Target, scenario: Scenario):
+def check_health(
+    pattern: Pattern,
+    server: ServerProcess,
+    target: Target,
+    scenario: Scenario,
+    options: PatternOptions,
+) -> None:
     """A real request, validated like any other: a server that answers wrongly is not healthy."""
-    context = DriverContext(ExpectedAnswers(scenario.dataset))
+    context = DriverContext(ExpectedAnswers(scenario.dataset), options)
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while True:
         try:
@@ -165,59 +177,72 @@ def run_trial(
     timing: Timing,
     run_dir: Path,
     placement: Placement,
+    options: PatternOptions,
 ) -> TrialResult:
+    """One pattern at one point, once: a fresh server, fresh generators, one measurement."""
     scenario = point.scenario
     name = f"{point.index:02d}-{pattern.name}-r{repeat}"
     ready_file = run_dir / "logs" / f".{name}.ready"
-    command = pattern.server_command(scenario.dataset, ready_file)
-    offered = scenario.load.rate_per_s
     server = ServerProcess(
-        pattern.name, command, run_dir / "logs" / f"{name}.log", ready_file, placement.server_cpus
+        pattern.name,
+        pattern.server_command(scenario.dataset, ready_file, options),
+        run_dir / "logs" / f"{name}.log",
+        ready_file,
+        placement.server_cpus,
     )
-    with server:
+    jobs = generator_jobs(pattern, scenario, timing, placement, options)
+    with server, GeneratorGroup(jobs) as group:
+        group.spawn()  # the generators load while the server starts
         try:
-            port = server.start()
-            target = Target("127.0.0.1", port)
-            check_health(pattern, server, target, scenario)
+            target = Target("127.0.0.1", server.start())
+            check_health(pattern, server, target, scenario, options)
+            group.connect(target)
         except ServerFailed as exc:
             return failed_trial(repeat, "failed", str(exc))
+        except GeneratorFailed as exc:
+            return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
         finally:
             ready_file.unlink(missing_ok=True)
-        jobs = generator_jobs(pattern, scenario, timing, target, placement)
-        with GeneratorGroup(jobs) as group:
-            try:
-                group.start()
-            except GeneratorFailed as exc:
-                return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
-            start_ns = time.monotonic_ns() + START_DELAY_NS
-            measure_from_ns = start_ns + round(timing.warmup_s * 1e9)
-            end_ns = measure_from_ns + round(timing.duration_s * 1e9)
-            group.go(start_ns)
-            monitor = ServerMonitor([server.pid])
-            try:
-                alive = _wait_until(measure_from_ns, server, None)
-                if alive:
-                    monitor.start_window()
-                    alive = _wait_until(end_ns, server, monitor)
-                if not alive:
-                    group.request_stop()
-                usage = monitor.end_window()
-                results = group.collect(timeout_s=scenario.load.timeout_s + 30)
-            except KeyboardInterrupt:
-                group.request_stop()
-                results = group.collect(timeout_s=scenario.load.timeout_s + 5)
-                raise TrialInterrupted(
-                    build_trial(
-                        repeat, results, None, offered, "interrupted", "interrupted by user"
-                    )
-                ) from None
-            except GeneratorFailed as exc:
-                return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
-            if not alive:
-                problem = f"exited with code {server.exit_code()} during the measurement"
-                error = str(ServerFailed(pattern.name, problem, server.log_tail()))
-                return build_trial(repeat, results, usage, offered, "failed", error)
-            return build_trial(repeat, results, usage, offered)
+        return _measure(pattern, server, group, scenario, timing, repeat)
+
+
+def _measure(
+    pattern: Pattern,
+    server: ServerProcess,
+    group: GeneratorGroup,
+    scenario: Scenario,
+    timing: Timing,
+    repeat: int,
+) -> TrialResult:
+    """Start the generators together, watch the server through the window, collect."""
+    offered = scenario.load.rate_per_s
+    start_ns = time.monotonic_ns() + START_DELAY_NS
+    measure_from_ns = start_ns + round(timing.warmup_s * 1e9)
+    end_ns = measure_from_ns + round(timing.duration_s * 1e9)
+    group.go(start_ns)
+    monitor = ServerMonitor([server.pid])
+    try:
+        alive = _wait_until(measure_from_ns, server, None)
+        if alive:
+            monitor.start_window()
+            alive = _wait_until(end_ns, server, monitor)
+        if not alive:
+            group.request_stop()
+        usage = monitor.end_window()
+        results = group.collect(timeout_s=scenario.load.timeout_s + 30)
+    except KeyboardInterrupt:
+        group.request_stop()
+        results = group.collect(timeout_s=scenario.load.timeout_s + 5)
+        raise TrialInterrupted(
+            build_trial(repeat, results, None, offered, "interrupted", "interrupted by user")
+        ) from None
+    except GeneratorFailed as exc:
+        return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
+    if not alive:
+        problem = f"exited with code {server.exit_code()} during the measurement"
+        error = str(ServerFailed(pattern.name, problem, server.log_tail()))
+        return build_trial(repeat, results, usage, offered, "failed", error)
+    return build_trial(repeat, results, usage, offered)
 
 
 def _format_trial(trial: TrialResult) -> str:
@@ -241,7 +266,10 @@ def _remaining(trials_left: int, timing: Timing) -> str:
 
 
 def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
-    """Run every trial of a scenario and write its run folder; returns the folder."""
+    """Run every trial of a scenario and write its run folder; returns the folder.
+
+    `options` are the run's (quick mode, results folder); each pattern's own options come
+    from the scenario (`loaded.options`)."""
     scenario = loaded.scenario
     timing = effective_timing(scenario, options.quick)
     patterns = [
@@ -279,7 +307,7 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
                 sweep_value=point.sweep_value,
                 pattern=pattern.name,
                 pattern_label=pattern.label,
-                config=point_config(point.scenario, timing),
+                config=point_config(point.scenario, timing, loaded.options[pattern.name]),
             )
         )
         for point in loaded.points
@@ -304,7 +332,15 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
                         f"repeat {repeat + 1}/{timing.repeats}"
                         f" (about {_remaining(total - done + 1, timing)} left)"
                     )
-                    trial = run_trial(pattern, point, repeat, timing, run_dir, placement)
+                    trial = run_trial(
+                        pattern,
+                        point,
+                        repeat,
+                        timing,
+                        run_dir,
+                        placement,
+                        loaded.options[pattern.name],
+                    )
                     records[(point.index, pattern.name)].add_trial(trial)
                     recorder.save()
                     options.progress(_format_trial(trial))

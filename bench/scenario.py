@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from bench.options import PatternOptions
 from bench.patterns import PATTERNS, REQUEST_RESPONSE
 from bench.workload import OperationName
 from servers.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
@@ -140,6 +141,9 @@ class Scenario(_Strict):
     load: Load
     timing: Timing = Field(default_factory=Timing)
     sweep: Sweep | None = None
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-pattern settings: [options.<pattern>]"
+    )
     seed: int = 1
 
     @field_validator("patterns")
@@ -180,6 +184,7 @@ class LoadedScenario:
     text: str
     scenario: Scenario
     points: list[Point]
+    options: dict[str, PatternOptions]  # every pattern of the scenario, defaults filled in
 
 
 class ScenarioError(Exception):
@@ -208,8 +213,32 @@ def load_scenario(path: Path) -> LoadedScenario:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError([f"{path}: {line}" for line in describe_errors(exc)]) from None
-    points = _expand_points(path, raw, scenario)
-    return LoadedScenario(scenario_name(path), path, text, scenario, points)
+    options, problems = _resolve_options(path, scenario)
+    try:
+        points = _expand_points(path, raw, scenario)
+    except ScenarioError as exc:
+        problems += exc.problems
+    if problems:
+        raise ScenarioError(problems)
+    return LoadedScenario(scenario_name(path), path, text, scenario, points, options)
+
+
+def _resolve_options(path: Path, scenario: Scenario) -> tuple[dict[str, PatternOptions], list]:
+    problems = [
+        f"{path}: options.{name}: not a pattern of this scenario; "
+        f"its patterns: {', '.join(scenario.patterns)}"
+        for name in scenario.options
+        if name not in scenario.patterns
+    ]
+    resolved = {}
+    for name in scenario.patterns:
+        pattern = PATTERNS[name]
+        try:
+            resolved[name] = pattern.options(scenario.options.get(name))
+        except ValidationError as exc:
+            for line in describe_errors(exc, pattern.options_class(), ("options", name)):
+                problems.append(f"{path}: {line}")
+    return resolved, problems
 
 
 def _expand_points(path: Path, raw: dict, scenario: Scenario) -> list[Point]:
@@ -232,19 +261,23 @@ def _expand_points(path: Path, raw: dict, scenario: Scenario) -> list[Point]:
 
 
 # Turning pydantic's errors into lines a person can act on --------------------------------
-def describe_errors(error: ValidationError) -> list[str]:
-    return [_describe(item) for item in error.errors()]
+def describe_errors(
+    error: ValidationError, model: type[BaseModel] | None = None, prefix: tuple = ()
+) -> list[str]:
+    """One line per error: field path, bad value, what is allowed. `model` is the model
+    that was validated (default Scenario) and `prefix` its place in the file."""
+    return [_describe(item, model or Scenario, prefix) for item in error.errors()]
 
 
-def _describe(item: dict) -> str:
-    location = _path(item["loc"])
+def _describe(item: dict, model: type[BaseModel], prefix: tuple) -> str:
+    location = _path(prefix + tuple(item["loc"]))
     message = re.sub(r"^(Value|Assertion) error, ", "", item["msg"])
     kind = item["type"]
     if kind == "missing":
         return f"{location}: required field is missing"
     value = _show(item["input"])
     if kind == "extra_forbidden":
-        allowed = ", ".join(_fields_at(item["loc"][:-1])) or "none"
+        allowed = ", ".join(_fields_at(model, item["loc"][:-1])) or "none"
         return f"{location} = {value}: unknown field; allowed here: {allowed}"
     if location:
         return f"{location} = {value}: {message}"
@@ -268,9 +301,8 @@ def _show(value: object) -> str:
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
-def _fields_at(loc: tuple) -> list[str]:
+def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     """The field names the schema allows at `loc`, for 'unknown field' messages."""
-    model: type[BaseModel] | None = Scenario
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []

@@ -7,6 +7,7 @@ They are measured, never computed from payload sizes.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -48,3 +49,46 @@ def tcp_wire_bytes(sock: socket.socket | None) -> WireBytes | None:
     (received,) = struct.unpack_from("=Q", info, _BYTES_RECEIVED_OFFSET)
     (sent,) = struct.unpack_from("=Q", info, _BYTES_SENT_OFFSET)
     return WireBytes(sent=sent, received=received)
+
+
+def process_wire_bytes(port: int, *, local: bool = False) -> WireBytes:
+    """Bytes on every TCP socket of this process connected to `port` (or, with `local`,
+    accepted on our own `port`), read from the kernel through duplicates of their fds.
+
+    This finds the sockets a library keeps to itself (grpcio's C core, for one) as well as
+    our own, so every pattern is measured the same way. A socket closed since the last
+    reading takes its bytes with it: only connections replaced after errors do that.
+    """
+    total = WireBytes()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            duplicate = os.dup(int(name))
+        except OSError:
+            continue  # closed meanwhile
+        try:
+            sock = socket.socket(fileno=duplicate)
+        except OSError:
+            os.close(duplicate)
+            continue
+        with sock:
+            if sock.type != socket.SOCK_STREAM or sock.family not in (
+                socket.AF_INET,
+                socket.AF_INET6,
+            ):
+                continue
+            try:
+                address = sock.getsockname() if local else sock.getpeername()
+            except OSError:
+                continue  # not connected (a listening socket, or one being set up)
+            if address[1] != port or (local and _is_listening(sock)):
+                continue
+            measured = tcp_wire_bytes(sock)
+            if measured is not None:
+                total += measured
+    return total
+
+
+def _is_listening(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))

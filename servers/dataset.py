@@ -44,10 +44,13 @@ class DatasetSpec:
 
     def as_args(self) -> list[str]:
         return [
-            "--users", str(self.users),
-            "--payload-bytes", str(self.payload_bytes),
-            "--seed", str(self.seed),
-        ]  # fmt: skip
+            "--users",
+            str(self.users),
+            "--payload-bytes",
+            str(self.payload_bytes),
+            "--seed",
+            str(self.seed),
+        ]
 
 
 class OrderInputError(ValueError):

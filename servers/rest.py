@@ -112,13 +112,7 @@ def main() -> None:
     app = build_app(runtime.dataset_from(args), args.max_request_bytes)
 
     async def run(stop: asyncio.Event) -> None:
-        # No access log: formatting a line per request would be measured as REST's cost.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        runtime.announce_ready(args.ready_file, sock.getsockname()[1])
-        await stop.wait()
-        await runner.cleanup()
+        await runtime.serve_aiohttp(app, sock, args.ready_file, stop)
 
     runtime.serve(run)
 

@@ -72,6 +72,21 @@ def announce_ready(ready_file: Path | None, port: int) -> None:
     partial.rename(ready_file)
 
 
+async def serve_aiohttp(
+    app, sock: socket.socket, ready_file: Path | None, stop: asyncio.Event
+) -> None:
+    """Serve an aiohttp application on `sock` until `stop` is set."""
+    from aiohttp import web
+
+    # No access log: formatting a line per request would be measured as the pattern's cost.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    announce_ready(ready_file, sock.getsockname()[1])
+    await stop.wait()
+    await runner.cleanup()
+
+
 def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `main(stop)` on uvloop until SIGTERM or SIGINT sets `stop`."""
 

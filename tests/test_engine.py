@@ -32,9 +32,6 @@ class ScriptedConnection(Connection):
         self.driver.sends.append(now)
         await self.driver.behaviour(now, len(self.driver.sends))
 
-    def wire_bytes(self) -> WireBytes:
-        return WireBytes(10 * len(self.driver.sends), 100 * len(self.driver.sends))
-
     async def close(self) -> None:
         self.driver.closed += 1
 
@@ -51,6 +48,9 @@ class ScriptedDriver(Driver):
     async def connect(self) -> Connection:
         self.connects += 1
         return ScriptedConnection(self)
+
+    def wire_bytes(self) -> WireBytes:
+        return WireBytes(10 * len(self.sends), 100 * len(self.sends))
 
 
 async def instant(now_ns: int, number: int) -> None:

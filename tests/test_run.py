@@ -133,7 +133,6 @@ def test_a_server_with_the_wrong_data_cannot_look_fast(tmp_path):
         job = GeneratorJob(
             index=0,
             pattern="rest",
-            target=Target("127.0.0.1", server.port),
             dataset=DatasetSpec(users=100, payload_bytes=1024, seed=42),
             plan=LoadPlan("closed", 2, warmup_s=0.1, duration_s=0.5),
             mix={"get_user": 1.0},
@@ -141,7 +140,7 @@ def test_a_server_with_the_wrong_data_cannot_look_fast(tmp_path):
             seed=1,
         )
         with GeneratorGroup([job]) as group:
-            group.start()
+            group.start(Target("127.0.0.1", server.port))
             group.go(time.monotonic_ns() + 50_000_000)
             trial = build_trial(0, group.collect(timeout_s=30), None, None)
     finally:

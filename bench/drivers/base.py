@@ -1,6 +1,6 @@
 """The one interface every pattern's client driver implements.
 
-The engine only ever calls `Driver.connect()`, `Connection.call()`, `Connection.wire_bytes()`
+The engine only ever calls `Driver.connect()`, `Driver.wire_bytes()`, `Connection.call()`
 and `Connection.close()`. It never branches on a pattern's name: what is specific to a
 pattern lives in its driver module and its registry entry.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from bench.wire import WireBytes
+from bench.options import PatternOptions
+from bench.wire import WireBytes, process_wire_bytes
 from bench.workload import ExpectedAnswers, Operation
 
 
@@ -34,7 +35,7 @@ class DriverContext:
     """What a driver needs besides the address: expected answers and per-pattern options."""
 
     expected: ExpectedAnswers
-    options: dict = field(default_factory=dict)
+    options: PatternOptions = field(default_factory=PatternOptions)
 
 
 class Connection(ABC):
@@ -45,12 +46,8 @@ class Connection(ABC):
         """Perform `operation` and validate the answer; raise ResponseInvalid if it is wrong."""
 
     @abstractmethod
-    def wire_bytes(self) -> WireBytes:
-        """Bytes sent and received on this connection so far, from the kernel's counters."""
-
-    @abstractmethod
     async def close(self) -> None:
-        """Close the connection; `wire_bytes()` keeps answering with the final counts."""
+        """Close the connection."""
 
 
 class Driver(ABC):
@@ -63,6 +60,10 @@ class Driver(ABC):
     @abstractmethod
     async def connect(self) -> Connection:
         """Open a new connection to the server."""
+
+    def wire_bytes(self) -> WireBytes:
+        """Bytes this process has exchanged with the server so far (kernel TCP counters)."""
+        return process_wire_bytes(self.target.port)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers share nothing
         """Release what the driver shares between connections (a channel, a session)."""

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import httptools
 
 from bench.drivers.base import ResponseInvalid
-from bench.wire import WireBytes, tcp_wire_bytes
 
 
 class HttpResponse(NamedTuple):
@@ -37,8 +36,6 @@ class Http1Connection(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._transport: asyncio.Transport | None = None
-        self._socket = None
-        self._final_wire = WireBytes()
         self.reusable = True
 
     @classmethod
@@ -50,7 +47,6 @@ class Http1Connection(asyncio.Protocol):
     # asyncio.Protocol callbacks -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -92,15 +88,7 @@ class Http1Connection(asyncio.Protocol):
         self._transport.write(raw_request)
         return self._waiter
 
-    def wire_bytes(self) -> WireBytes:
-        if self._transport is not None and not self._transport.is_closing():
-            measured = tcp_wire_bytes(self._socket)
-            if measured is not None:
-                self._final_wire = measured
-        return self._final_wire
-
     def close(self) -> None:
-        self.wire_bytes()  # keep the final counts: the socket is gone after this
         self._close_transport()
 
     def _close_transport(self) -> None:
@@ -113,3 +101,23 @@ class Http1Connection(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+
+
+def host_header(target) -> bytes:
+    """The Host header value for a target (IPv6 literals in brackets)."""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{host}:{target.port}".encode()
+
+
+def post_request(
+    path: bytes, host: bytes, content_type: bytes, body: bytes, extra_headers: bytes = b""
+) -> bytes:
+    """The bytes of an HTTP/1.1 POST request."""
+    return b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        path,
+        host,
+        content_type,
+        len(body),
+        extra_headers,
+        body,
+    )

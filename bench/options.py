@@ -1,0 +1,20 @@
+"""Per-pattern options: what a scenario may set for one pattern under `[options.<pattern>]`.
+
+Each pattern that takes options declares a `PatternOptions` model in its driver module and
+names it in its registry entry; the scenario loader validates `[options.<pattern>]`
+against it, so a typo there is an error like anywhere else.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class PatternOptions(BaseModel):
+    """No options. Subclasses add fields; `server_args` passes the server's share on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def server_args(self) -> list[str]:
+        """Command-line arguments for the pattern's server process."""
+        return []
