@@ -14,9 +14,11 @@ from pathlib import Path
 
 from bench.drivers.base import Driver
 from bench.options import PatternOptions
+from bench.serverproc import ServerGroup, ServerProcess
 from servers.dataset import DatasetSpec
 
 REQUEST_RESPONSE = "request_response"
+PUSH = "push"
 
 
 def _load(path: str):
@@ -34,6 +36,7 @@ class Pattern:
     color: str  # one fixed colour per pattern, across every chart
     options_path: str | None = None  # "module:Class" of its PatternOptions, if it has any
     fixed_options: dict = field(default_factory=dict)  # what makes a variant a variant
+    launcher_path: str | None = None  # "module:function" for patterns needing more processes
 
     def driver_class(self) -> type[Driver]:
         return _load(self.driver_path)
@@ -45,6 +48,28 @@ class Pattern:
         """This pattern's options from a scenario's settings; raises pydantic's
         ValidationError for bad ones. A variant's fixed options always win."""
         return self.options_class().model_validate({**(settings or {}), **self.fixed_options})
+
+    def servers(
+        self,
+        dataset: DatasetSpec,
+        options: PatternOptions,
+        logs: Path,
+        name: str,
+        cpus: tuple[int, ...] | None,
+    ) -> ServerGroup:
+        """The process(es) this pattern runs; most run one, `python -m <server_module>`."""
+        if self.launcher_path:
+            return _load(self.launcher_path)(self, dataset, options, logs, name, cpus)
+        ready = logs / f".{name}.ready"
+        process = ServerProcess(
+            self.name,
+            self.server_command(dataset, ready, options),
+            logs / f"{name}.log",
+            ready,
+            cpus,
+            control=PUSH in self.workloads,
+        )
+        return ServerGroup([process])
 
     def server_command(
         self, dataset: DatasetSpec, ready_file: Path, options: PatternOptions | None = None

@@ -34,7 +34,7 @@ from bench.results import (
     write_summary_csv,
 )
 from bench.scenario import LoadedScenario, Point, Scenario, Timing
-from bench.serverproc import ServerFailed, ServerProcess
+from bench.serverproc import ServerFailed, ServerGroup
 from bench.workload import HEALTH_CHECK, ExpectedAnswers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ async def _check_health(pattern: Pattern, target: Target, context: DriverContext
 
 def check_health(
     pattern: Pattern,
-    server: ServerProcess,
+    servers: ServerGroup,
     target: Target,
     scenario: Scenario,
     options: PatternOptions,
@@ -150,22 +150,22 @@ def check_health(
             asyncio.run(asyncio.wait_for(_check_health(pattern, target, context), 5))
             return
         except Exception as exc:
-            if server.exit_code() is not None or time.monotonic() > deadline:
+            if servers.failure() is not None or time.monotonic() > deadline:
                 raise ServerFailed(
                     pattern.name,
                     f"failed its health check: {type(exc).__name__}: {exc}",
-                    server.log_tail(),
+                    servers.processes[0].log_tail(),
                 ) from None
             time.sleep(0.05)
 
 
-def _wait_until(deadline_ns: int, server: ServerProcess, monitor: ServerMonitor | None) -> bool:
-    """Sleep to `deadline_ns`, sampling the server; False as soon as the server has died."""
+def _wait_until(deadline_ns: int, servers: ServerGroup, monitor: ServerMonitor | None) -> bool:
+    """Sleep to `deadline_ns`, sampling the servers; False as soon as one has died."""
     while (remaining := deadline_ns - time.monotonic_ns()) > 0:
         time.sleep(min(SAMPLE_INTERVAL_S, remaining / 1e9))
         if monitor is not None:
             monitor.sample()
-        if server.exit_code() is not None:
+        if servers.failure() is not None:
             return False
     return True
 
@@ -182,33 +182,26 @@ def run_trial(
     """One pattern at one point, once: a fresh server, fresh generators, one measurement."""
     scenario = point.scenario
     name = f"{point.index:02d}-{pattern.name}-r{repeat}"
-    ready_file = run_dir / "logs" / f".{name}.ready"
-    server = ServerProcess(
-        pattern.name,
-        pattern.server_command(scenario.dataset, ready_file, options),
-        run_dir / "logs" / f"{name}.log",
-        ready_file,
-        placement.server_cpus,
+    servers = pattern.servers(
+        scenario.dataset, options, run_dir / "logs", name, placement.server_cpus
     )
     jobs = generator_jobs(pattern, scenario, timing, placement, options)
-    with server, GeneratorGroup(jobs) as group:
+    with servers, GeneratorGroup(jobs) as group:
         group.spawn()  # the generators load while the server starts
         try:
-            target = Target("127.0.0.1", server.start())
-            check_health(pattern, server, target, scenario, options)
+            target = Target("127.0.0.1", servers.start())
+            check_health(pattern, servers, target, scenario, options)
             group.connect(target)
         except ServerFailed as exc:
             return failed_trial(repeat, "failed", str(exc))
         except GeneratorFailed as exc:
             return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
-        finally:
-            ready_file.unlink(missing_ok=True)
-        return _measure(pattern, server, group, scenario, timing, repeat)
+        return _measure(pattern, servers, group, scenario, timing, repeat)
 
 
 def _measure(
     pattern: Pattern,
-    server: ServerProcess,
+    servers: ServerGroup,
     group: GeneratorGroup,
     scenario: Scenario,
     timing: Timing,
@@ -220,12 +213,12 @@ def _measure(
     measure_from_ns = start_ns + round(timing.warmup_s * 1e9)
     end_ns = measure_from_ns + round(timing.duration_s * 1e9)
     group.go(start_ns)
-    monitor = ServerMonitor([server.pid])
+    monitor = ServerMonitor(servers.pids)
     try:
-        alive = _wait_until(measure_from_ns, server, None)
+        alive = _wait_until(measure_from_ns, servers, None)
         if alive:
             monitor.start_window()
-            alive = _wait_until(end_ns, server, monitor)
+            alive = _wait_until(end_ns, servers, monitor)
         if not alive:
             group.request_stop()
         usage = monitor.end_window()
@@ -239,9 +232,7 @@ def _measure(
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
     if not alive:
-        problem = f"exited with code {server.exit_code()} during the measurement"
-        error = str(ServerFailed(pattern.name, problem, server.log_tail()))
-        return build_trial(repeat, results, usage, offered, "failed", error)
+        return build_trial(repeat, results, usage, offered, "failed", str(servers.failure()))
     return build_trial(repeat, results, usage, offered)
 
 

@@ -20,18 +20,22 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from bench.options import PatternOptions
-from bench.patterns import PATTERNS, REQUEST_RESPONSE
+from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE
 from bench.workload import OperationName
 from servers.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
 
 SweepParameter = Literal[
+    "workload.rate_per_s",
+    "workload.subscribers",
     "load.concurrency",
     "load.rate_per_s",
     "load.connections",
@@ -43,6 +47,13 @@ SweepParameter = Literal[
 
 
 DEFAULT_OPEN_LOOP_CONNECTIONS = 32
+
+
+def _workload_kind(value: object) -> str | None:
+    """`kind` may be left out of a request/response workload: it is the default."""
+    if isinstance(value, dict):
+        return value.get("kind", REQUEST_RESPONSE)
+    return getattr(value, "kind", None)
 
 
 def _known_pattern(name: str) -> str:
@@ -73,6 +84,21 @@ class RequestResponseWorkload(_Strict):
         return mix
 
 
+class PushWorkload(_Strict):
+    """A server publishes numbered events at a rate; every subscriber should get every one."""
+
+    kind: Literal["push"]
+    rate_per_s: float = Field(gt=0, le=100_000, description="events published per second")
+    subscribers: int = Field(ge=1, le=10_000, description="each gets every event")
+    arrival: Literal["constant", "poisson"] = "constant"
+    drain_s: float = Field(
+        1.0, ge=0, le=120, description="wait after the window for events still on their way"
+    )
+    disconnect_every_s: float | None = Field(
+        None, gt=0, le=3600, description="fault injection: each subscriber drops and resumes"
+    )
+
+
 class Payload(_Strict):
     size_bytes: int = Field(
         1024,
@@ -93,19 +119,17 @@ class Load(_Strict):
     timeout_s: float = Field(5.0, gt=0, le=300)
     pin_cpus: bool = Field(True, description="pin servers and generators to disjoint CPUs")
 
-    @model_validator(mode="after")
-    def _fields_for_model(self) -> Load:
+    def problems_for_request_response(self) -> list[str]:
         if self.model == "closed":
             if self.concurrency is None:
-                raise ValueError("closed loop needs concurrency (requests in flight)")
+                return ["closed loop needs concurrency (requests in flight)"]
             if self.rate_per_s is not None or self.connections is not None:
-                raise ValueError("rate_per_s and connections belong to model = 'open'")
-        else:
-            if self.rate_per_s is None:
-                raise ValueError("open loop needs rate_per_s (arrivals per second)")
-            if self.concurrency is not None:
-                raise ValueError("open loop takes connections, not concurrency")
-        return self
+                return ["rate_per_s and connections belong to model = 'open'"]
+        elif self.rate_per_s is None:
+            return ["open loop needs rate_per_s (arrivals per second)"]
+        elif self.concurrency is not None:
+            return ["open loop takes connections, not concurrency"]
+        return []
 
     @property
     def connection_count(self) -> int:
@@ -136,9 +160,13 @@ class Scenario(_Strict):
     title: str = Field(min_length=1, max_length=120)
     description: str = ""
     patterns: list[Annotated[str, AfterValidator(_known_pattern)]] = Field(min_length=1)
-    workload: RequestResponseWorkload = Field(default_factory=RequestResponseWorkload)
+    workload: Annotated[
+        Annotated[RequestResponseWorkload, Tag(REQUEST_RESPONSE)]
+        | Annotated[PushWorkload, Tag(PUSH)],
+        Discriminator(_workload_kind),
+    ] = Field(default_factory=RequestResponseWorkload)
     payload: Payload = Field(default_factory=Payload)
-    load: Load
+    load: Load = Field(default_factory=Load)
     timing: Timing = Field(default_factory=Timing)
     sweep: Sweep | None = None
     options: dict[str, dict[str, Any]] = Field(
@@ -154,6 +182,18 @@ class Scenario(_Strict):
         return patterns
 
     @model_validator(mode="after")
+    def _load_fits_workload(self) -> Scenario:
+        if self.workload.kind == REQUEST_RESPONSE:
+            for problem in self.load.problems_for_request_response():
+                raise ValueError(f"load: {problem}")
+        elif self.load.concurrency or self.load.rate_per_s or self.load.connections:
+            raise ValueError(
+                "load: a push workload sets its rate and subscribers under [workload]; "
+                "[load] takes only generators, timeout_s and pin_cpus"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _patterns_support_workload(self) -> Scenario:
         unable = [p for p in self.patterns if self.workload.kind not in PATTERNS[p].workloads]
         if unable:
@@ -165,6 +205,12 @@ class Scenario(_Strict):
     @property
     def dataset(self) -> DatasetSpec:
         return DatasetSpec(users=self.payload.users, payload_bytes=self.payload.size_bytes)
+
+
+WORKLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "request_response": RequestResponseWorkload,
+    "push": PushWorkload,
+}
 
 
 @dataclass(frozen=True)
@@ -270,14 +316,20 @@ def describe_errors(
 
 
 def _describe(item: dict, model: type[BaseModel], prefix: tuple) -> str:
-    location = _path(prefix + tuple(item["loc"]))
+    loc = tuple(item["loc"])
+    if loc[:1] == ("workload",) and len(loc) > 1 and loc[1] in WORKLOAD_MODELS:
+        loc = loc[:1] + loc[2:]  # pydantic names the union member; the file does not
+        item = {**item, "loc": loc, "workload_kind": item["loc"][1]}
+    location = _path(prefix + loc)
     message = re.sub(r"^(Value|Assertion) error, ", "", item["msg"])
     kind = item["type"]
     if kind == "missing":
         return f"{location}: required field is missing"
     value = _show(item["input"])
     if kind == "extra_forbidden":
-        allowed = ", ".join(_fields_at(model, item["loc"][:-1])) or "none"
+        allowed = ", ".join(_fields_at(model, item["loc"][:-1], item.get("workload_kind"))) or (
+            "none"
+        )
         return f"{location} = {value}: unknown field; allowed here: {allowed}"
     if location:
         return f"{location} = {value}: {message}"
@@ -301,8 +353,12 @@ def _show(value: object) -> str:
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
-def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+def _fields_at(
+    model: type[BaseModel] | None, loc: tuple, workload_kind: str | None = None
+) -> list[str]:
     """The field names the schema allows at `loc`, for 'unknown field' messages."""
+    if loc[:1] == ("workload",) and workload_kind in WORKLOAD_MODELS and model is Scenario:
+        model, loc = WORKLOAD_MODELS[workload_kind], loc[1:]
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []

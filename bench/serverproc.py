@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections import deque
@@ -44,21 +45,28 @@ def _die_with_parent() -> None:
 
 
 class ServerProcess:
-    """One server process; use as a context manager so that it is always stopped."""
+    """One server process; use as a context manager so that it is always stopped.
+
+    It is ready when it writes its port to `ready` (a file path), or, for programs that
+    cannot (a broker), when `ready` (a port number) accepts connections. With `control`,
+    its stdin stays open for commands (push servers take publish plans there).
+    """
 
     def __init__(
         self,
         name: str,
         command: list[str],
         log_path: Path,
-        ready_file: Path,
+        ready: Path | int,
         cpus: tuple[int, ...] | None = None,
+        control: bool = False,
     ) -> None:
         self.name = name
         self.command = command
         self.log_path = log_path
-        self.ready_file = ready_file
+        self.ready = ready
         self.cpus = cpus
+        self.control = control
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
 
@@ -68,19 +76,23 @@ class ServerProcess:
         return self.process.pid
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> int:
-        """Start the server and return its port once it has announced it is ready."""
+        """Start the server and return its port once it is ready."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.ready_file.unlink(missing_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        if isinstance(self.ready, Path):
+            self.ready.unlink(missing_ok=True)
+        try:
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.PIPE if self.control else subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+        except OSError as exc:
+            raise ServerFailed(self.name, f"could not be started: {exc}", "") from None
         if self.cpus:
             # The process may already have exited; the wait below reports it.
             with contextlib.suppress(OSError):
@@ -88,11 +100,29 @@ class ServerProcess:
         self.port = self._wait_until_ready(timeout_s)
         return self.port
 
+    def send_control(self, command: dict) -> None:
+        """One JSON line on the server's stdin."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def _is_ready(self) -> int | None:
+        if isinstance(self.ready, Path):
+            if self.ready.exists():
+                return int(json.loads(self.ready.read_text())["port"])
+            return None
+        try:
+            with socket.create_connection(("127.0.0.1", self.ready), timeout=1):
+                return self.ready
+        except OSError:
+            return None
+
     def _wait_until_ready(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.ready_file.exists():
-                return int(json.loads(self.ready_file.read_text())["port"])
+            port = self._is_ready()
+            if port is not None:
+                return port
             code = self.process.poll()
             if code is not None:
                 raise ServerFailed(
@@ -109,7 +139,12 @@ class ServerProcess:
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM, wait for a clean exit, then SIGKILL. Safe to call twice."""
         process = self.process
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        if process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)
         try:
@@ -126,6 +161,52 @@ class ServerProcess:
             return ""
 
     def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class ServerGroup:
+    """The processes one pattern needs (most need one; MQTT a broker and a publisher),
+    started in order and stopped in reverse."""
+
+    def __init__(self, processes: list[ServerProcess], target: int = 0) -> None:
+        self.processes = processes
+        self.target_index = target
+
+    def start(self) -> int:
+        """Start every process; return the port subscribers and clients connect to."""
+        for process in self.processes:
+            process.start()
+        return self.processes[self.target_index].port
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes if process.process is not None]
+
+    @property
+    def controller(self) -> ServerProcess:
+        """The process that takes publish plans."""
+        return next(p for p in reversed(self.processes) if p.control)
+
+    def failure(self) -> ServerFailed | None:
+        """A ServerFailed for the first process that has stopped, or None while all run."""
+        for process in self.processes:
+            code = process.exit_code()
+            if code is not None:
+                return ServerFailed(
+                    process.name,
+                    f"exited with code {code} during the measurement",
+                    process.log_tail(),
+                )
+        return None
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    def __enter__(self) -> ServerGroup:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

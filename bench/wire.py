@@ -57,12 +57,21 @@ def process_wire_bytes(port: int, *, local: bool = False) -> WireBytes:
 
     This finds the sockets a library keeps to itself (grpcio's C core, for one) as well as
     our own, so every pattern is measured the same way. A socket closed since the last
-    reading takes its bytes with it: only connections replaced after errors do that.
+    reading takes its bytes with it; `WireMeter` keeps them.
     """
     total = WireBytes()
+    for counted in socket_counters(port, local=local).values():
+        total += counted
+    return total
+
+
+def socket_counters(port: int, *, local: bool = False) -> dict[str, WireBytes]:
+    """Per socket (keyed by its inode), the bytes of this process's matching TCP sockets."""
+    found: dict[str, WireBytes] = {}
     for name in os.listdir("/proc/self/fd"):
         try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+            link = os.readlink(f"/proc/self/fd/{name}")
+            if not link.startswith("socket:"):
                 continue
             duplicate = os.dup(int(name))
         except OSError:
@@ -86,9 +95,30 @@ def process_wire_bytes(port: int, *, local: bool = False) -> WireBytes:
                 continue
             measured = tcp_wire_bytes(sock)
             if measured is not None:
-                total += measured
-    return total
+                found[link] = measured
+    return found
 
 
 def _is_listening(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
+class WireMeter:
+    """Totals over a process's sockets to a port across their lifetimes: call `scan()` now
+    and then (and before sockets close, where you can); closed sockets keep their last
+    reading, so reconnections do not take their bytes with them."""
+
+    def __init__(self, port: int, *, local: bool = False) -> None:
+        self.port = port
+        self.local = local
+        self._seen: dict[str, WireBytes] = {}
+
+    def scan(self) -> None:
+        self._seen.update(socket_counters(self.port, local=self.local))
+
+    def total(self) -> WireBytes:
+        self.scan()
+        total = WireBytes()
+        for counted in self._seen.values():
+            total += counted
+        return total

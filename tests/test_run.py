@@ -68,6 +68,17 @@ def wait_for(condition, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def under_load(server: psutil.Process, connections: int) -> None:
+    """Wait until the generators are connected to `server` and it has worked a while since."""
+    wait_for(
+        lambda: sum(c.status == "ESTABLISHED" for c in server.net_connections()) >= connections,
+        60,
+        "the generators to connect",
+    )
+    busy = sum(server.cpu_times()[:2])
+    wait_for(lambda: sum(server.cpu_times()[:2]) > busy + 0.3, 60, "load on the server")
+
+
 def descendants(pid: int, marker: str) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(pid).children(recursive=True):
@@ -163,9 +174,7 @@ def test_a_server_that_dies_mid_run_fails_its_point_and_the_run_goes_on(tmp_path
     try:
         # Once the first point's server has been under load for a while, kill it by its id.
         (server,) = wait_for(lambda: descendants(os.getpid(), "servers.rest"), 60, "the server")
-        wait_for(lambda: descendants(os.getpid(), "multiprocessing.spawn"), 60, "the generator")
-        idle_cpu = sum(server.cpu_times()[:2])
-        wait_for(lambda: sum(server.cpu_times()[:2]) > idle_cpu + 0.3, 60, "load on the server")
+        under_load(server, connections=2)
         server.kill()
     finally:
         runner.join(timeout=120)
@@ -212,10 +221,8 @@ def test_ctrl_c_stops_servers_and_saves_the_run_marked_interrupted(tmp_path):
     )
     try:
         (server,) = wait_for(lambda: descendants(bench.pid, "servers.rest"), 60, "the server")
-        wait_for(lambda: descendants(bench.pid, "multiprocessing.spawn"), 60, "the generators")
+        under_load(server, connections=4)
         started = descendants(bench.pid, "")
-        idle_cpu = sum(server.cpu_times()[:2])
-        wait_for(lambda: sum(server.cpu_times()[:2]) > idle_cpu + 0.5, 60, "load on the server")
         os.killpg(bench.pid, signal.SIGINT)  # what Ctrl-C at a terminal sends
         _, stderr = bench.communicate(timeout=60)
     finally:

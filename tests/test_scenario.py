@@ -104,7 +104,8 @@ def test_unknown_operation_in_mix_is_an_error(tmp_path):
 def test_missing_required_fields_are_named(tmp_path):
     lines = problems(tmp_path, 'patterns = ["rest"]\n')
     assert any(line.endswith("title: required field is missing") for line in lines)
-    assert any(line.endswith("load: required field is missing") for line in lines)
+    lines = problems(tmp_path, 'title = "t"\n[load]\nmodel = "closed"\n')
+    assert any(line.endswith("patterns: required field is missing") for line in lines)
 
 
 def test_closed_loop_without_concurrency_is_an_error(tmp_path):

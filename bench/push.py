@@ -1,0 +1,189 @@
+"""The push engine: subscribers that receive numbered events and account for every one.
+
+Each subscriber records, per sequence number, how many times the event arrived; the first
+arrival of an event due inside the measured window goes into the publish-to-receive
+latency histogram. From the counts the runner derives, against the server's own list of
+what it published in the window, how many events each subscriber got, lost (gaps), got
+twice, and got out of order.
+
+Like the request/response engine it holds no global state and installs no signal
+handlers; patterns plug in through `PushDriver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+
+from bench.drivers.base import PushDriver, Subscription
+from bench.histogram import LatencyHistogram
+
+monotonic_ns = time.monotonic_ns
+SUBSCRIBE_BATCH = 50
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """One generator's share of a push point."""
+
+    subscribers: int
+    first_subscriber: int  # ids are global across generators: first_subscriber + i
+    warmup_s: float
+    duration_s: float
+    drain_s: float  # how long after the window to wait for events still on their way
+    disconnect_every_s: float | None = None  # fault injection: each subscriber drops and resumes
+
+
+class SubscriberLog:
+    """Everything one subscriber received, cheap enough to run per event."""
+
+    __slots__ = ("counts", "duplicates", "engine", "max_seq", "out_of_order")
+
+    def __init__(self, engine: PushEngine) -> None:
+        self.engine = engine
+        self.counts = bytearray(1024)  # counts[seq]: arrivals of that event, capped at 255
+        self.max_seq = 0
+        self.out_of_order = 0
+        self.duplicates = 0
+
+    def received(self, seq: int, published_ns: int) -> None:
+        now = monotonic_ns()
+        counts = self.counts
+        if seq >= len(counts):
+            counts.extend(bytes(max(seq + 1 - len(counts), len(counts))))
+        seen = counts[seq]
+        if seen < 255:
+            counts[seq] = seen + 1
+        engine = self.engine
+        if not engine.measure_from_ns <= published_ns < engine.end_ns:
+            return
+        if seen:
+            self.duplicates += 1
+            return
+        if seq < self.max_seq:
+            self.out_of_order += 1
+        else:
+            self.max_seq = seq
+        engine.latency.record_ns(now - published_ns)
+
+
+@dataclass
+class PushResult:
+    latency: str = ""
+    latency_out_of_range: int = 0
+    counts: list[bytes] = field(default_factory=list)  # per subscriber, indexed by seq
+    out_of_order: int = 0
+    duplicates_in_window: int = 0
+    reconnects: int = 0
+    errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # the driver's own (polls, ...)
+    cpu_s: float = 0.0
+    measured_s: float = 0.0
+    wire_sent: int = 0  # over the whole trial: handshakes, keepalives and empty polls too
+    wire_received: int = 0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PushEngine:
+    def __init__(self, driver: PushDriver, plan: PushPlan) -> None:
+        self.driver = driver
+        self.plan = plan
+        self.latency = LatencyHistogram()
+        self.logs = [SubscriberLog(self) for _ in range(plan.subscribers)]
+        self.subscriptions: list[Subscription] = []
+        self.measure_from_ns = 0
+        self.end_ns = 2**63  # nothing counts as measured until run() sets the window
+        self.result = PushResult()
+        self._stop = asyncio.Event()
+
+    async def open(self) -> None:
+        """Subscribe everyone before the schedule starts; returns once all are listening."""
+        for first in range(0, self.plan.subscribers, SUBSCRIBE_BATCH):
+            batch = range(first, min(first + SUBSCRIBE_BATCH, self.plan.subscribers))
+            self.subscriptions.extend(
+                await asyncio.gather(
+                    *(
+                        self.driver.subscribe(self.plan.first_subscriber + i, self.logs[i].received)
+                        for i in batch
+                    )
+                )
+            )
+
+    async def run(self, start_ns: int) -> PushResult:
+        plan = self.plan
+        self.measure_from_ns = start_ns + round(plan.warmup_s * 1e9)
+        self.end_ns = self.measure_from_ns + round(plan.duration_s * 1e9)
+        faults = (
+            asyncio.create_task(self._inject_disconnects()) if plan.disconnect_every_s else None
+        )
+        await self._sleep_until(self.measure_from_ns)
+        cpu_start = time.process_time()
+        await self._sleep_until(self.end_ns)
+        cpu_end = time.process_time()
+        measured_end = min(self.end_ns, monotonic_ns())
+        await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
+        if faults is not None:
+            faults.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await faults
+        result = self.result
+        result.cpu_s = cpu_end - cpu_start
+        result.measured_s = max(0.0, (measured_end - self.measure_from_ns) / 1e9)
+        return self._finish()
+
+    def request_stop(self) -> None:
+        self.result.stopped_early = True
+        self._stop.set()
+
+    async def close(self) -> None:
+        for subscription in self.subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.close()
+        await self.driver.close()
+
+    async def _sleep_until(self, deadline_ns: int) -> None:
+        if self._stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._stop.wait(), max(0.0, (deadline_ns - monotonic_ns()) / 1e9)
+            )
+
+    async def _inject_disconnects(self) -> None:
+        """Each subscriber in turn drops its connection and resumes, spread over the period."""
+        period = self.plan.disconnect_every_s
+        step = period / max(1, len(self.subscriptions))
+        while True:
+            for subscription in self.subscriptions:
+                await asyncio.sleep(step)
+                try:
+                    await subscription.reconnect()
+                    self.result.reconnects += 1
+                except Exception as exc:
+                    self._count_error(exc)
+
+    def _count_error(self, exc: Exception) -> None:
+        self.result.errors += 1
+        kind = f"{type(exc).__name__}: {exc}"[:160]
+        self.result.error_kinds[kind] = self.result.error_kinds.get(kind, 0) + 1
+
+    def _finish(self) -> PushResult:
+        result = self.result
+        result.latency = self.latency.encode()
+        result.latency_out_of_range = self.latency.out_of_range
+        result.counts = [bytes(log.counts) for log in self.logs]
+        result.out_of_order = sum(log.out_of_order for log in self.logs)
+        result.duplicates_in_window = sum(log.duplicates for log in self.logs)
+        wire = self.driver.wire_bytes()
+        result.wire_sent, result.wire_received = wire.sent, wire.received
+        for subscription in self.subscriptions:
+            for problem in subscription.problems:
+                self._count_error(problem)
+        result.counters = self.driver.counters()
+        return result

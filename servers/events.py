@@ -1,0 +1,166 @@
+"""The event source inside every push server: numbered, timestamped events on an open-loop
+schedule, handed to whatever the pattern uses to deliver them.
+
+Each event carries its sequence number (from 1, no gaps) and the time it was due to be
+published by the schedule (monotonic ns, the clock every process on this machine shares).
+Subscribers measure publish-to-receive latency from that time, so a server that falls
+behind its own schedule shows it in full (the push side of coordinated omission); how
+late the source actually was is recorded here too.
+
+The runner starts publishing with a line on the server's stdin:
+    {"start_ns": ..., "rate_per_s": ..., "arrival": "constant", "warmup_s": ..., "duration_s": ...,
+     "report_file": "..."}
+and reads the report the server writes when the schedule is done: how many events went out,
+which sequence numbers fall inside the measured window, how late the source was, and the
+pattern's own counters (slow consumers, retries...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import orjson
+
+from bench.histogram import LatencyHistogram
+from bench.schedule import intended_send_times
+from bench.timer import DeadlineTimer
+
+DEFAULT_REPLAY_EVENTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    published_ns: int  # when the schedule said it was due
+    data: bytes  # the event as JSON, encoded once and shared by every subscriber
+
+    @classmethod
+    def make(cls, seq: int, published_ns: int, payload: str) -> Event:
+        data = orjson.dumps({"seq": seq, "t": published_ns, "payload": payload})
+        return cls(seq, published_ns, data)
+
+
+@dataclass
+class PublishPlan:
+    start_ns: int
+    rate_per_s: float
+    warmup_s: float
+    duration_s: float
+    report_file: Path | None = None
+    arrival: str = "constant"
+
+    @property
+    def measure_from_ns(self) -> int:
+        return self.start_ns + round(self.warmup_s * 1e9)
+
+    @property
+    def end_ns(self) -> int:
+        return self.measure_from_ns + round(self.duration_s * 1e9)
+
+
+def padding_for(payload_bytes: int) -> str:
+    """Filler that makes an event's JSON about `payload_bytes` long (40 bytes of envelope)."""
+    return "x" * max(0, payload_bytes - 40)
+
+
+@dataclass
+class EventSource:
+    """Numbers, times and hands out events; keeps the latest ones for replay."""
+
+    payload_bytes: int
+    replay_events: int = DEFAULT_REPLAY_EVENTS
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.buffer: deque[Event] = deque(maxlen=self.replay_events)
+        self.last_seq = 0
+        self.new_event = asyncio.Event()
+        self.finished = False
+        self._padding = padding_for(self.payload_bytes)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """A pattern-specific counter for the report (slow consumers dropped, retries...)."""
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def since(self, seq: int) -> list[Event]:
+        """Events after `seq` still in the replay buffer (older ones are gone: a gap)."""
+        wanted = min(self.last_seq - seq, len(self.buffer))
+        if wanted <= 0:
+            return []
+        # The newest events are at the right end: walk back only as far as needed.
+        return list(islice(reversed(self.buffer), wanted))[::-1]
+
+    def publish(self, published_ns: int) -> Event:
+        self.last_seq += 1
+        event = Event.make(self.last_seq, published_ns, self._padding)
+        self.buffer.append(event)
+        for listener in self.listeners:
+            listener(event)
+        # Wake long polls waiting for anything new, then arm a fresh event for the next.
+        self.new_event.set()
+        self.new_event = asyncio.Event()
+        return event
+
+    async def run(self, plan: PublishPlan) -> dict:
+        """Publish on the plan's schedule until its end; return the report."""
+        timer = DeadlineTimer()
+        lag = LatencyHistogram()
+        first_in_window = last_in_window = None
+        try:
+            for due in intended_send_times(plan.start_ns, plan.rate_per_s, plan.arrival):
+                if due >= plan.end_ns:
+                    break
+                await timer.sleep_until(due)
+                event = self.publish(due)
+                lag.record_ns(time.monotonic_ns() - due)
+                if due >= plan.measure_from_ns:
+                    first_in_window = first_in_window or event.seq
+                    last_in_window = event.seq
+        finally:
+            timer.close()
+            self.finished = True
+        return {
+            "published": self.last_seq,
+            "first_seq_in_window": first_in_window,
+            "last_seq_in_window": last_in_window,
+            "publish_lag_us": lag.summary().__dict__,
+            "counters": dict(self.counters),
+        }
+
+
+async def control_loop(source: EventSource, on_report: Callable[[dict], None] | None = None):
+    """Read publish plans from stdin and run them, writing each report where asked."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        try:
+            command = json.loads(line)
+            plan = PublishPlan(
+                start_ns=int(command["start_ns"]),
+                rate_per_s=float(command["rate_per_s"]),
+                warmup_s=float(command["warmup_s"]),
+                duration_s=float(command["duration_s"]),
+                report_file=Path(command["report_file"]) if command.get("report_file") else None,
+                arrival=command.get("arrival", "constant"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"ignoring a control line that is not a publish plan: {exc}", file=sys.stderr)
+            continue
+        report = await source.run(plan)
+        if on_report is not None:
+            on_report(report)
+        if plan.report_file is not None:
+            partial = plan.report_file.with_suffix(".partial")
+            partial.write_text(json.dumps(report))
+            os.replace(partial, plan.report_file)
