@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 import uvloop
 
-from bench.drivers.base import DriverContext, Target
+from bench.drivers.base import DriverContext, PushContext, Target
 from bench.engine import LoadEngine, LoadPlan
 from bench.options import PatternOptions
 from bench.patterns import get_pattern
+from bench.push import PushEngine, PushPlan
 from bench.workload import ExpectedAnswers, Operation, operation_cycle
 from servers.dataset import DatasetSpec
 
@@ -43,22 +44,48 @@ class GeneratorJob:
     index: int
     pattern: str
     dataset: DatasetSpec
-    plan: LoadPlan
-    mix: dict[str, float]
-    per_page: int
-    seed: int
+    plan: LoadPlan | None = None  # request/response
+    mix: dict[str, float] = field(default_factory=lambda: {"get_user": 1.0})
+    per_page: int = 20
+    seed: int = 0
     options: PatternOptions = field(default_factory=PatternOptions)
     cpus: tuple[int, ...] | None = None
     operations: tuple[Operation, ...] | None = None  # a fixed cycle instead of the mix
+    push: PushPlan | None = None  # set for a push workload: this generator's subscribers
 
 
-async def _watch_for_stop(stop_requested, engine: LoadEngine) -> None:
+async def _watch_for_stop(stop_requested, engine: LoadEngine | PushEngine) -> None:
     while not stop_requested.is_set():
         await asyncio.sleep(STOP_POLL_S)
     engine.request_stop()
 
 
+async def _generate_push(job: GeneratorJob, pipe, stop_requested) -> None:
+    driver_class = get_pattern(job.pattern).driver_class()
+    loop = asyncio.get_running_loop()
+    message = await loop.run_in_executor(None, pipe.recv)
+    if message[0] != "connect":
+        return
+    context = PushContext(job.options, job.dataset.payload_bytes)
+    engine = PushEngine(driver_class(message[1], context), job.push)
+    try:
+        await engine.open()
+        pipe.send(("ready", None))
+        message = await loop.run_in_executor(None, pipe.recv)
+        if message[0] != "go":
+            return
+        watcher = asyncio.create_task(_watch_for_stop(stop_requested, engine))
+        result = await engine.run(message[1])
+        watcher.cancel()
+        pipe.send(("result", result.to_dict()))
+    finally:
+        await engine.close()
+
+
 async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
+    if job.push is not None:
+        await _generate_push(job, pipe, stop_requested)
+        return
     # Everything up to the first message is done while the server is still starting.
     operations = list(
         job.operations or operation_cycle(job.mix, job.dataset, job.per_page, job.seed)

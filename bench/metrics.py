@@ -50,6 +50,7 @@ class TrialResult:
     wire_bytes_sent_per_message: float | None
     wire_bytes_received_per_message: float | None
     wire_bytes_per_message: float | None
+    delivery: dict | None = None  # push only: completeness per subscriber and in all
     extra: dict = field(default_factory=dict)
 
 
@@ -121,6 +122,114 @@ def build_trial(
         wire_bytes_received_per_message=per_message(wire_received),
         wire_bytes_per_message=per_message(wire_sent + wire_received),
     )
+
+
+def delivery_counts(counts: list[bytes], first: int | None, last: int | None) -> dict:
+    """What the subscribers got of events first..last (the measured window's), from their
+    per-sequence arrival counts."""
+    expected = (last - first + 1) if first is not None and last is not None else 0
+    per_subscriber = []
+    duplicates = 0
+    for arrivals in counts:
+        window = arrivals[first : last + 1] if expected else b""
+        received = len(window) - window.count(0)  # events past the end never arrived: 0
+        duplicates += sum(window) - received
+        per_subscriber.append(received)
+    subscribers = len(counts)
+    delivered = sum(per_subscriber)
+    return {
+        "events_in_window": expected,
+        "subscribers": subscribers,
+        "expected": expected * subscribers,
+        "delivered": delivered,
+        "lost": expected * subscribers - delivered,
+        "duplicates": duplicates,
+        "completeness": round(delivered / (expected * subscribers), 6) if expected else None,
+        "worst_subscriber_completeness": (
+            round(min(per_subscriber) / expected, 6) if expected and per_subscriber else None
+        ),
+    }
+
+
+def build_push_trial(
+    repeat: int,
+    generator_results: list[dict],
+    report: dict | None,
+    usage: ServerUsage | None,
+    baseline_rss_bytes: int | None,
+    status: str = "ok",
+    error: str | None = None,
+) -> TrialResult:
+    """Merge the subscribers' results for one push trial, against the server's report."""
+    counts = [c for g in generator_results for c in g["counts"]]
+    first = (report or {}).get("first_seq_in_window")
+    last = (report or {}).get("last_seq_in_window")
+    delivery = delivery_counts(counts, first, last)
+    delivery["out_of_order"] = sum(g["out_of_order"] for g in generator_results)
+    delivered = delivery["delivered"]
+    trial = build_trial(
+        repeat,
+        [_as_request_result(g, delivered) for g in generator_results],
+        usage,
+        None,
+        status,
+        error,
+    )
+    trial.requests = delivered
+    trial.throughput_per_s = round(delivered / trial.measured_s, 1) if trial.measured_s else 0.0
+    trial.server_cpu_s_per_1000 = (
+        round(usage.cpu_s / delivered * 1000, 4) if usage and delivered else None
+    )
+    # Bytes over the whole trial (handshakes, keepalives, empty polls and all) per event
+    # delivered over the whole trial, warm-up included on both sides.
+    all_deliveries = sum(len(c) - c.count(0) for c in counts)
+    wire_sent = sum(g["wire_sent"] for g in generator_results)
+    wire_received = sum(g["wire_received"] for g in generator_results)
+    if all_deliveries:
+        trial.wire_bytes_sent_per_message = round(wire_sent / all_deliveries, 1)
+        trial.wire_bytes_received_per_message = round(wire_received / all_deliveries, 1)
+        trial.wire_bytes_per_message = round((wire_sent + wire_received) / all_deliveries, 1)
+    subscribers = delivery["subscribers"]
+    if usage and baseline_rss_bytes is not None and subscribers:
+        delivery["server_rss_per_subscriber_bytes"] = round(
+            max(0, usage.peak_rss_bytes - baseline_rss_bytes) / subscribers
+        )
+    trial.delivery = delivery
+    counters: dict[str, int] = {}
+    for g in generator_results:
+        for name, value in g["counters"].items():
+            counters[name] = counters.get(name, 0) + value
+    trial.extra = {
+        "subscriber_counters": counters,
+        "server_counters": (report or {}).get("counters", {}),
+        "publish_lag_us": (report or {}).get("publish_lag_us"),
+        "events_published": (report or {}).get("published"),
+        "reconnects": sum(g["reconnects"] for g in generator_results),
+    }
+    if counters.get("polls") and all_deliveries:
+        trial.extra["polls_per_delivered_event"] = round(counters["polls"] / all_deliveries, 3)
+    return trial
+
+
+def _as_request_result(generator: dict, delivered: int) -> dict:
+    """A push generator's result in the shape build_trial merges."""
+    return {
+        "ok": 0,
+        "errors": generator["errors"],
+        "timeouts": 0,
+        "unsent": 0,
+        "warmup_errors": 0,
+        "reconnects": generator["reconnects"],
+        "error_kinds": generator["error_kinds"],
+        "latency": generator["latency"],
+        "latency_out_of_range": generator["latency_out_of_range"],
+        "service_time": "",
+        "send_lag": "",
+        "measured_s": generator["measured_s"],
+        "cpu_s": generator["cpu_s"],
+        "wire_sent": 0,
+        "wire_received": 0,
+    }
 
 
 def failed_trial(repeat: int, status: str, error: str) -> TrialResult:

@@ -18,3 +18,8 @@ class PatternOptions(BaseModel):
     def server_args(self) -> list[str]:
         """Command-line arguments for the pattern's server process."""
         return []
+
+    def min_drain_s(self) -> float:
+        """Push: the least time after the window that events may still take to arrive
+        (a polling interval, say); the scenario's drain_s is raised to it."""
+        return 0.0

@@ -79,6 +79,7 @@ class Pattern:
 
 
 _RR = frozenset({REQUEST_RESPONSE})
+_PUSH = frozenset({PUSH})
 
 PATTERNS: dict[str, Pattern] = {
     pattern.name: pattern
@@ -143,6 +144,49 @@ PATTERNS: dict[str, Pattern] = {
             server_module="servers.soap",
             driver_path="bench.drivers.soap:SoapDriver",
             color="#8c564b",
+        ),
+        Pattern(
+            name="sse",
+            label="SSE (aiohttp, Last-Event-ID resume)",
+            workloads=_PUSH,
+            server_module="servers.sse",
+            driver_path="bench.drivers.sse:SseDriver",
+            color="#17becf",
+        ),
+        Pattern(
+            name="websocket-push",
+            label="WebSocket push (websockets, no replay)",
+            workloads=_PUSH,
+            server_module="servers.websocket_push",
+            driver_path="bench.drivers.websocket_push:WebsocketPushDriver",
+            options_path="bench.drivers.websocket_push:WebsocketPushOptions",
+            color="#ff7f0e",
+        ),
+        Pattern(
+            name="long-polling",
+            label="Long polling (aiohttp, cursor)",
+            workloads=_PUSH,
+            server_module="servers.polling",
+            driver_path="bench.drivers.polling:PollingDriver",
+            options_path="bench.drivers.polling:LongPollingOptions",
+            color="#bcbd22",
+        ),
+        Pattern(
+            name="short-polling",
+            label="Short polling (aiohttp, cursor)",
+            workloads=_PUSH,
+            server_module="servers.polling",
+            driver_path="bench.drivers.polling:PollingDriver",
+            options_path="bench.drivers.polling:ShortPollingOptions",
+            color="#7f7f7f",
+        ),
+        Pattern(
+            name="grpc-stream",
+            label="gRPC server streaming (grpc.aio)",
+            workloads=_PUSH,
+            server_module="servers.grpc_stream",
+            driver_path="bench.drivers.grpc_stream:GrpcStreamDriver",
+            color="#2ca02c",
         ),
     ]
 }

@@ -22,6 +22,7 @@ from bench.histogram import LatencyHistogram
 
 monotonic_ns = time.monotonic_ns
 SUBSCRIBE_BATCH = 50
+WIRE_SCAN_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,18 @@ class PushEngine:
         faults = (
             asyncio.create_task(self._inject_disconnects()) if plan.disconnect_every_s else None
         )
+        scans = asyncio.create_task(self._scan_wire())
         await self._sleep_until(self.measure_from_ns)
         cpu_start = time.process_time()
         await self._sleep_until(self.end_ns)
         cpu_end = time.process_time()
         measured_end = min(self.end_ns, monotonic_ns())
         await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
-        if faults is not None:
-            faults.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await faults
+        for task in (faults, scans):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         result = self.result
         result.cpu_s = cpu_end - cpu_start
         result.measured_s = max(0.0, (measured_end - self.measure_from_ns) / 1e9)
@@ -168,6 +171,13 @@ class PushEngine:
                 except Exception as exc:
                     self._count_error(exc)
 
+    async def _scan_wire(self) -> None:
+        """Read the socket counters now and then, so that connections that close (a
+        reconnect, a slow consumer cut off) keep the bytes they carried."""
+        while True:
+            await asyncio.sleep(WIRE_SCAN_S)
+            self.driver.meter.scan()
+
     def _count_error(self, exc: Exception) -> None:
         self.result.errors += 1
         kind = f"{type(exc).__name__}: {exc}"[:160]
@@ -185,5 +195,12 @@ class PushEngine:
         for subscription in self.subscriptions:
             for problem in subscription.problems:
                 self._count_error(problem)
+            # Beyond the kept examples, count the rest under one heading.
+            unlisted = subscription.problem_count - len(subscription.problems)
+            if unlisted > 0:
+                self.result.errors += unlisted
+                self.result.error_kinds["other errors"] = (
+                    self.result.error_kinds.get("other errors", 0) + unlisted
+                )
         result.counters = self.driver.counters()
         return result

@@ -64,14 +64,17 @@ class ServerMonitor:
         self._cpu_start = self._cpu_now()
         self.sample()
 
-    def sample(self) -> None:
+    def rss_now(self) -> int:
         rss = 0
         for process in self.processes:
             try:
                 rss += process.memory_info().rss
             except psutil.Error:
                 continue
-        self._peak_rss = max(self._peak_rss, rss)
+        return rss
+
+    def sample(self) -> None:
+        self._peak_rss = max(self._peak_rss, self.rss_now())
 
     def end_window(self) -> ServerUsage:
         self.sample()

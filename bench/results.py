@@ -38,7 +38,8 @@ class PointRecord:
     pattern: str
     pattern_label: str
     config: dict
-    status: str = "pending"  # "ok" | "partial" | "failed" | "interrupted" | "pending"
+    # "ok" | "partial" | "failed" | "skipped" | "interrupted" | "pending"
+    status: str = "pending"
     error: str | None = None
     trials: list[TrialResult] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
@@ -49,6 +50,8 @@ class PointRecord:
         statuses = {t.status for t in self.trials}
         if "interrupted" in statuses:
             self.status = "interrupted"
+        elif statuses == {"skipped"}:
+            self.status = "skipped"
         elif statuses == {"ok"}:
             self.status = "ok"
         elif "ok" in statuses:

@@ -1,30 +1,24 @@
-"""Run a scenario: every point, every repeat, every pattern, each in a fresh server process.
+"""Run a scenario: every point, every repeat, every pattern, each trial in fresh processes
+(see trials.py), the order of patterns rotated between repeats.
 
-Per trial: start the pattern's server (pinned to the server CPUs), check its health with a
-real validated request, start the generators (pinned to the generator CPUs), warm up,
-measure, and stop everything. Whatever happens, servers are stopped and what was measured
-is saved: a server that dies fails its own point and the run goes on; Ctrl-C saves the run
-marked interrupted.
+What was measured is saved after every trial: a server that dies fails its own point and
+the run goes on; Ctrl-C saves the run marked interrupted; the charts and summary.csv are
+derived from results.json at the end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import charts, environment
 from bench.calibrate import load_calibration
-from bench.drivers.base import DriverContext, Target
-from bench.engine import LoadPlan
-from bench.generators import GeneratorFailed, GeneratorGroup, GeneratorJob
-from bench.metrics import TrialResult, build_trial, failed_trial
+from bench.metrics import TrialResult
 from bench.options import PatternOptions
-from bench.patterns import Pattern, get_pattern
-from bench.resources import Placement, ServerMonitor, plan_placement
+from bench.patterns import PUSH, get_pattern
+from bench.resources import plan_placement
 from bench.results import (
     PointRecord,
     RunRecorder,
@@ -33,16 +27,12 @@ from bench.results import (
     point_latest,
     write_summary_csv,
 )
-from bench.scenario import LoadedScenario, Point, Scenario, Timing
-from bench.serverproc import ServerFailed, ServerGroup
-from bench.workload import HEALTH_CHECK, ExpectedAnswers
+from bench.scenario import LoadedScenario, Scenario, Timing
+from bench.trials import TrialInterrupted, run_trial
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUICK_TIMING = Timing(warmup_s=0.3, duration_s=1.0, repeats=1)
-HEALTH_TIMEOUT_S = 15.0
-START_DELAY_NS = 100_000_000  # between "all generators ready" and the common start
 TRIAL_OVERHEAD_S = 0.9  # server start, health check, generator spawn: for time-left estimates
-SAMPLE_INTERVAL_S = 0.1
 
 
 @dataclass
@@ -53,21 +43,30 @@ class RunOptions:
     progress: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 
-class TrialInterrupted(Exception):
-    def __init__(self, trial: TrialResult) -> None:
-        super().__init__("interrupted")
-        self.trial = trial
-
-
 def effective_timing(scenario: Scenario, quick: bool) -> Timing:
     return QUICK_TIMING if quick else scenario.timing
 
 
 def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) -> dict:
     load = scenario.load
-    return {
+    common = {
         "options": options.model_dump(),
         "workload": scenario.workload.model_dump(),
+        "payload_bytes": scenario.payload.size_bytes,
+        "warmup_s": timing.warmup_s,
+        "duration_s": timing.duration_s,
+        "repeats": timing.repeats,
+    }
+    if scenario.workload.kind == PUSH:
+        return {
+            **common,
+            "model": "push",
+            "rate_per_s": scenario.workload.rate_per_s,
+            "subscribers": scenario.workload.subscribers,
+            "generators": min(load.generators, scenario.workload.subscribers),
+        }
+    return {
+        **common,
         "model": load.model,
         "concurrency": load.concurrency,
         "connections": load.connection_count,
@@ -75,165 +74,8 @@ def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) ->
         "arrival": load.arrival if load.model == "open" else None,
         "generators": min(load.generators, load.connection_count),
         "timeout_s": load.timeout_s,
-        "payload_bytes": scenario.payload.size_bytes,
         "users": scenario.payload.users,
-        "warmup_s": timing.warmup_s,
-        "duration_s": timing.duration_s,
-        "repeats": timing.repeats,
     }
-
-
-def generator_jobs(
-    pattern: Pattern,
-    scenario: Scenario,
-    timing: Timing,
-    placement: Placement,
-    options: PatternOptions,
-) -> list[GeneratorJob]:
-    """Split the point's connections (and open-loop rate) across its generator processes."""
-    load = scenario.load
-    connections = load.connection_count
-    count = min(load.generators, connections)
-    jobs = []
-    for index in range(count):
-        plan = LoadPlan(
-            mode=load.model,
-            connections=connections // count + (1 if index < connections % count else 0),
-            warmup_s=timing.warmup_s,
-            duration_s=timing.duration_s,
-            timeout_s=load.timeout_s,
-            rate_per_s=load.rate_per_s / count if load.rate_per_s else None,
-            arrival=load.arrival,
-            phase=index / count,
-            seed=scenario.seed * 1000 + index,
-        )
-        jobs.append(
-            GeneratorJob(
-                index=index,
-                pattern=pattern.name,
-                dataset=scenario.dataset,
-                plan=plan,
-                mix=dict(scenario.workload.mix),
-                per_page=scenario.workload.per_page,
-                seed=scenario.seed * 1000 + index,
-                options=options,
-                cpus=placement.generator_cpus,
-            )
-        )
-    return jobs
-
-
-async def _check_health(pattern: Pattern, target: Target, context: DriverContext) -> None:
-    driver = pattern.driver_class()(target, context)
-    try:
-        connection = await driver.connect()
-        try:
-            await connection.call(HEALTH_CHECK)
-        finally:
-            await connection.close()
-    finally:
-        await driver.close()
-
-
-def check_health(
-    pattern: Pattern,
-    servers: ServerGroup,
-    target: Target,
-    scenario: Scenario,
-    options: PatternOptions,
-) -> None:
-    """A real request, validated like any other: a server that answers wrongly is not healthy."""
-    context = DriverContext(ExpectedAnswers(scenario.dataset), options)
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while True:
-        try:
-            asyncio.run(asyncio.wait_for(_check_health(pattern, target, context), 5))
-            return
-        except Exception as exc:
-            if servers.failure() is not None or time.monotonic() > deadline:
-                raise ServerFailed(
-                    pattern.name,
-                    f"failed its health check: {type(exc).__name__}: {exc}",
-                    servers.processes[0].log_tail(),
-                ) from None
-            time.sleep(0.05)
-
-
-def _wait_until(deadline_ns: int, servers: ServerGroup, monitor: ServerMonitor | None) -> bool:
-    """Sleep to `deadline_ns`, sampling the servers; False as soon as one has died."""
-    while (remaining := deadline_ns - time.monotonic_ns()) > 0:
-        time.sleep(min(SAMPLE_INTERVAL_S, remaining / 1e9))
-        if monitor is not None:
-            monitor.sample()
-        if servers.failure() is not None:
-            return False
-    return True
-
-
-def run_trial(
-    pattern: Pattern,
-    point: Point,
-    repeat: int,
-    timing: Timing,
-    run_dir: Path,
-    placement: Placement,
-    options: PatternOptions,
-) -> TrialResult:
-    """One pattern at one point, once: a fresh server, fresh generators, one measurement."""
-    scenario = point.scenario
-    name = f"{point.index:02d}-{pattern.name}-r{repeat}"
-    servers = pattern.servers(
-        scenario.dataset, options, run_dir / "logs", name, placement.server_cpus
-    )
-    jobs = generator_jobs(pattern, scenario, timing, placement, options)
-    with servers, GeneratorGroup(jobs) as group:
-        group.spawn()  # the generators load while the server starts
-        try:
-            target = Target("127.0.0.1", servers.start())
-            check_health(pattern, servers, target, scenario, options)
-            group.connect(target)
-        except ServerFailed as exc:
-            return failed_trial(repeat, "failed", str(exc))
-        except GeneratorFailed as exc:
-            return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
-        return _measure(pattern, servers, group, scenario, timing, repeat)
-
-
-def _measure(
-    pattern: Pattern,
-    servers: ServerGroup,
-    group: GeneratorGroup,
-    scenario: Scenario,
-    timing: Timing,
-    repeat: int,
-) -> TrialResult:
-    """Start the generators together, watch the server through the window, collect."""
-    offered = scenario.load.rate_per_s
-    start_ns = time.monotonic_ns() + START_DELAY_NS
-    measure_from_ns = start_ns + round(timing.warmup_s * 1e9)
-    end_ns = measure_from_ns + round(timing.duration_s * 1e9)
-    group.go(start_ns)
-    monitor = ServerMonitor(servers.pids)
-    try:
-        alive = _wait_until(measure_from_ns, servers, None)
-        if alive:
-            monitor.start_window()
-            alive = _wait_until(end_ns, servers, monitor)
-        if not alive:
-            group.request_stop()
-        usage = monitor.end_window()
-        results = group.collect(timeout_s=scenario.load.timeout_s + 30)
-    except KeyboardInterrupt:
-        group.request_stop()
-        results = group.collect(timeout_s=scenario.load.timeout_s + 5)
-        raise TrialInterrupted(
-            build_trial(repeat, results, None, offered, "interrupted", "interrupted by user")
-        ) from None
-    except GeneratorFailed as exc:
-        return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
-    if not alive:
-        return build_trial(repeat, results, usage, offered, "failed", str(servers.failure()))
-    return build_trial(repeat, results, usage, offered)
 
 
 def _format_trial(trial: TrialResult) -> str:

@@ -23,6 +23,11 @@ STOP_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
+class PatternUnavailable(Exception):
+    """What a pattern needs is not on this machine (a broker, say): its points are skipped,
+    with this as the reason, never faked."""
+
+
 class ServerFailed(Exception):
     """A server did not start, or stopped while it was needed. The message names it."""
 

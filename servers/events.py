@@ -67,9 +67,16 @@ class PublishPlan:
         return self.measure_from_ns + round(self.duration_s * 1e9)
 
 
+EVENT_ENVELOPE_BYTES = 40  # {"seq":..,"t":..,"payload":""} around the filler, about
+
+
+def padding_length(payload_bytes: int) -> int:
+    """Length of the filler that makes an event's JSON about `payload_bytes` long."""
+    return max(0, payload_bytes - EVENT_ENVELOPE_BYTES)
+
+
 def padding_for(payload_bytes: int) -> str:
-    """Filler that makes an event's JSON about `payload_bytes` long (40 bytes of envelope)."""
-    return "x" * max(0, payload_bytes - 40)
+    return "x" * padding_length(payload_bytes)
 
 
 @dataclass
@@ -164,3 +171,96 @@ async def control_loop(source: EventSource, on_report: Callable[[dict], None] | 
             partial = plan.report_file.with_suffix(".partial")
             partial.write_text(json.dumps(report))
             os.replace(partial, plan.report_file)
+
+
+class SlowConsumer(Exception):
+    """A subscriber's queue overflowed and the policy is to disconnect it."""
+
+
+class SubscriberQueue:
+    """A bounded queue of one subscriber's undelivered items.
+
+    When it is full the subscriber is too slow: with the "drop" policy the new item is
+    dropped (and counted), with "disconnect" the subscriber is cut off (and counted) and
+    may come back and resume where the pattern allows. Either way a slow subscriber
+    neither stalls the others nor grows the server's memory past the bound.
+    """
+
+    def __init__(self, source: EventSource, max_items: int, policy: str) -> None:
+        self.source = source
+        self.queue: asyncio.Queue = asyncio.Queue(max_items)
+        self.policy = policy
+        self.cut_off = False
+
+    def offer(self, item: object) -> None:
+        if self.cut_off:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            if self.policy == "drop":
+                self.source.count("slow_consumer_events_dropped")
+            else:
+                self.cut_off = True
+                self.source.count("slow_consumer_disconnects")
+
+    async def get(self, timeout_s: float | None = None) -> object:
+        """The next item; TimeoutError after `timeout_s` idle; SlowConsumer once cut off."""
+        if self.cut_off:
+            raise SlowConsumer
+        if timeout_s is None:
+            return await self.queue.get()
+        return await asyncio.wait_for(self.queue.get(), timeout_s)
+
+
+class Fanout:
+    """Hands every event, formatted once for the wire, to each subscriber's queue."""
+
+    def __init__(
+        self,
+        source: EventSource,
+        format_event: Callable[[Event], object],
+        max_items: int,
+        policy: str,
+    ) -> None:
+        self.source = source
+        self.format_event = format_event
+        self.max_items = max_items
+        self.policy = policy
+        self.queues: set[SubscriberQueue] = set()
+        source.listeners.append(self._offer)
+
+    def join(self) -> SubscriberQueue:
+        queue = SubscriberQueue(self.source, self.max_items, self.policy)
+        self.queues.add(queue)
+        return queue
+
+    def leave(self, queue: SubscriberQueue) -> None:
+        self.queues.discard(queue)
+
+    def _offer(self, event: Event) -> None:
+        item = (event.seq, self.format_event(event))
+        for queue in self.queues:
+            queue.offer(item)
+
+
+def add_push_arguments(parser) -> None:
+    """Command-line options every push server shares."""
+    parser.add_argument(
+        "--queue-events",
+        type=int,
+        default=1000,
+        help="events buffered per subscriber before it counts as slow",
+    )
+    parser.add_argument(
+        "--slow-consumer",
+        choices=("disconnect", "drop"),
+        default="disconnect",
+        help="what happens to a subscriber whose queue is full",
+    )
+    parser.add_argument(
+        "--replay-events",
+        type=int,
+        default=DEFAULT_REPLAY_EVENTS,
+        help="events kept for subscribers that resume",
+    )

@@ -101,18 +101,7 @@ def main() -> None:
             ]
         )
         users_pb2_grpc.add_UserServiceServicer_to_server(UserService(dataset), server)
-        address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
-        try:
-            port = server.add_insecure_port(address)
-        except RuntimeError:
-            port = 0
-        if not port:
-            print(
-                f"port {args.port} on {args.host} is already in use; pass --port 0 to pick a "
-                "free one",
-                file=sys.stderr,
-            )
-            sys.exit(runtime.EXIT_PORT_IN_USE)
+        port = runtime.grpc_port(server, args.host, args.port)
         await server.start()
         runtime.announce_ready(args.ready_file, port)
         await stop.wait()

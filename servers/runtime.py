@@ -79,12 +79,33 @@ async def serve_aiohttp(
     from aiohttp import web
 
     # No access log: formatting a line per request would be measured as the pattern's cost.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A short shutdown timeout: streams (SSE, long polls) never finish by themselves.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     announce_ready(ready_file, sock.getsockname()[1])
     await stop.wait()
     await runner.cleanup()
+
+
+def grpc_port(server, host: str, port: int) -> int:
+    """Add an insecure port to a grpc.aio server; exit with a clear sentence if it is taken.
+
+    Callers must pass ("grpc.so_reuseport", 0) as a server option: grpcio sets SO_REUSEPORT
+    by default, which lets a second server share a port silently.
+    """
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        print(
+            f"port {port} on {host} is already in use; pass --port 0 to pick a free one",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_PORT_IN_USE)
+    return bound
 
 
 def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -1,8 +1,9 @@
 """The one interface every pattern's client driver implements.
 
-The engine only ever calls `Driver.connect()`, `Driver.wire_bytes()`, `Connection.call()`
-and `Connection.close()`. It never branches on a pattern's name: what is specific to a
-pattern lives in its driver module and its registry entry.
+Request/response: the engine only ever calls `Driver.connect()`, `Driver.wire_bytes()`,
+`Connection.call()` and `Connection.close()`. Push: `PushDriver.subscribe()` and the
+`Subscription` it returns. Neither engine branches on a pattern's name: what is specific
+to a pattern lives in its driver module and its registry entry.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
+
 from bench.options import PatternOptions
 from bench.wire import WireBytes, WireMeter, process_wire_bytes
 from bench.workload import ExpectedAnswers, Operation
+from servers.events import padding_length
 
 
 class ResponseInvalid(Exception):
@@ -77,8 +81,17 @@ EventCallback = Callable[[int, int], None]  # (sequence number, published at, mo
 class Subscription(ABC):
     """One subscriber's live connection (or polling loop, or webhook endpoint)."""
 
+    MAX_PROBLEMS_KEPT = 20
+
     def __init__(self) -> None:
         self.problems: list[Exception] = []  # failures it recovered from, reported as errors
+        self.problem_count = 0
+
+    def problem(self, exc: Exception) -> None:
+        """Note a failure the subscription recovered from (a bad event, a dropped stream)."""
+        self.problem_count += 1
+        if len(self.problems) < self.MAX_PROBLEMS_KEPT:
+            self.problems.append(exc)
 
     @abstractmethod
     async def reconnect(self) -> None:
@@ -90,12 +103,44 @@ class Subscription(ABC):
         """Stop receiving."""
 
 
+@dataclass(frozen=True)
+class PushContext:
+    options: PatternOptions
+    payload_bytes: int  # the event size the scenario asked for
+
+    @property
+    def padding_length(self) -> int:
+        """Length of the `payload` string inside each event (see servers/events.py)."""
+        return padding_length(self.payload_bytes)
+
+
+def decode_event(data: bytes | str, padding_length: int) -> tuple[int, int]:
+    """(seq, published_ns) of a JSON event, checked; ResponseInvalid if it is not one."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ResponseInvalid("not an event: not JSON") from None
+    return event_fields(event, padding_length)
+
+
+def event_fields(event: object, padding_length: int) -> tuple[int, int]:
+    """(seq, published_ns) of a decoded event, checked down to its payload's length."""
+    try:
+        seq, published_ns, payload = event["seq"], event["t"], event["payload"]
+    except (KeyError, TypeError):
+        raise ResponseInvalid("not an event: expected seq, t and payload") from None
+    if type(seq) is not int or type(published_ns) is not int or len(payload) != padding_length:
+        raise ResponseInvalid(f"event {seq!r} is malformed or has a wrong-size payload")
+    return seq, published_ns
+
+
 class PushDriver(ABC):
     """Speaks one push pattern's subscriber side. One instance per generator process."""
 
-    def __init__(self, target: Target, options: PatternOptions) -> None:
+    def __init__(self, target: Target, context: PushContext) -> None:
         self.target = target
-        self.options = options
+        self.context = context
+        self.options = context.options
         self.meter = WireMeter(target.port)
 
     @abstractmethod

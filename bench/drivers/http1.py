@@ -121,3 +121,62 @@ def post_request(
         extra_headers,
         body,
     )
+
+
+class Http1Stream(asyncio.Protocol):
+    """One long-lived HTTP/1.1 response, such as an event stream: the status and headers
+    once, then the body (de-chunked) handed to `on_body` as it arrives."""
+
+    def __init__(self, on_body) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._on_body = on_body
+        self._headers: dict[bytes, bytes] = {}
+        loop = asyncio.get_running_loop()
+        self.response: asyncio.Future[tuple[int, dict[bytes, bytes]]] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._transport: asyncio.Transport | None = None
+
+    @classmethod
+    async def open(cls, host: str, port: int, raw_request: bytes, on_body) -> Http1Stream:
+        """Connect, send `raw_request`, and return once the response headers are in."""
+        loop = asyncio.get_running_loop()
+        _, stream = await loop.create_connection(lambda: cls(on_body), host, port)
+        stream._transport.write(raw_request)
+        await asyncio.shield(stream.response)
+        return stream
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._end(ResponseInvalid(f"malformed HTTP response: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(ConnectionClosed("server closed the stream"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        if not self.response.done():
+            self.response.set_result((self._parser.get_status_code(), self._headers))
+
+    def on_body(self, body: bytes) -> None:
+        self._on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.close()  # the server ended the stream
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _end(self, exc: Exception) -> None:
+        if not self.response.done():
+            self.response.set_exception(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)

@@ -1,0 +1,91 @@
+"""gRPC server-streaming subscriber: one `Subscribe` call per subscriber, resumed with the
+last sequence number it has (the server's application-level cursor) when it reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
+from servers.generated import events_pb2, events_pb2_grpc
+
+RECONNECT_DELAY_S = 0.1
+
+
+class GrpcStreamSubscription(Subscription):
+    def __init__(self, driver: GrpcStreamDriver, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        self.last_seq = 0
+        self.channel: grpc.aio.Channel | None = None
+        self.call = None
+        self.reader: asyncio.Task | None = None
+        self.closing = False
+
+    async def connect(self) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            self.driver.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        self.call = events_pb2_grpc.EventStreamStub(self.channel).Subscribe(
+            events_pb2.SubscribeRequest(after_seq=self.last_seq)
+        )
+        await self.call.initial_metadata()  # the server has taken the call: we are listening
+        self.reader = asyncio.create_task(self._read(self.call))
+
+    async def _read(self, call) -> None:
+        padding = self.driver.context.padding_length
+        try:
+            async for event in call:
+                if len(event.payload) != padding:
+                    self.problem(ResponseInvalid(f"event {event.seq} has a wrong-size payload"))
+                    continue
+                self.last_seq = max(self.last_seq, event.seq)
+                self.on_event(event.seq, event.published_ns)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self.closing:
+                self.problem(exc)
+        if not self.closing:  # the stream ended: resume from the last event seen
+            await asyncio.sleep(RECONNECT_DELAY_S)
+            with contextlib.suppress(Exception):
+                await self._close_channel()
+                await self.connect()
+
+    async def _close_channel(self) -> None:
+        self.driver.meter.scan()
+        if self.channel is not None:
+            await self.channel.close()
+
+    async def _drop(self) -> None:
+        self.closing = True
+        if self.call is not None:
+            self.call.cancel()
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        await self._close_channel()
+        self.closing = False
+
+    async def reconnect(self) -> None:
+        await self._drop()
+        await self.connect()
+
+    async def close(self) -> None:
+        await self._drop()
+        self.closing = True
+
+
+class GrpcStreamDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.address = f"{target.host}:{target.port}"
+
+    async def subscribe(self, subscriber: int, on_event) -> GrpcStreamSubscription:
+        subscription = GrpcStreamSubscription(self, on_event)
+        await subscription.connect()
+        return subscription

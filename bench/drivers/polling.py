@@ -1,0 +1,126 @@
+"""Polling subscribers, long and short, with a cursor (the last sequence number seen).
+
+Long polling: ask for anything after the cursor and let the server hold the request until
+something arrives (or `hold_s` passes); ask again at once. Short polling: ask every
+`interval_s`, answered at once, mostly empty. Both count their polls, so the waste (polls
+per delivered event, empty answers) is measured, and both lose nothing between polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import orjson
+from pydantic import Field
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, event_fields
+from bench.drivers.http1 import Http1Connection, host_header
+from bench.options import PatternOptions
+
+
+class LongPollingOptions(PatternOptions):
+    hold_s: float = Field(20.0, gt=0, le=60, description="how long the server may hold a poll")
+
+
+class ShortPollingOptions(PatternOptions):
+    interval_s: float = Field(0.1, gt=0, le=600, description="time between polls")
+
+    def min_drain_s(self) -> float:
+        return 2 * self.interval_s  # the last events wait up to one interval to be asked for
+
+
+class PollingSubscription(Subscription):
+    def __init__(self, driver: PollingDriver, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        self.cursor = 0
+        self.http: Http1Connection | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+        response = await self.http.request(
+            b"GET /events?after=latest HTTP/1.1\r\nHost: %s\r\n\r\n" % self.driver.host
+        )
+        if response.status != 200:
+            raise ResponseInvalid(f"poll: HTTP {response.status}")
+        self.cursor = orjson.loads(response.body)["last"]
+        self.task = asyncio.create_task(self._loop())
+
+    async def _poll(self, wait_s: float) -> None:
+        self.driver.polls += 1
+        response = await self.http.request(
+            b"GET /events?after=%d&wait_s=%s HTTP/1.1\r\nHost: %s\r\n\r\n"
+            % (self.cursor, repr(wait_s).encode(), self.driver.host)
+        )
+        if response.status != 200:
+            raise ResponseInvalid(f"poll: HTTP {response.status}")
+        events = orjson.loads(response.body).get("events") or []
+        if not events:
+            self.driver.empty_polls += 1
+        padding = self.driver.context.padding_length
+        for event in events:
+            try:
+                seq, published_ns = event_fields(event, padding)
+            except ResponseInvalid as exc:
+                self.problem(exc)
+                continue
+            self.on_event(seq, published_ns)
+            self.cursor = max(self.cursor, seq)
+
+    async def _loop(self) -> None:
+        interval = getattr(self.driver.options, "interval_s", None)
+        hold = getattr(self.driver.options, "hold_s", 0)
+        next_poll = time.monotonic()
+        while True:
+            if interval is not None:
+                next_poll += interval
+            try:
+                await self._poll(0 if interval is not None else hold)
+            except Exception as exc:  # a dropped connection: open another, same cursor
+                self.problem(exc)
+                await self._reopen()
+            if interval is not None:
+                await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
+
+    async def _reopen(self) -> None:
+        self.driver.meter.scan()
+        if self.http is not None:
+            self.http.close()
+        with contextlib.suppress(OSError):
+            self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+
+    async def reconnect(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self._reopen()
+        self.task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.http is not None:
+            self.http.close()
+
+
+class PollingDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.host = host_header(target)
+        self.polls = 0
+        self.empty_polls = 0
+
+    async def subscribe(self, subscriber: int, on_event) -> PollingSubscription:
+        subscription = PollingSubscription(self, on_event)
+        await subscription.start()
+        return subscription
+
+    def counters(self) -> dict[str, int]:
+        return {"polls": self.polls, "empty_polls": self.empty_polls}

@@ -1,0 +1,124 @@
+"""Server-Sent Events subscriber: an EventSource as the WHATWG HTML standard describes it.
+
+It keeps the last event id and, when the stream drops, reconnects after the server's
+`retry:` delay with `Last-Event-ID`, so the server can replay what was missed. Events are
+parsed from the stream as it arrives (`id:`, `data:`, `retry:`, comment lines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.drivers.http1 import Http1Stream, host_header
+
+DEFAULT_RETRY_S = 3.0  # the standard's suggestion until the server says otherwise
+
+
+class SseSubscription(Subscription):
+    def __init__(self, driver: SseDriver, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        self.last_event_id: bytes | None = None
+        self.retry_s = DEFAULT_RETRY_S
+        self.stream: Http1Stream | None = None
+        self._buffer = b""
+        self._watcher: asyncio.Task | None = None
+        self._closing = False
+
+    async def connect(self) -> None:
+        self._buffer = b""
+        resume = b"Last-Event-ID: %s\r\n" % self.last_event_id if self.last_event_id else b""
+        request = (
+            b"GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\n%s\r\n" % (self.driver.host, resume)
+        )
+        stream = await Http1Stream.open(
+            self.driver.target.host, self.driver.target.port, request, self._feed
+        )
+        status, headers = stream.response.result()
+        content_type = headers.get(b"content-type", b"")
+        if status != 200 or not content_type.startswith(b"text/event-stream"):
+            stream.close()
+            raise ResponseInvalid(f"events: HTTP {status} {content_type.decode()!r}")
+        self.stream = stream
+        self._watcher = asyncio.create_task(self._reconnect_when_dropped(stream))
+
+    def _feed(self, data: bytes) -> None:
+        self._buffer += data.replace(b"\r\n", b"\n")
+        *blocks, self._buffer = self._buffer.split(b"\n\n")
+        for block in blocks:
+            self._dispatch(block)
+
+    def _dispatch(self, block: bytes) -> None:
+        data = []
+        event_id = None
+        for line in block.split(b"\n"):
+            field, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if field == b"data":
+                data.append(value)
+            elif field == b"id":
+                event_id = value
+            elif field == b"retry" and value.isdigit():
+                self.retry_s = int(value) / 1000
+        if event_id is not None:
+            self.last_event_id = event_id
+        if not data:
+            return  # a comment, or only a retry hint
+        try:
+            seq, published_ns = decode_event(b"\n".join(data), self.driver.context.padding_length)
+        except ResponseInvalid as exc:
+            self.problem(exc)
+            return
+        self.on_event(seq, published_ns)
+
+    async def _reconnect_when_dropped(self, stream: Http1Stream) -> None:
+        """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat."""
+        await stream.closed
+        while not self._closing:
+            self.driver.automatic_reconnects += 1
+            await asyncio.sleep(self.retry_s)
+            try:
+                await self.connect()
+                return
+            except (OSError, ResponseInvalid) as exc:
+                self.problem(exc)
+
+    async def _drop(self) -> None:
+        self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.stream is not None:
+            self.stream.close()
+            await self.stream.closed
+        self._closing = False
+
+    async def reconnect(self) -> None:
+        self.driver.meter.scan()  # keep the bytes of the connection about to close
+        await self._drop()
+        await self.connect()
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._drop()
+        self._closing = True
+
+
+class SseDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.host = host_header(target)
+        self.automatic_reconnects = 0
+
+    async def subscribe(self, subscriber: int, on_event) -> SseSubscription:
+        subscription = SseSubscription(self, on_event)
+        await subscription.connect()
+        return subscription
+
+    def counters(self) -> dict[str, int]:
+        return {"automatic_reconnects": self.automatic_reconnects}

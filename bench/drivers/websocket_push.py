@@ -1,0 +1,101 @@
+"""WebSocket push subscriber: one connection, events as text frames.
+
+The protocol has no resume: when the connection drops the subscriber reconnects (by hand,
+as WebSocket clients must) and gets events from then on; what it missed is lost, and
+measured as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from pydantic import Field
+from websockets.asyncio.client import connect
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.options import PatternOptions
+
+RECONNECT_DELAY_S = 0.1
+
+
+class WebsocketPushOptions(PatternOptions):
+    queue_events: int = Field(1000, ge=1, le=1_000_000, description="server queue per subscriber")
+    slow_consumer: str = Field("disconnect", pattern="^(disconnect|drop)$")
+    ping_interval_s: float = Field(20.0, gt=0, le=3600, description="server keepalive pings")
+
+    def server_args(self) -> list[str]:
+        return [
+            "--queue-events", str(self.queue_events),
+            "--slow-consumer", self.slow_consumer,
+            "--ping-interval-s", str(self.ping_interval_s),
+        ]  # fmt: skip
+
+
+class WebsocketPushSubscription(Subscription):
+    def __init__(self, driver: WebsocketPushDriver, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        self.websocket = None
+        self.reader: asyncio.Task | None = None
+        self.closing = False
+
+    async def connect(self) -> None:
+        self.websocket = await connect(
+            self.driver.uri, compression=None, user_agent_header=None, proxy=None,
+            ping_interval=None,  # the server pings; answering is automatic
+        )  # fmt: skip
+        self.reader = asyncio.create_task(self._read(self.websocket))
+
+    async def _read(self, websocket) -> None:
+        padding = self.driver.context.padding_length
+        try:
+            async for message in websocket:
+                try:
+                    seq, published_ns = decode_event(message, padding)
+                except ResponseInvalid as exc:
+                    self.problem(exc)
+                    continue
+                self.on_event(seq, published_ns)
+        except Exception as exc:
+            self.problem(exc)
+        if not self.closing:  # dropped by the server: reconnect, from now on
+            self.driver.unplanned_reconnects += 1
+            self.problem(ConnectionError(f"server closed the connection: {websocket.close_code}"))
+            await asyncio.sleep(RECONNECT_DELAY_S)
+            with contextlib.suppress(Exception):
+                await self.connect()
+
+    async def _drop(self) -> None:
+        self.closing = True
+        self.driver.meter.scan()
+        if self.websocket is not None:
+            await self.websocket.close()
+        if self.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        self.closing = False
+
+    async def reconnect(self) -> None:
+        await self._drop()
+        await self.connect()
+
+    async def close(self) -> None:
+        await self._drop()
+        self.closing = True
+
+
+class WebsocketPushDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.uri = f"ws://{target.host}:{target.port}/"
+        self.unplanned_reconnects = 0
+
+    async def subscribe(self, subscriber: int, on_event) -> WebsocketPushSubscription:
+        subscription = WebsocketPushSubscription(self, on_event)
+        await subscription.connect()
+        return subscription
+
+    def counters(self) -> dict[str, int]:
+        return {"unplanned_reconnects": self.unplanned_reconnects}
