@@ -188,6 +188,37 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.grpc_stream:GrpcStreamDriver",
             color="#2ca02c",
         ),
+        Pattern(
+            name="mqtt-qos0",
+            label="MQTT QoS 0 (Mosquitto, paho)",
+            workloads=_PUSH,
+            server_module="servers.mqtt_publisher",
+            driver_path="bench.drivers.mqtt:MqttDriver",
+            options_path="bench.drivers.mqtt:MqttOptions",
+            fixed_options={"qos": 0},
+            launcher_path="bench.brokers:launch_mosquitto",
+            color="#d62728",
+        ),
+        Pattern(
+            name="mqtt-qos1",
+            label="MQTT QoS 1 (Mosquitto, paho, persistent session)",
+            workloads=_PUSH,
+            server_module="servers.mqtt_publisher",
+            driver_path="bench.drivers.mqtt:MqttDriver",
+            options_path="bench.drivers.mqtt:MqttOptions",
+            fixed_options={"qos": 1},
+            launcher_path="bench.brokers:launch_mosquitto",
+            color="#ff9896",
+        ),
+        Pattern(
+            name="webhooks",
+            label="Webhooks (aiohttp, HMAC-signed, retried)",
+            workloads=_PUSH,
+            server_module="servers.webhooks",
+            driver_path="bench.drivers.webhooks:WebhookDriver",
+            options_path="bench.drivers.webhooks:WebhookOptions",
+            color="#9467bd",
+        ),
     ]
 }
 

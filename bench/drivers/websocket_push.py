@@ -26,10 +26,13 @@ class WebsocketPushOptions(PatternOptions):
 
     def server_args(self) -> list[str]:
         return [
-            "--queue-events", str(self.queue_events),
-            "--slow-consumer", self.slow_consumer,
-            "--ping-interval-s", str(self.ping_interval_s),
-        ]  # fmt: skip
+            "--queue-events",
+            str(self.queue_events),
+            "--slow-consumer",
+            self.slow_consumer,
+            "--ping-interval-s",
+            str(self.ping_interval_s),
+        ]
 
 
 class WebsocketPushSubscription(Subscription):
@@ -43,9 +46,12 @@ class WebsocketPushSubscription(Subscription):
 
     async def connect(self) -> None:
         self.websocket = await connect(
-            self.driver.uri, compression=None, user_agent_header=None, proxy=None,
+            self.driver.uri,
+            compression=None,
+            user_agent_header=None,
+            proxy=None,
             ping_interval=None,  # the server pings; answering is automatic
-        )  # fmt: skip
+        )
         self.reader = asyncio.create_task(self._read(self.websocket))
 
     async def _read(self, websocket) -> None:

@@ -1,0 +1,88 @@
+"""MQTT's server side: a real Mosquitto broker on a free port, plus the event publisher.
+
+The broker's configuration is generated per trial. Persistence to disk stays off (the
+default): persistent sessions live in the broker's memory, which is what a subscriber
+that reconnects needs. Queues for offline QoS 1 subscribers are raised from the default
+1000 so a reconnect test measures the protocol, not a default; they stay bounded.
+If Mosquitto is not installed, MQTT points are skipped with the reason, never faked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from bench.options import PatternOptions
+from bench.serverproc import PatternUnavailable, ServerGroup, ServerProcess
+from servers.dataset import DatasetSpec
+
+MAX_QUEUED_MESSAGES = 100_000
+CONFIG = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages {max_queued}
+log_dest stdout
+log_type error
+log_type warning
+"""
+
+
+def mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if Path(candidate).exists():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_mosquitto(
+    pattern,
+    dataset: DatasetSpec,
+    options: PatternOptions,
+    logs: Path,
+    name: str,
+    cpus: tuple[int, ...] | None,
+) -> ServerGroup:
+    binary = mosquitto_binary()
+    if binary is None:
+        raise PatternUnavailable(
+            "Mosquitto is not installed (on Debian or Ubuntu: apt-get install mosquitto)"
+        )
+    logs.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = logs / f"{name}-mosquitto.conf"
+    config.write_text(CONFIG.format(port=port, max_queued=MAX_QUEUED_MESSAGES))
+    broker = ServerProcess(
+        "mosquitto", [binary, "-c", str(config)], logs / f"{name}-broker.log", port, cpus
+    )
+    ready = logs / f".{name}.ready"
+    publisher = ServerProcess(
+        f"{pattern.name} publisher",
+        [
+            sys.executable,
+            "-m",
+            "servers.mqtt_publisher",
+            "--ready-file",
+            str(ready),
+            "--broker-port",
+            str(port),
+            *dataset.as_args(),
+            *options.server_args(),
+        ],
+        logs / f"{name}.log",
+        ready,
+        cpus,
+        control=True,
+    )
+    return ServerGroup([broker, publisher], target=0)

@@ -1,0 +1,205 @@
+"""Webhook receivers: HTTP endpoints the harness runs (aiohttp), one path per subscriber.
+
+Each subscriber registers its URL and a secret with the provider. A delivery is accepted
+only with a valid signature (HMAC-SHA256 over "<t>.<raw body>", compared in constant time)
+and a timestamp within the tolerance; anything else gets 401 and is counted. Deliveries are
+deduplicated by their Webhook-Id (a retried event whose first answer was lost arrives
+twice) and acknowledged at once. For fault injection a receiver can answer 500 to the first
+attempts of every event, or be unavailable (503) for a moment when asked to "reconnect".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+
+import orjson
+from aiohttp import web
+from pydantic import Field
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.drivers.http1 import Http1Connection, host_header, post_request
+from bench.options import PatternOptions
+from bench.wire import WireMeter
+from servers.webhooks import ID_HEADER, SIGNATURE_HEADER
+
+UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503
+
+
+class WebhookOptions(PatternOptions):
+    max_attempts: int = Field(5, ge=1, le=20, description="provider: attempts per delivery")
+    in_flight: int = Field(4, ge=1, le=100, description="provider: deliveries in flight each")
+    receiver_failures: int = Field(
+        0, ge=0, le=10, description="receivers answer 500 to the first N attempts of each event"
+    )
+    tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
+
+    def server_args(self) -> list[str]:
+        return ["--max-attempts", str(self.max_attempts), "--in-flight", str(self.in_flight)]
+
+
+def verify(header: str, body: bytes, secret: bytes, tolerance_s: float) -> str | None:
+    """None for a valid signature; otherwise why it is not one."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    timestamp, given = parts.get("t", ""), parts.get("v1", "")
+    if not timestamp.isdigit():
+        return "no timestamp"
+    if abs(time.time() - int(timestamp)) > tolerance_s:
+        return "stale"
+    expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(expected, given) else "bad signature"
+
+
+class Endpoint:
+    def __init__(self, secret: bytes, on_event) -> None:
+        self.secret = secret
+        self.on_event = on_event
+        self.seen: set[str] = set()
+        self.attempts: dict[str, int] = {}
+        self.unavailable_until = 0.0
+
+
+class Receiver:
+    """One aiohttp server per generator process, a path per subscriber."""
+
+    def __init__(self, driver: WebhookDriver) -> None:
+        self.driver = driver
+        self.endpoints: dict[int, Endpoint] = {}
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks/{subscriber}", self.handle)
+        self.runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        counters = self.driver.receiver_counters
+        endpoint = self.endpoints.get(int(request.match_info["subscriber"]))
+        if endpoint is None:
+            return web.Response(status=404)
+        body = await request.read()
+        if time.monotonic() < endpoint.unavailable_until:
+            counters["unavailable_answers"] += 1
+            return web.Response(status=503)
+        problem = verify(
+            request.headers.get(SIGNATURE_HEADER, ""),
+            body,
+            endpoint.secret,
+            self.driver.options.tolerance_s,
+        )
+        if problem is not None:
+            counters["stale_rejected" if problem == "stale" else "signatures_rejected"] += 1
+            return web.Response(status=401, text=problem)
+        event_id = request.headers.get(ID_HEADER, "")
+        attempt = endpoint.attempts.get(event_id, 0) + 1
+        endpoint.attempts[event_id] = attempt
+        if attempt <= self.driver.options.receiver_failures:
+            counters["failures_injected"] += 1
+            return web.Response(status=500)
+        if event_id in endpoint.seen:
+            counters["duplicates_suppressed"] += 1
+            return web.Response(status=200)
+        endpoint.seen.add(event_id)
+        try:
+            seq, published_ns = decode_event(body, self.driver.context.padding_length)
+        except ResponseInvalid as exc:
+            self.driver.invalid.append(exc)
+            return web.Response(status=400)
+        endpoint.on_event(seq, published_ns)
+        return web.Response(status=200)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+class WebhookSubscription(Subscription):
+    def __init__(self, driver: WebhookDriver, subscriber: int, endpoint: Endpoint) -> None:
+        super().__init__()
+        self.driver = driver
+        self.subscriber = subscriber
+        self.endpoint = endpoint
+        self.registration: int | None = None
+
+    async def register(self) -> None:
+        url = f"http://127.0.0.1:{self.driver.receiver.port}/hooks/{self.subscriber}"
+        answer = await self.driver.provider_call(
+            post_request(
+                b"/subscriptions",
+                self.driver.host,
+                b"application/json",
+                orjson.dumps({"url": url, "secret": self.endpoint.secret.decode()}),
+            )
+        )
+        if answer.status != 201:
+            raise ResponseInvalid(f"subscribe: HTTP {answer.status} {answer.body[:200]!r}")
+        self.registration = orjson.loads(answer.body)["id"]
+
+    async def reconnect(self) -> None:
+        """A receiver that goes away for a moment: the provider's retries must cover it."""
+        self.endpoint.unavailable_until = time.monotonic() + UNAVAILABLE_S
+
+    async def close(self) -> None:
+        if self.registration is not None:
+            with contextlib.suppress(Exception):
+                await self.driver.provider_call(
+                    b"DELETE /subscriptions/%d HTTP/1.1\r\nHost: %s\r\n\r\n"
+                    % (self.registration, self.driver.host)
+                )
+        self.driver.receiver.endpoints.pop(self.subscriber, None)
+
+
+class WebhookDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.host = host_header(target)
+        self.receiver = Receiver(self)
+        self.receiver_counters = dict.fromkeys(
+            (
+                "duplicates_suppressed",
+                "signatures_rejected",
+                "stale_rejected",
+                "failures_injected",
+                "unavailable_answers",
+            ),
+            0,
+        )
+        self.invalid: list[Exception] = []
+        self.control: Http1Connection | None = None
+        self.receiver_started: asyncio.Task | None = None
+
+    async def provider_call(self, raw_request: bytes):
+        if self.control is None or not self.control.reusable:
+            self.control = await Http1Connection.open(self.target.host, self.target.port)
+        return await self.control.request(raw_request)
+
+    async def subscribe(self, subscriber: int, on_event) -> WebhookSubscription:
+        if self.receiver_started is None:  # subscribers arrive together: start it once
+            self.receiver_started = asyncio.create_task(self.receiver.start())
+        await self.receiver_started
+        # The bytes that matter are the deliveries, on the receiver's own port.
+        self.meter = WireMeter(self.receiver.port, local=True)
+        endpoint = Endpoint(secrets.token_hex(16).encode(), on_event)
+        self.receiver.endpoints[subscriber] = endpoint
+        subscription = WebhookSubscription(self, subscriber, endpoint)
+        await subscription.register()
+        return subscription
+
+    def counters(self) -> dict[str, int]:
+        return {**self.receiver_counters, "invalid_deliveries": len(self.invalid)}
+
+    async def close(self) -> None:
+        await self.receiver.stop()
+        if self.control is not None:
+            self.control.close()

@@ -1,0 +1,51 @@
+"""paho-mqtt on an asyncio event loop, without paho's network thread.
+
+paho's documented external-loop interface: watch the client's socket with the event loop,
+call `loop_read()` when it is readable and `loop_write()` when paho has something to
+write, and `loop_misc()` about once a second for keepalives. One loop then carries many
+clients, which the subscriber side needs (100 subscribers would otherwise be 100 threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import paho.mqtt.client as mqtt
+
+MISC_INTERVAL_S = 1.0
+
+
+class AsyncioMqtt:
+    """Drives one paho client from the running event loop."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.client = client
+        self.misc: asyncio.Task | None = None
+        client.on_socket_open = self._opened
+        client.on_socket_close = self._closed
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._done_writing
+
+    def _opened(self, client, _userdata, sock) -> None:
+        self.loop.add_reader(sock, client.loop_read)
+        if self.misc is None or self.misc.done():
+            self.misc = self.loop.create_task(self._misc_loop())
+
+    def _closed(self, _client, _userdata, sock) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+        if self.misc is not None:
+            self.misc.cancel()
+
+    def _want_write(self, client, _userdata, sock) -> None:
+        self.loop.add_writer(sock, client.loop_write)
+
+    def _done_writing(self, _client, _userdata, sock) -> None:
+        self.loop.remove_writer(sock)
+
+    async def _misc_loop(self) -> None:
+        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(MISC_INTERVAL_S)
