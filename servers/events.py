@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import sys
 import time
 from collections import deque
@@ -147,6 +148,10 @@ class EventSource:
 
 async def control_loop(source: EventSource, on_report: Callable[[dict], None] | None = None):
     """Read publish plans from stdin and run them, writing each report where asked."""
+    mode = os.fstat(sys.stdin.fileno()).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
+        # /dev/null or a file: nothing to watch (and the event loop cannot poll them).
+        return
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

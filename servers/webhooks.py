@@ -188,9 +188,9 @@ async def health(_request: web.Request) -> web.Response:
 def main() -> None:
     parser = runtime.argument_parser(__doc__.splitlines()[0])
     add_push_arguments(parser)
-    parser.add_argument("--max-attempts", type=int, default=5)
+    parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--attempt-timeout-s", type=float, default=2.0)
-    parser.add_argument("--base-backoff-s", type=float, default=0.05)
+    parser.add_argument("--base-backoff-s", type=float, default=0.1)
     parser.add_argument("--max-backoff-s", type=float, default=2.0)
     parser.add_argument("--in-flight", type=int, default=4, help="deliveries per subscription")
     args = parser.parse_args()

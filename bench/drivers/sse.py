@@ -77,7 +77,7 @@ class SseSubscription(Subscription):
 
     async def _reconnect_when_dropped(self, stream: Http1Stream) -> None:
         """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat."""
-        await stream.closed
+        await asyncio.shield(stream.closed)  # cancelling this watcher must not cancel that
         while not self._closing:
             self.driver.automatic_reconnects += 1
             await asyncio.sleep(self.retry_s)

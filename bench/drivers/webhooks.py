@@ -31,7 +31,7 @@ UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503
 
 
 class WebhookOptions(PatternOptions):
-    max_attempts: int = Field(5, ge=1, le=20, description="provider: attempts per delivery")
+    max_attempts: int = Field(8, ge=1, le=20, description="provider: attempts per delivery")
     in_flight: int = Field(4, ge=1, le=100, description="provider: deliveries in flight each")
     receiver_failures: int = Field(
         0, ge=0, le=10, description="receivers answer 500 to the first N attempts of each event"
