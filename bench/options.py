@@ -7,7 +7,9 @@ against it, so a typo there is an error like anywhere else.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PatternOptions(BaseModel):
@@ -23,3 +25,28 @@ class PatternOptions(BaseModel):
         """Push: the least time after the window that events may still take to arrive
         (a polling interval, say); the scenario's drain_s is raised to it."""
         return 0.0
+
+
+class PushServerOptions(PatternOptions):
+    """What every push server takes: per-subscriber queue bound, slow-consumer policy,
+    replay buffer."""
+
+    queue_events: int = Field(
+        1000, ge=1, le=1_000_000, description="events queued per subscriber before it is slow"
+    )
+    slow_consumer: Literal["disconnect", "drop"] = Field(
+        "disconnect", description="what happens to a subscriber whose queue is full"
+    )
+    replay_events: int = Field(
+        20_000, ge=1, le=10_000_000, description="events kept for subscribers that resume"
+    )
+
+    def server_args(self) -> list[str]:
+        return [
+            "--queue-events",
+            str(self.queue_events),
+            "--slow-consumer",
+            self.slow_consumer,
+            "--replay-events",
+            str(self.replay_events),
+        ]

@@ -151,6 +151,7 @@ PATTERNS: dict[str, Pattern] = {
             workloads=_PUSH,
             server_module="servers.sse",
             driver_path="bench.drivers.sse:SseDriver",
+            options_path="bench.options:PushServerOptions",
             color="#17becf",
         ),
         Pattern(
@@ -186,6 +187,7 @@ PATTERNS: dict[str, Pattern] = {
             workloads=_PUSH,
             server_module="servers.grpc_stream",
             driver_path="bench.drivers.grpc_stream:GrpcStreamDriver",
+            options_path="bench.options:PushServerOptions",
             color="#2ca02c",
         ),
         Pattern(

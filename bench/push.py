@@ -35,6 +35,7 @@ class PushPlan:
     duration_s: float
     drain_s: float  # how long after the window to wait for events still on their way
     disconnect_every_s: float | None = None  # fault injection: each subscriber drops and resumes
+    away_s: float = 0.0  # ...after staying away this long
 
 
 class SubscriberLog:
@@ -166,7 +167,7 @@ class PushEngine:
             for subscription in self.subscriptions:
                 await asyncio.sleep(step)
                 try:
-                    await subscription.reconnect()
+                    await subscription.reconnect(self.plan.away_s)
                     self.result.reconnects += 1
                 except Exception as exc:
                     self._count_error(exc)

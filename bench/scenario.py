@@ -97,6 +97,7 @@ class PushWorkload(_Strict):
     disconnect_every_s: float | None = Field(
         None, gt=0, le=3600, description="fault injection: each subscriber drops and resumes"
     )
+    away_s: float = Field(0.0, ge=0, le=600, description="how long a dropped subscriber stays away")
 
 
 class Payload(_Strict):

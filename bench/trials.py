@@ -212,6 +212,7 @@ def push_jobs(
             timing.duration_s,
             drain_s,
             workload.disconnect_every_s,
+            workload.away_s,
         )
         first += subscribers
         jobs.append(
@@ -254,12 +255,12 @@ def _push_measurement(
                     "arrival": workload.arrival,
                     "warmup_s": timing.warmup_s,
                     "duration_s": timing.duration_s,
-                    "report_file": str(report_file),
                 }
             ),
         )
-        report = _wait_for_report(report_file, servers) if alive else None
         results = group.collect(timeout_s=drain_s + 30)
+        # Asked for after the drain: counters such as webhook retries keep growing until then.
+        report = _request_report(report_file, servers) if alive else None
     except KeyboardInterrupt:
         group.request_stop()
         results = group.collect(timeout_s=drain_s + 5)
@@ -276,7 +277,8 @@ def _push_measurement(
     return build_push_trial(repeat, results, report, usage, baseline_rss)
 
 
-def _wait_for_report(report_file: Path, servers: ServerGroup) -> dict | None:
+def _request_report(report_file: Path, servers: ServerGroup) -> dict | None:
+    servers.controller.send_control({"report_file": str(report_file)})
     deadline = time.monotonic() + REPORT_TIMEOUT_S
     while time.monotonic() < deadline and servers.failure() is None:
         if report_file.exists():

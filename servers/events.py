@@ -8,11 +8,10 @@ behind its own schedule shows it in full (the push side of coordinated omission)
 late the source actually was is recorded here too.
 
 The runner starts publishing with a line on the server's stdin:
-    {"start_ns": ..., "rate_per_s": ..., "arrival": "constant", "warmup_s": ..., "duration_s": ...,
-     "report_file": "..."}
-and reads the report the server writes when the schedule is done: how many events went out,
-which sequence numbers fall inside the measured window, how late the source was, and the
-pattern's own counters (slow consumers, retries...).
+    {"start_ns": ..., "rate_per_s": ..., "arrival": "constant", "warmup_s": ..., "duration_s": ...}
+and, once the subscribers are done, asks for the report with {"report_file": "..."}: how
+many events went out, which sequence numbers fall inside the measured window, how late
+the source was, and the pattern's own counters (slow consumers, retries...).
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ class PublishPlan:
     rate_per_s: float
     warmup_s: float
     duration_s: float
-    report_file: Path | None = None
     arrival: str = "constant"
 
     @property
@@ -142,12 +140,12 @@ class EventSource:
             "first_seq_in_window": first_in_window,
             "last_seq_in_window": last_in_window,
             "publish_lag_us": lag.summary().__dict__,
-            "counters": dict(self.counters),
         }
 
 
-async def control_loop(source: EventSource, on_report: Callable[[dict], None] | None = None):
-    """Read publish plans from stdin and run them, writing each report where asked."""
+async def control_loop(source: EventSource) -> None:
+    """Read commands from stdin: a publish plan starts the schedule; a report request
+    writes the report (publication and counters as they stand) to the file it names."""
     mode = os.fstat(sys.stdin.fileno()).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
         # /dev/null or a file: nothing to watch (and the event loop cannot poll them).
@@ -155,27 +153,31 @@ async def control_loop(source: EventSource, on_report: Callable[[dict], None] | 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    publishing: asyncio.Task | None = None
     while line := await reader.readline():
         try:
             command = json.loads(line)
-            plan = PublishPlan(
-                start_ns=int(command["start_ns"]),
-                rate_per_s=float(command["rate_per_s"]),
-                warmup_s=float(command["warmup_s"]),
-                duration_s=float(command["duration_s"]),
-                report_file=Path(command["report_file"]) if command.get("report_file") else None,
-                arrival=command.get("arrival", "constant"),
-            )
+            if "start_ns" in command:
+                plan = PublishPlan(
+                    start_ns=int(command["start_ns"]),
+                    rate_per_s=float(command["rate_per_s"]),
+                    warmup_s=float(command["warmup_s"]),
+                    duration_s=float(command["duration_s"]),
+                    arrival=command.get("arrival", "constant"),
+                )
+                publishing = asyncio.create_task(source.run(plan))
+            else:
+                report_file = Path(command["report_file"])
         except (ValueError, KeyError, TypeError) as exc:
-            print(f"ignoring a control line that is not a publish plan: {exc}", file=sys.stderr)
+            print(f"ignoring a control line it cannot use: {exc}", file=sys.stderr)
             continue
-        report = await source.run(plan)
-        if on_report is not None:
-            on_report(report)
-        if plan.report_file is not None:
-            partial = plan.report_file.with_suffix(".partial")
-            partial.write_text(json.dumps(report))
-            os.replace(partial, plan.report_file)
+        if "start_ns" in command:
+            continue
+        publication = await publishing if publishing is not None else {}
+        report = {**publication, "counters": dict(source.counters)}
+        partial = report_file.with_suffix(".partial")
+        partial.write_text(json.dumps(report))
+        os.replace(partial, report_file)
 
 
 class SlowConsumer(Exception):

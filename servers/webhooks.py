@@ -8,9 +8,9 @@ id) and leave with `DELETE /subscriptions/{id}`. Every delivery carries
 
 A non-2xx answer or a timeout is retried with exponential backoff and full jitter, up to
 --max-attempts; then the delivery is given up and counted. Retries do not hold up the
-events behind them: each subscription has a bounded queue and a few deliveries in
-flight, so a failing receiver slows only itself, and an overflowing queue drops events
-(counted) instead of growing without bound.
+events behind them: each subscription has a few attempts in flight and a bounded number
+of events pending (retries included), so a failing receiver slows only itself, and an
+overflowing queue drops events (counted) instead of growing without bound.
 
 Run it by hand with `python -m servers.webhooks --port 8080`; start publishing by writing
 a plan to its stdin (see servers/events.py).
@@ -48,8 +48,9 @@ class Subscription:
     id: int
     url: str
     secret: bytes
-    queue: asyncio.Queue
-    in_flight: asyncio.Semaphore
+    queue: asyncio.Queue  # events not yet started
+    pending: asyncio.Semaphore  # events started and not yet done, retries included
+    in_flight: asyncio.Semaphore  # attempts on the wire at once
     tasks: set[asyncio.Task] = field(default_factory=set)
 
 
@@ -86,6 +87,7 @@ class Provider:
             url,
             secret,
             asyncio.Queue(self.queue_events),
+            asyncio.Semaphore(self.queue_events),
             asyncio.Semaphore(self.in_flight),
         )
         self.subscriptions[subscription.id] = subscription
@@ -113,16 +115,19 @@ class Provider:
     async def _deliver_queue(self, subscription: Subscription) -> None:
         while True:
             event = await subscription.queue.get()
-            await subscription.in_flight.acquire()
+            await subscription.pending.acquire()
             task = asyncio.create_task(self._deliver(subscription, event))
             subscription.tasks.add(task)
             task.add_done_callback(subscription.tasks.discard)
 
     async def _deliver(self, subscription: Subscription, event: Event) -> None:
-        """Every attempt until one gets a 2xx, backing off between them."""
+        """Every attempt until one gets a 2xx, backing off between them. A retry waiting
+        out its backoff holds no delivery slot: the events behind it keep moving."""
         try:
             for attempt in range(1, self.max_attempts + 1):
-                if await self._attempt(subscription, event):
+                async with subscription.in_flight:
+                    delivered = await self._attempt(subscription, event)
+                if delivered:
                     self.source.count("deliveries")
                     return
                 if attempt < self.max_attempts:
@@ -133,7 +138,7 @@ class Provider:
                     await asyncio.sleep(random.uniform(0, ceiling))
             self.source.count("deliveries_failed")
         finally:
-            subscription.in_flight.release()
+            subscription.pending.release()
 
     async def _attempt(self, subscription: Subscription, event: Event) -> bool:
         self.source.count("attempts")

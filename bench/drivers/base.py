@@ -8,6 +8,7 @@ to a pattern lives in its driver module and its registry entry.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,10 +94,22 @@ class Subscription(ABC):
         if len(self.problems) < self.MAX_PROBLEMS_KEPT:
             self.problems.append(exc)
 
+    async def reconnect(self, away_s: float = 0.0) -> None:
+        """Drop the connection, stay away `away_s`, and resume the way the pattern allows:
+        from the last event seen where it can (Last-Event-ID, a cursor, a persistent
+        session), or from now."""
+        await self.disconnect()
+        if away_s > 0:
+            await asyncio.sleep(away_s)
+        await self.resume()
+
     @abstractmethod
-    async def reconnect(self) -> None:
-        """Drop the connection and resume the way the pattern allows: from the last event
-        seen where it can (Last-Event-ID, a cursor, a persistent session), or from now."""
+    async def disconnect(self) -> None:
+        """Drop the connection as a subscriber going away would."""
+
+    @abstractmethod
+    async def resume(self) -> None:
+        """Connect again after `disconnect()`."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -71,9 +71,11 @@ class GrpcStreamSubscription(Subscription):
         await self._close_channel()
         self.closing = False
 
-    async def reconnect(self) -> None:
+    async def disconnect(self) -> None:
         await self._drop()
-        await self.connect()
+
+    async def resume(self) -> None:
+        await self.connect()  # after_seq: the server replays from its buffer
 
     async def close(self) -> None:
         await self._drop()

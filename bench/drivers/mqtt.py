@@ -85,12 +85,14 @@ class MqttSubscription(Subscription):
         self.client.connect(self.driver.target.host, self.driver.target.port, keepalive=30)
         await asyncio.wait_for(self.listening, CONNECT_TIMEOUT_S)
 
-    async def reconnect(self) -> None:
+    async def disconnect(self) -> None:
         self.leaving = True
         self.driver.meter.scan()
         self.client.disconnect()  # a clean DISCONNECT: a persistent session stays
-        self.leaving = False
+
+    async def resume(self) -> None:
         await self.connect()
+        self.leaving = False
 
     async def close(self) -> None:
         self.leaving = True

@@ -17,14 +17,14 @@ from pydantic import Field
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, event_fields
 from bench.drivers.http1 import Http1Connection, host_header
-from bench.options import PatternOptions
+from bench.options import PushServerOptions
 
 
-class LongPollingOptions(PatternOptions):
+class LongPollingOptions(PushServerOptions):
     hold_s: float = Field(20.0, gt=0, le=60, description="how long the server may hold a poll")
 
 
-class ShortPollingOptions(PatternOptions):
+class ShortPollingOptions(PushServerOptions):
     interval_s: float = Field(0.1, gt=0, le=600, description="time between polls")
 
     def min_drain_s(self) -> float:
@@ -93,12 +93,17 @@ class PollingSubscription(Subscription):
         with contextlib.suppress(OSError):
             self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
 
-    async def reconnect(self) -> None:
+    async def disconnect(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        await self._reopen()
+        self.driver.meter.scan()
+        if self.http is not None:
+            self.http.close()
+
+    async def resume(self) -> None:
+        await self._reopen()  # the cursor is kept: nothing is lost between polls
         self.task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:

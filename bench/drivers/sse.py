@@ -98,10 +98,12 @@ class SseSubscription(Subscription):
             await self.stream.closed
         self._closing = False
 
-    async def reconnect(self) -> None:
+    async def disconnect(self) -> None:
         self.driver.meter.scan()  # keep the bytes of the connection about to close
         await self._drop()
-        await self.connect()
+
+    async def resume(self) -> None:
+        await self.connect()  # with Last-Event-ID: the server replays what was missed
 
     async def close(self) -> None:
         self._closing = True

@@ -23,14 +23,14 @@ from pydantic import Field
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Connection, host_header, post_request
-from bench.options import PatternOptions
+from bench.options import PushServerOptions
 from bench.wire import WireMeter
 from servers.webhooks import ID_HEADER, SIGNATURE_HEADER
 
 UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503
 
 
-class WebhookOptions(PatternOptions):
+class WebhookOptions(PushServerOptions):
     max_attempts: int = Field(8, ge=1, le=20, description="provider: attempts per delivery")
     in_flight: int = Field(4, ge=1, le=100, description="provider: deliveries in flight each")
     receiver_failures: int = Field(
@@ -39,7 +39,13 @@ class WebhookOptions(PatternOptions):
     tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
 
     def server_args(self) -> list[str]:
-        return ["--max-attempts", str(self.max_attempts), "--in-flight", str(self.in_flight)]
+        return [
+            *super().server_args(),
+            "--max-attempts",
+            str(self.max_attempts),
+            "--in-flight",
+            str(self.in_flight),
+        ]
 
 
 def verify(header: str, body: bytes, secret: bytes, tolerance_s: float) -> str | None:
@@ -146,9 +152,16 @@ class WebhookSubscription(Subscription):
             raise ResponseInvalid(f"subscribe: HTTP {answer.status} {answer.body[:200]!r}")
         self.registration = orjson.loads(answer.body)["id"]
 
-    async def reconnect(self) -> None:
-        """A receiver that goes away for a moment: the provider's retries must cover it."""
-        self.endpoint.unavailable_until = time.monotonic() + UNAVAILABLE_S
+    async def reconnect(self, away_s: float = 0.0) -> None:
+        """A receiver that goes away for a while (answers 503): the provider's retries
+        must cover it."""
+        self.endpoint.unavailable_until = time.monotonic() + max(away_s, UNAVAILABLE_S)
+
+    async def disconnect(self) -> None:
+        self.endpoint.unavailable_until = float("inf")
+
+    async def resume(self) -> None:
+        self.endpoint.unavailable_until = 0.0
 
     async def close(self) -> None:
         if self.registration is not None:

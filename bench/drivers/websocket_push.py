@@ -14,25 +14,16 @@ from pydantic import Field
 from websockets.asyncio.client import connect
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
-from bench.options import PatternOptions
+from bench.options import PushServerOptions
 
 RECONNECT_DELAY_S = 0.1
 
 
-class WebsocketPushOptions(PatternOptions):
-    queue_events: int = Field(1000, ge=1, le=1_000_000, description="server queue per subscriber")
-    slow_consumer: str = Field("disconnect", pattern="^(disconnect|drop)$")
+class WebsocketPushOptions(PushServerOptions):
     ping_interval_s: float = Field(20.0, gt=0, le=3600, description="server keepalive pings")
 
     def server_args(self) -> list[str]:
-        return [
-            "--queue-events",
-            str(self.queue_events),
-            "--slow-consumer",
-            self.slow_consumer,
-            "--ping-interval-s",
-            str(self.ping_interval_s),
-        ]
+        return [*super().server_args(), "--ping-interval-s", str(self.ping_interval_s)]
 
 
 class WebsocketPushSubscription(Subscription):
@@ -83,9 +74,11 @@ class WebsocketPushSubscription(Subscription):
                 await self.reader
         self.closing = False
 
-    async def reconnect(self) -> None:
+    async def disconnect(self) -> None:
         await self._drop()
-        await self.connect()
+
+    async def resume(self) -> None:
+        await self.connect()  # from now on: what was published meanwhile is lost
 
     async def close(self) -> None:
         await self._drop()
