@@ -73,14 +73,23 @@ def announce_ready(ready_file: Path | None, port: int) -> None:
 
 
 async def serve_aiohttp(
-    app, sock: socket.socket, ready_file: Path | None, stop: asyncio.Event
+    app, sock: socket.socket, ready_file: Path | None, stop: asyncio.Event, streaming: bool = False
 ) -> None:
-    """Serve an aiohttp application on `sock` until `stop` is set."""
+    """Serve an aiohttp application on `sock` until `stop` is set.
+
+    `streaming`: handlers hold requests open (event streams, long polls); they are
+    cancelled when their client goes away instead of lingering until they next write.
+    """
     from aiohttp import web
 
     # No access log: formatting a line per request would be measured as the pattern's cost.
-    # A short shutdown timeout: streams (SSE, long polls) never finish by themselves.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        handler_cancellation=streaming,
+    )
     await runner.setup()
     await web.SockSite(runner, sock).start()
     announce_ready(ready_file, sock.getsockname()[1])

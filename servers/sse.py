@@ -83,7 +83,7 @@ def main() -> None:
         app.router.add_get("/events", events)
         app.router.add_get("/health", health)
         control = asyncio.create_task(control_loop(source))
-        await runtime.serve_aiohttp(app, sock, args.ready_file, stop)
+        await runtime.serve_aiohttp(app, sock, args.ready_file, stop, streaming=True)
         control.cancel()
 
     runtime.serve(run)

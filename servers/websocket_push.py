@@ -23,7 +23,17 @@ from servers.events import EventSource, Fanout, SlowConsumer, add_push_arguments
 
 
 async def deliver(connection: ServerConnection, fanout: Fanout) -> None:
+    """Send this subscriber its events until it goes away (or is cut off for being slow)."""
     queue = fanout.join()
+    sender = asyncio.create_task(_send_events(connection, queue))
+    try:
+        await connection.wait_closed()
+    finally:
+        sender.cancel()
+        fanout.leave(queue)
+
+
+async def _send_events(connection: ServerConnection, queue) -> None:
     try:
         while True:
             _, data = await queue.get()
@@ -32,8 +42,6 @@ async def deliver(connection: ServerConnection, fanout: Fanout) -> None:
         await connection.close(CloseCode.TRY_AGAIN_LATER, "too slow to keep up")
     except ConnectionClosed:
         pass
-    finally:
-        fanout.leave(queue)
 
 
 def main() -> None:

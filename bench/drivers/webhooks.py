@@ -191,11 +191,13 @@ class WebhookDriver(PushDriver):
         self.invalid: list[Exception] = []
         self.control: Http1Connection | None = None
         self.receiver_started: asyncio.Task | None = None
+        self.control_lock = asyncio.Lock()  # one request at a time on the control connection
 
     async def provider_call(self, raw_request: bytes):
-        if self.control is None or not self.control.reusable:
-            self.control = await Http1Connection.open(self.target.host, self.target.port)
-        return await self.control.request(raw_request)
+        async with self.control_lock:
+            if self.control is None or not self.control.reusable:
+                self.control = await Http1Connection.open(self.target.host, self.target.port)
+            return await self.control.request(raw_request)
 
     async def subscribe(self, subscriber: int, on_event) -> WebhookSubscription:
         if self.receiver_started is None:  # subscribers arrive together: start it once
