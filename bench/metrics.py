@@ -275,6 +275,33 @@ def summarize(trials: list[TrialResult]) -> dict:
         name: _spread([t.latency_us[name] for t in measured if t.latency_us["count"]])
         for name in SUMMARISED_LATENCY
     }
+    deliveries = [t.delivery for t in measured if t.delivery]
+    if deliveries:
+        summary["delivery"] = {
+            "completeness": _spread(
+                [d["completeness"] for d in deliveries if d["completeness"] is not None]
+            ),
+            "worst_subscriber_completeness": min(
+                (
+                    d["worst_subscriber_completeness"]
+                    for d in deliveries
+                    if d["worst_subscriber_completeness"] is not None
+                ),
+                default=None,
+            ),
+            "expected": sum(d["expected"] for d in deliveries),
+            "delivered": sum(d["delivered"] for d in deliveries),
+            "lost": sum(d["lost"] for d in deliveries),
+            "duplicates": sum(d["duplicates"] for d in deliveries),
+            "out_of_order": sum(d["out_of_order"] for d in deliveries),
+            "server_rss_per_subscriber_bytes": _spread(
+                [
+                    d["server_rss_per_subscriber_bytes"]
+                    for d in deliveries
+                    if d.get("server_rss_per_subscriber_bytes") is not None
+                ]
+            ),
+        }
     merged = LatencyHistogram.merge([t.latency_histogram for t in measured])
     summary["latency_all_trials_us"] = _latency(merged.summary())
     summary["latency_all_trials_histogram"] = merged.encode()

@@ -1,0 +1,153 @@
+"""What every chart shares: one colour per pattern, axes, markers, footers, saving.
+
+Charts are derived from a run's results.json alone. Every chart states its question in
+its title, puts units on its axes, uses the same colour for a pattern everywhere, draws
+whiskers from the smallest to the largest repeat, writes errors and failures next to
+their point, and carries the machine, code version and calibration in its footer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from bench.environment import describe as describe_environment
+from bench.patterns import PATTERNS
+
+PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
+FALLBACK_COLOR = "#7f7f7f"
+SWEEP_AXIS_LABELS = {
+    "load.concurrency": "concurrency (requests in flight)",
+    "load.rate_per_s": "offered rate (requests per second)",
+    "load.connections": "connections",
+    "load.generators": "generator processes",
+    "payload.size_bytes": "payload size (bytes)",
+    "payload.users": "users in the dataset",
+    "workload.per_page": "users per page",
+    "workload.rate_per_s": "events published per second",
+    "workload.subscribers": "subscribers",
+}
+HOLLOW_NOTE = "hollow: the generator was at >= 90% CPU (client-bound): the figure is a lower bound"
+
+
+def is_push(document: dict) -> bool:
+    return document["run"].get("workload") == "push"
+
+
+def color_of(pattern: str) -> str:
+    found = PATTERNS.get(pattern)
+    return found.color if found else FALLBACK_COLOR
+
+
+def by_pattern(document: dict) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for point in document["points"]:
+        grouped.setdefault(point["pattern"], []).append(point)
+    return grouped
+
+
+def latency_ms(point: dict, name: str) -> tuple[float, float, float] | None:
+    spread = ((point.get("summary") or {}).get("latency_us") or {}).get(name)
+    if not spread:
+        return None
+    return spread["median"] / 1000, spread["min"] / 1000, spread["max"] / 1000
+
+
+def problems(point: dict) -> str:
+    """What went wrong at a point, short enough to write next to its marker."""
+    summary = point.get("summary") or {}
+    if point["status"] in ("failed", "skipped", "pending"):
+        return point["status"]
+    faults = summary.get("errors", 0) + summary.get("timeouts", 0)
+    parts = []
+    completeness = ((summary.get("delivery") or {}).get("completeness") or {}).get("median")
+    if completeness is not None and completeness < 1:
+        parts.append(f"{completeness:.1%} delivered")
+    if faults:
+        parts.append(f"{faults:,} err")
+    if summary.get("unsent"):
+        parts.append(f"{summary['unsent']:,} unsent")
+    if point["status"] in ("partial", "interrupted"):
+        parts.append(point["status"])
+    return ", ".join(parts)
+
+
+def footer(document: dict) -> str:
+    run = document["run"]
+    lines = [f"run {run['id']} ({run['status']}), {describe_environment(document['environment'])}"]
+    placement = (run.get("placement") or {}).get("note")
+    config = document["points"][0]["config"] if document["points"] else {}
+    timing = (
+        f"warm-up {config.get('warmup_s', 0):g} s, {config.get('duration_s', 0):g} s measured, "
+        f"{config.get('repeats', 1)} repeat(s): markers are medians, whiskers min to max"
+    )
+    lines.append(f"{timing}; {placement}" if placement else timing)
+    ratios = (document.get("calibration") or {}).get("ratios")
+    if ratios:
+        lines.append(
+            f"generator calibration against wrk: {ratios['rate_at_32']:.2f}x wrk's rate at "
+            f"concurrency 32, {ratios['p50_at_1']:.2f}x wrk's p50 at concurrency 1"
+        )
+    return "\n".join(lines)
+
+
+def finish(figure: Figure, document: dict, out_dir: Path, name: str, note: str = "") -> list[Path]:
+    """Footer, then the figure as PNG and SVG into `out_dir`; returns the files."""
+    text = footer(document) + (f"\n{note}" if note else "")
+    figure.text(0.01, 0.01, text, fontsize=7, color="#444444", va="bottom", ha="left")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in ("png", "svg"):
+        path = out_dir / f"{name}.{suffix}"
+        figure.savefig(path, dpi=130)
+        paths.append(path)
+    plt.close(figure)
+    return paths
+
+
+def sweep_axis(axis, document: dict, values: list[float]) -> None:
+    parameter = document["run"].get("sweep_parameter") or ""
+    axis.set_xlabel(SWEEP_AXIS_LABELS.get(parameter, parameter))
+    axis.margins(x=0.12)
+    positive = [v for v in values if v and v > 0]
+    if positive and max(positive) / min(positive) >= 8:
+        axis.set_xscale("log")
+    axis.set_xticks(values)
+    axis.set_xticklabels([f"{v:g}" for v in values])
+    axis.minorticks_off()
+
+
+def log_latency_axis(axis) -> None:
+    """Log scale with plain numbers (0.2, 0.5, 1, 2, 5 ...), not powers of ten."""
+    axis.set_yscale("log")
+    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+
+
+def mark(axis, x: float, y: float, point: dict, color: str) -> None:
+    hollow = (point.get("summary") or {}).get("client_bound")
+    axis.plot(
+        [x],
+        [y],
+        marker="o",
+        markersize=7,
+        color=color,
+        markerfacecolor="white" if hollow else color,
+        zorder=3,
+    )
+    problem = problems(point)
+    if problem:
+        axis.annotate(
+            problem, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7, color="#b00020"
+        )
+
+
+def whisker(axis, x: float, low: float, high: float, color: str) -> None:
+    axis.plot([x, x], [low, high], color=color, linewidth=1.2, alpha=0.8, zorder=2)
