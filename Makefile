@@ -16,7 +16,7 @@ SCENARIOS ?= scenarios/*.toml
 .PHONY: bench test setup protos quick calibrate lint format clean
 
 bench: setup
-	$(BIN)/bench calibrate
+	$(BIN)/bench calibrate --duration 3
 	$(BIN)/bench run $(SCENARIOS)
 
 test: setup

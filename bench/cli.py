@@ -35,10 +35,10 @@ def _load_all(files: list[Path]):
     return loaded, problems
 
 
-def _estimate(loaded, quick: bool) -> str:
+def _estimate(loaded, quick: bool, overrides: dict | None = None) -> str:
     from bench.runner import TRIAL_OVERHEAD_S, effective_timing
 
-    timing = effective_timing(loaded.scenario, quick)
+    timing = effective_timing(loaded.scenario, quick, overrides)
     trials = len(loaded.points) * timing.repeats * len(loaded.scenario.patterns)
     seconds = trials * (timing.warmup_s + timing.duration_s + TRIAL_OVERHEAD_S)
     return (
@@ -73,12 +73,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in problems or ["no scenario files given and none in scenarios/"]:
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
+    overrides = {
+        name: value
+        for name, value in (
+            ("warmup_s", args.warmup),
+            ("duration_s", args.duration),
+            ("repeats", args.repeats),
+        )
+        if value is not None
+    }
     options = RunOptions(
-        quick=args.quick, results_dir=args.results_dir, only_patterns=args.pattern or None
+        quick=args.quick,
+        timing_overrides=overrides,
+        results_dir=args.results_dir,
+        only_patterns=args.pattern or None,
     )
     failed = False
     for item in loaded:
-        print(f"{item.path}: {_estimate(item, args.quick)}", file=sys.stderr)
+        print(f"{item.path}: {_estimate(item, args.quick, overrides)}", file=sys.stderr)
         try:
             run_dir = run_scenario(item, options)
         except KeyboardInterrupt:
@@ -130,6 +142,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="bench", description="Compare API communication patterns on one workload."
@@ -139,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run scenarios and write results and charts")
     run.add_argument("files", nargs="*", type=Path, help="scenario files (default: scenarios/)")
     run.add_argument("--quick", action="store_true", help="about a second per point, one repeat")
+    run.add_argument("--duration", type=_positive, help="seconds measured per trial (overrides)")
+    run.add_argument("--warmup", type=_not_negative, help="seconds of warm-up per trial")
+    run.add_argument("--repeats", type=_count, help="trials per pattern and point")
     run.add_argument("--pattern", action="append", help="run only this pattern (repeatable)")
     run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     run.set_defaults(handler=cmd_run)

@@ -32,19 +32,23 @@ from bench.trials import TrialInterrupted, run_trial
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUICK_TIMING = Timing(warmup_s=0.3, duration_s=1.0, repeats=1)
-TRIAL_OVERHEAD_S = 0.9  # server start, health check, generator spawn: for time-left estimates
+# Server start, health check, generator spawn, subscribe, drain: for time-left estimates.
+TRIAL_OVERHEAD_S = 1.0
 
 
 @dataclass
 class RunOptions:
     quick: bool = False
+    timing_overrides: dict = field(default_factory=dict)  # warmup_s, duration_s, repeats
     results_dir: Path = PROJECT_DIR / "results"
     only_patterns: list[str] | None = None
     progress: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 
-def effective_timing(scenario: Scenario, quick: bool) -> Timing:
-    return QUICK_TIMING if quick else scenario.timing
+def effective_timing(scenario: Scenario, quick: bool, overrides: dict | None = None) -> Timing:
+    """The scenario's timing, or quick mode's, with command-line overrides on top."""
+    timing = QUICK_TIMING if quick else scenario.timing
+    return timing.model_copy(update=overrides) if overrides else timing
 
 
 def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) -> dict:
@@ -104,7 +108,7 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
     `options` are the run's (quick mode, results folder); each pattern's own options come
     from the scenario (`loaded.options`)."""
     scenario = loaded.scenario
-    timing = effective_timing(scenario, options.quick)
+    timing = effective_timing(scenario, options.quick, options.timing_overrides)
     patterns = [
         get_pattern(name)
         for name in scenario.patterns
