@@ -73,6 +73,9 @@ class GeneratorResult:
     cpu_s: float = 0.0
     wire_sent: int = 0
     wire_received: int = 0
+    payload_sent: int = 0  # application bytes (bodies, messages) in the window
+    payload_received: int = 0
+    tcp_connections: int = 0  # TCP connections to the server at the end of the window
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -98,7 +101,7 @@ class LoadEngine:
         self._measure_from_ns = 0
         self._end_ns = 0
         self._stop = asyncio.Event()
-        self._window: tuple[float, WireBytes] | None = None  # generator CPU s and bytes
+        self._window: tuple[float, WireBytes, WireBytes] | None = None  # CPU s, wire, payload
         self._timer: DeadlineTimer | None = None
 
     async def open(self) -> None:
@@ -245,8 +248,8 @@ class LoadEngine:
             await connection.close()
 
     # Measurement window ---------------------------------------------------------------
-    def _snapshot(self) -> tuple[float, WireBytes]:
-        return time.process_time(), self.driver.wire_bytes()
+    def _snapshot(self) -> tuple[float, WireBytes, WireBytes]:
+        return time.process_time(), self.driver.wire_bytes(), self.driver.payload.snapshot()
 
     async def _measure_window(self) -> None:
         if not self._stop.is_set():
@@ -258,11 +261,12 @@ class LoadEngine:
         if self._stop.is_set() and started < self._measure_from_ns:
             self._window = None  # stopped during warm-up: nothing was measured
             return
-        cpu_start, wire_start = self._snapshot()
+        cpu_start, wire_start, payload_start = self._snapshot()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), max(0.0, (self._end_ns - started) / 1e9))
-        cpu_end, wire_end = self._snapshot()
-        self._window = (cpu_end - cpu_start, wire_end - wire_start)
+        cpu_end, wire_end, payload_end = self._snapshot()
+        self.result.tcp_connections = self.driver.tcp_connections()
+        self._window = (cpu_end - cpu_start, wire_end - wire_start, payload_end - payload_start)
 
     def _count_unsent(self, schedule: Iterator[int]) -> None:
         for intended in schedule:
@@ -275,8 +279,9 @@ class LoadEngine:
         result = self.result
         result.measured_s = max(0.0, (self._end_ns - self._measure_from_ns) / 1e9)
         if self._window is not None:
-            result.cpu_s, wire = self._window
+            result.cpu_s, wire, payload = self._window
             result.wire_sent, result.wire_received = wire.sent, wire.received
+            result.payload_sent, result.payload_received = payload.sent, payload.received
         result.latency = self.latency.encode()
         result.latency_out_of_range = self.latency.out_of_range
         if self.plan.mode == "open":

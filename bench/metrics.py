@@ -50,6 +50,10 @@ class TrialResult:
     wire_bytes_sent_per_message: float | None
     wire_bytes_received_per_message: float | None
     wire_bytes_per_message: float | None
+    payload_bytes_per_message: float | None = None  # the application's own bytes, both ways
+    overhead_bytes_per_message: float | None = None  # wire minus payload: the protocol's
+    tcp_connections: int | None = None
+    server_rss_per_connection_bytes: int | None = None  # push: per subscriber
     delivery: dict | None = None  # push only: completeness per subscriber and in all
     extra: dict = field(default_factory=dict)
 
@@ -61,6 +65,7 @@ def build_trial(
     offered_rate_per_s: float | None,
     status: str = "ok",
     error: str | None = None,
+    baseline_rss_bytes: int | None = None,
 ) -> TrialResult:
     """Merge the generators' results for one trial and derive its figures."""
     latency = LatencyHistogram.merge([g["latency"] for g in generator_results])
@@ -78,9 +83,17 @@ def build_trial(
     ]
     wire_sent = sum(g["wire_sent"] for g in generator_results)
     wire_received = sum(g["wire_received"] for g in generator_results)
+    payload = sum(
+        g.get("payload_sent", 0) + g.get("payload_received", 0) for g in generator_results
+    )
+    connections = sum(g.get("tcp_connections", 0) for g in generator_results)
 
     def per_message(total: int) -> float | None:
         return round(total / requests, 1) if requests and total else None
+
+    rss_per_connection = None
+    if usage and baseline_rss_bytes is not None and connections:
+        rss_per_connection = round(max(0, usage.peak_rss_bytes - baseline_rss_bytes) / connections)
 
     return TrialResult(
         repeat=repeat,
@@ -121,6 +134,12 @@ def build_trial(
         wire_bytes_sent_per_message=per_message(wire_sent),
         wire_bytes_received_per_message=per_message(wire_received),
         wire_bytes_per_message=per_message(wire_sent + wire_received),
+        payload_bytes_per_message=per_message(payload),
+        overhead_bytes_per_message=(
+            per_message(wire_sent + wire_received - payload) if payload else None
+        ),
+        tcp_connections=connections or None,
+        server_rss_per_connection_bytes=rss_per_connection,
     )
 
 
@@ -185,15 +204,22 @@ def build_push_trial(
     all_deliveries = sum(len(c) - c.count(0) for c in counts)
     wire_sent = sum(g["wire_sent"] for g in generator_results)
     wire_received = sum(g["wire_received"] for g in generator_results)
+    payload = sum(g.get("payload_received", 0) for g in generator_results)
     if all_deliveries:
         trial.wire_bytes_sent_per_message = round(wire_sent / all_deliveries, 1)
         trial.wire_bytes_received_per_message = round(wire_received / all_deliveries, 1)
         trial.wire_bytes_per_message = round((wire_sent + wire_received) / all_deliveries, 1)
+        if payload:
+            trial.payload_bytes_per_message = round(payload / all_deliveries, 1)
+            trial.overhead_bytes_per_message = round(
+                (wire_sent + wire_received - payload) / all_deliveries, 1
+            )
     subscribers = delivery["subscribers"]
     if usage and baseline_rss_bytes is not None and subscribers:
         delivery["server_rss_per_subscriber_bytes"] = round(
             max(0, usage.peak_rss_bytes - baseline_rss_bytes) / subscribers
         )
+        trial.server_rss_per_connection_bytes = delivery["server_rss_per_subscriber_bytes"]
     trial.delivery = delivery
     counters: dict[str, int] = {}
     for g in generator_results:
@@ -242,9 +268,13 @@ SUMMARISED = (
     "throughput_per_s",
     "server_cpu_s_per_1000",
     "server_peak_rss_bytes",
+    "server_rss_per_connection_bytes",
     "wire_bytes_per_message",
     "wire_bytes_sent_per_message",
     "wire_bytes_received_per_message",
+    "payload_bytes_per_message",
+    "overhead_bytes_per_message",
+    "tcp_connections",
 )
 SUMMARISED_LATENCY = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")
 

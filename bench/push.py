@@ -86,6 +86,7 @@ class PushResult:
     measured_s: float = 0.0
     wire_sent: int = 0  # over the whole trial: handshakes, keepalives and empty polls too
     wire_received: int = 0
+    payload_received: int = 0  # the events' own bytes, over the whole trial too
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -193,6 +194,7 @@ class PushEngine:
         result.duplicates_in_window = sum(log.duplicates for log in self.logs)
         wire = self.driver.wire_bytes()
         result.wire_sent, result.wire_received = wire.sent, wire.received
+        result.payload_received = self.driver.payload.received
         for subscription in self.subscriptions:
             for problem in subscription.problems:
                 self._count_error(problem)

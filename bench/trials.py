@@ -81,7 +81,7 @@ def run_trial(
                 pattern, servers, group, monitor, point, timing, repeat, report_file, baseline_rss
             )
         return _request_response_measurement(
-            pattern, servers, group, monitor, scenario, timing, repeat
+            pattern, servers, group, monitor, scenario, timing, repeat, baseline_rss
         )
 
 
@@ -170,6 +170,7 @@ def _request_response_measurement(
     scenario: Scenario,
     timing: Timing,
     repeat: int,
+    baseline_rss: int,
 ) -> TrialResult:
     offered = scenario.load.rate_per_s
     try:
@@ -184,8 +185,10 @@ def _request_response_measurement(
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
     if not alive:
-        return build_trial(repeat, results, usage, offered, "failed", str(servers.failure()))
-    return build_trial(repeat, results, usage, offered)
+        return build_trial(
+            repeat, results, usage, offered, "failed", str(servers.failure()), baseline_rss
+        )
+    return build_trial(repeat, results, usage, offered, baseline_rss_bytes=baseline_rss)
 
 
 # Push ------------------------------------------------------------------------------------

@@ -36,6 +36,18 @@ class WireBytes:
         return self.sent + self.received
 
 
+@dataclass
+class PayloadCounter:
+    """Application payload bytes (HTTP bodies, WebSocket and MQTT messages, gRPC messages,
+    SSE data): what the pattern carries, so that wire bytes minus these is its overhead."""
+
+    sent: int = 0
+    received: int = 0
+
+    def snapshot(self) -> WireBytes:
+        return WireBytes(self.sent, self.received)
+
+
 def tcp_wire_bytes(sock: socket.socket | None) -> WireBytes | None:
     """Bytes this socket has sent and received so far, or None where the kernel cannot tell."""
     if sock is None or _TCP_INFO is None:

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 import orjson
 
 from bench.options import PatternOptions
-from bench.wire import WireBytes, WireMeter, process_wire_bytes
+from bench.wire import (
+    PayloadCounter,
+    WireBytes,
+    WireMeter,
+    process_wire_bytes,
+    socket_counters,
+)
 from bench.workload import ExpectedAnswers, Operation
 from servers.events import padding_length
 
@@ -62,6 +68,7 @@ class Driver(ABC):
     def __init__(self, target: Target, context: DriverContext) -> None:
         self.target = target
         self.context = context
+        self.payload = PayloadCounter()  # connections add their request and answer bodies
 
     @abstractmethod
     async def connect(self) -> Connection:
@@ -70,6 +77,10 @@ class Driver(ABC):
     def wire_bytes(self) -> WireBytes:
         """Bytes this process has exchanged with the server so far (kernel TCP counters)."""
         return process_wire_bytes(self.target.port)
+
+    def tcp_connections(self) -> int:
+        """TCP connections this process holds to the server now."""
+        return len(socket_counters(self.target.port))
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers share nothing
         """Release what the driver shares between connections (a channel, a session)."""
@@ -155,6 +166,7 @@ class PushDriver(ABC):
         self.context = context
         self.options = context.options
         self.meter = WireMeter(target.port)
+        self.payload = PayloadCounter()  # subscriptions add the events' own bytes
 
     @abstractmethod
     async def subscribe(self, subscriber: int, on_event: EventCallback) -> Subscription:

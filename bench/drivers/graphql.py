@@ -56,7 +56,7 @@ class GraphqlConnection(Connection):
     async def _post(self, query: str, variables: dict, operation: Operation) -> dict:
         body = orjson.dumps({"query": query, "variables": variables})
         response = await self.http.request(
-            post_request(b"/graphql", self.host, b"application/json", body)
+            post_request(b"/graphql", self.host, b"application/json", body), len(body)
         )
         return json_body(response, 200, operation)
 
@@ -106,5 +106,5 @@ class GraphqlConnection(Connection):
 
 class GraphqlDriver(Driver):
     async def connect(self) -> GraphqlConnection:
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(self.target.host, self.target.port, self.payload)
         return GraphqlConnection(http, host_header(self.target), self.context)

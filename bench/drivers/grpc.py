@@ -43,9 +43,13 @@ class GrpcConnection(Connection):
 
     async def call(self, operation: Operation) -> None:
         stub = self.channel.stub
+        payload = self.driver.payload
         try:
             if operation.name == "get_user":
-                user = await stub.GetUser(users_pb2.GetUserRequest(id=operation.user_id))
+                request = users_pb2.GetUserRequest(id=operation.user_id)
+                user = await stub.GetUser(request)
+                payload.sent += request.ByteSize()
+                payload.received += user.ByteSize()
                 check_user(
                     operation,
                     self.expected,
@@ -54,9 +58,12 @@ class GrpcConnection(Connection):
                     (order.total_cents for order in user.orders),
                 )
             elif operation.name == "list_users":
-                page = await stub.ListUsers(
-                    users_pb2.ListUsersRequest(page=operation.page, per_page=operation.per_page)
+                request = users_pb2.ListUsersRequest(
+                    page=operation.page, per_page=operation.per_page
                 )
+                page = await stub.ListUsers(request)
+                payload.sent += request.ByteSize()
+                payload.received += page.ByteSize()
                 check_page(
                     operation,
                     self.expected,
@@ -64,16 +71,17 @@ class GrpcConnection(Connection):
                     page.items[0].order_count if page.items else None,
                 )
             else:
-                order = await stub.CreateOrder(
-                    users_pb2.CreateOrderRequest(
-                        user_id=operation.user_id,
-                        currency=operation.currency,
-                        items=[
-                            users_pb2.OrderItem(sku=sku, quantity=quantity, price_cents=price)
-                            for sku, quantity, price in operation.items
-                        ],
-                    )
+                request = users_pb2.CreateOrderRequest(
+                    user_id=operation.user_id,
+                    currency=operation.currency,
+                    items=[
+                        users_pb2.OrderItem(sku=sku, quantity=quantity, price_cents=price)
+                        for sku, quantity, price in operation.items
+                    ],
                 )
+                order = await stub.CreateOrder(request)
+                payload.sent += request.ByteSize()
+                payload.received += order.ByteSize()
                 check_created_order(
                     operation, order.id, order.user_id, order.total_cents, len(order.items)
                 )

@@ -39,6 +39,7 @@ class GrpcStreamSubscription(Subscription):
         padding = self.driver.context.padding_length
         try:
             async for event in call:
+                self.driver.payload.received += event.ByteSize()
                 if len(event.payload) != padding:
                     self.problem(ResponseInvalid(f"event {event.seq} has a wrong-size payload"))
                     continue

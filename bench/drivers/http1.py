@@ -15,6 +15,7 @@ from typing import NamedTuple
 import httptools
 
 from bench.drivers.base import ResponseInvalid
+from bench.wire import PayloadCounter
 
 
 class HttpResponse(NamedTuple):
@@ -30,8 +31,9 @@ class ConnectionClosed(ConnectionError):
 class Http1Connection(asyncio.Protocol):
     """One TCP connection speaking HTTP/1.1; `request()` sends raw bytes, returns the response."""
 
-    def __init__(self) -> None:
+    def __init__(self, payload: PayloadCounter | None = None) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._payload = PayloadCounter() if payload is None else payload
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -39,9 +41,12 @@ class Http1Connection(asyncio.Protocol):
         self.reusable = True
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Http1Connection:
+    async def open(
+        cls, host: str, port: int, payload: PayloadCounter | None = None
+    ) -> Http1Connection:
+        """Connect; bodies sent and received are added to `payload`."""
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(cls, host, port)
+        _, protocol = await loop.create_connection(lambda: cls(payload), host, port)
         return protocol
 
     # asyncio.Protocol callbacks -------------------------------------------------------
@@ -68,6 +73,7 @@ class Http1Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         response = HttpResponse(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        self._payload.received += len(response.body)
         self._headers = {}
         self._body = []
         if not self._parser.should_keep_alive():
@@ -79,12 +85,14 @@ class Http1Connection(asyncio.Protocol):
             waiter.set_result(response)
 
     # Client API -----------------------------------------------------------------------
-    def request(self, raw_request: bytes) -> asyncio.Future[HttpResponse]:
+    def request(self, raw_request: bytes, body_bytes: int = 0) -> asyncio.Future[HttpResponse]:
+        """Send `raw_request` (whose body is `body_bytes` long); its response, when it comes."""
         if not self.reusable or self._transport is None:
             raise ConnectionClosed("connection is not reusable")
         if self._waiter is not None:
             raise RuntimeError("one request at a time on an HTTP/1.1 connection")
         self._waiter = asyncio.get_running_loop().create_future()
+        self._payload.sent += body_bytes
         self._transport.write(raw_request)
         return self._waiter
 
@@ -129,7 +137,7 @@ class Http1Stream(asyncio.Protocol):
 
     def __init__(self, on_body) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        self._on_body = on_body
+        self._on_body = on_body  # it counts what it takes as payload
         self._headers: dict[bytes, bytes] = {}
         loop = asyncio.get_running_loop()
         self.response: asyncio.Future[tuple[int, dict[bytes, bytes]]] = loop.create_future()

@@ -26,7 +26,7 @@ class JsonRpcConnection(Connection):
             {"jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
         )
         response = await self.http.request(
-            post_request(b"/rpc", self.host, b"application/json", body)
+            post_request(b"/rpc", self.host, b"application/json", body), len(body)
         )
         answer = json_body(response, 200, operation)
         if answer.get("jsonrpc") != "2.0" or answer.get("id") != request_id:
@@ -77,5 +77,5 @@ class JsonRpcConnection(Connection):
 
 class JsonRpcDriver(Driver):
     async def connect(self) -> JsonRpcConnection:
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(self.target.host, self.target.port, self.payload)
         return JsonRpcConnection(http, host_header(self.target), self.context.expected)

@@ -50,6 +50,7 @@ class MqttSubscription(Subscription):
         self.leaving = False
 
     def _message(self, _client, _userdata, message) -> None:
+        self.driver.payload.received += len(message.payload)
         try:
             seq, published_ns = decode_event(message.payload, self.driver.context.padding_length)
         except ResponseInvalid as exc:

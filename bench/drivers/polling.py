@@ -41,7 +41,9 @@ class PollingSubscription(Subscription):
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+        self.http = await Http1Connection.open(
+            self.driver.target.host, self.driver.target.port, self.driver.payload
+        )
         response = await self.http.request(
             b"GET /events?after=latest HTTP/1.1\r\nHost: %s\r\n\r\n" % self.driver.host
         )
@@ -91,7 +93,9 @@ class PollingSubscription(Subscription):
         if self.http is not None:
             self.http.close()
         with contextlib.suppress(OSError):
-            self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+            self.http = await Http1Connection.open(
+                self.driver.target.host, self.driver.target.port, self.driver.payload
+            )
 
     async def disconnect(self) -> None:
         if self.task is not None:

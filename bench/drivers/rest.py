@@ -83,7 +83,8 @@ class RestConnection(Connection):
         body = orjson.dumps(order_request_body(operation))
         response = await self.http.request(
             b"POST /users/%d/orders HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (operation.user_id, self.host, len(body), body)
+            b"Content-Length: %d\r\n\r\n%s" % (operation.user_id, self.host, len(body), body),
+            len(body),
         )
         order = json_body(response, 201, operation)
         check_created_order(
@@ -102,5 +103,5 @@ class RestConnection(Connection):
 
 class RestDriver(Driver):
     async def connect(self) -> RestConnection:
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(self.target.host, self.target.port, self.payload)
         return RestConnection(http, host_header(self.target), self.context.expected)

@@ -40,14 +40,10 @@ class SoapConnection(Connection):
 
     async def _call(self, name: str, body: str, operation: Operation) -> ElementTree.Element:
         action = b'SOAPAction: "%s#%s"\r\n' % (NS.encode(), name.encode())
+        envelope = _OPEN + body.encode() + _CLOSE
         response = await self.http.request(
-            post_request(
-                b"/soap",
-                self.host,
-                b"text/xml; charset=utf-8",
-                _OPEN + body.encode() + _CLOSE,
-                action,
-            )
+            post_request(b"/soap", self.host, b"text/xml; charset=utf-8", envelope, action),
+            len(envelope),
         )
         try:
             envelope = ElementTree.fromstring(response.body)
@@ -123,5 +119,5 @@ class SoapConnection(Connection):
 
 class SoapDriver(Driver):
     async def connect(self) -> SoapConnection:
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(self.target.host, self.target.port, self.payload)
         return SoapConnection(http, host_header(self.target), self.context.expected)

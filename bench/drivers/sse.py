@@ -68,8 +68,10 @@ class SseSubscription(Subscription):
             self.last_event_id = event_id
         if not data:
             return  # a comment, or only a retry hint
+        event = b"\n".join(data)
+        self.driver.payload.received += len(event)
         try:
-            seq, published_ns = decode_event(b"\n".join(data), self.driver.context.padding_length)
+            seq, published_ns = decode_event(event, self.driver.context.padding_length)
         except ResponseInvalid as exc:
             self.problem(exc)
             return

@@ -95,6 +95,7 @@ class Receiver:
         if endpoint is None:
             return web.Response(status=404)
         body = await request.read()
+        self.driver.payload.received += len(body)
         if time.monotonic() < endpoint.unavailable_until:
             counters["unavailable_answers"] += 1
             return web.Response(status=503)

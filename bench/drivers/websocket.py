@@ -32,8 +32,9 @@ class WebsocketOptions(PatternOptions):
 class _Socket:
     """One WebSocket connection; answers are matched to requests by correlation id."""
 
-    def __init__(self, websocket: ClientConnection) -> None:
+    def __init__(self, websocket: ClientConnection, payload) -> None:
         self.websocket = websocket
+        self.payload = payload
         self.pending: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
         self.reader = asyncio.create_task(self._read())
@@ -42,7 +43,9 @@ class _Socket:
         problem: Exception = ConnectionClosed(None, None)
         try:
             while True:
-                reply = orjson.loads(await self.websocket.recv(decode=False))
+                data = await self.websocket.recv(decode=False)
+                self.payload.received += len(data)
+                reply = orjson.loads(data)
                 waiter = self.pending.pop(reply.get("id"), None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(reply)
@@ -58,8 +61,9 @@ class _Socket:
         waiter = asyncio.get_running_loop().create_future()
         self.pending[correlation] = waiter
         try:
-            message = {"id": correlation, "op": operation, "params": params}
-            await self.websocket.send(orjson.dumps(message), text=True)
+            message = orjson.dumps({"id": correlation, "op": operation, "params": params})
+            self.payload.sent += len(message)
+            await self.websocket.send(message, text=True)
             return await waiter
         finally:
             self.pending.pop(correlation, None)
@@ -149,7 +153,7 @@ class WebsocketDriver(Driver):
             user_agent_header=None,
             proxy=None,
         )
-        return _Socket(websocket)
+        return _Socket(websocket, self.payload)
 
     async def connect(self) -> WebsocketConnection:
         return WebsocketConnection(self, await self.shared.acquire())

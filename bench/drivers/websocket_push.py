@@ -49,6 +49,7 @@ class WebsocketPushSubscription(Subscription):
         padding = self.driver.context.padding_length
         try:
             async for message in websocket:
+                self.driver.payload.received += len(message)
                 try:
                     seq, published_ns = decode_event(message, padding)
                 except ResponseInvalid as exc:
