@@ -16,7 +16,7 @@ from bench.drivers.base import Connection, Driver, ResponseInvalid
 from bench.engine import LoadEngine, LoadPlan
 from bench.histogram import LatencyHistogram
 from bench.timer import DeadlineTimer
-from bench.wire import WireBytes, tcp_wire_bytes
+from bench.wire import PayloadCounter, WireBytes, tcp_wire_bytes
 from bench.workload import Operation
 
 MS = 1_000_000
@@ -41,6 +41,7 @@ class ScriptedDriver(Driver):
 
     def __init__(self, behaviour) -> None:
         self.behaviour = behaviour
+        self.payload = PayloadCounter()
         self.sends: list[int] = []
         self.connects = 0
         self.closed = 0
@@ -51,6 +52,9 @@ class ScriptedDriver(Driver):
 
     def wire_bytes(self) -> WireBytes:
         return WireBytes(10 * len(self.sends), 100 * len(self.sends))
+
+    def tcp_connections(self) -> int:
+        return self.connects - self.closed
 
 
 async def instant(now_ns: int, number: int) -> None:
