@@ -13,7 +13,7 @@ PROTOS := $(wildcard protos/*.proto)
 GENERATED := servers/generated/.stamp
 SCENARIOS ?= scenarios/*.toml
 
-.PHONY: bench test setup protos quick calibrate lint format clean
+.PHONY: bench test setup protos quick calibrate publish lint format clean
 
 bench: setup
 	$(BIN)/bench calibrate --duration 3
@@ -27,6 +27,11 @@ quick: setup
 
 calibrate: setup
 	$(BIN)/bench calibrate
+
+# Re-render the committed report in results/published/ from the runs stored there.
+# To publish new runs first: .venv/bin/bench publish --latest
+publish: setup
+	$(BIN)/bench publish
 
 setup: $(SYSTEM_PACKAGES) $(INSTALLED) $(GENERATED)
 

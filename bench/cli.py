@@ -1,7 +1,8 @@
 """The `bench` command: run, validate, report, calibrate.
 
 Exit codes: 0 success; 1 a run finished but some points failed; 2 bad input (a scenario or
-results file that cannot be used); 130 interrupted by Ctrl-C.
+results file that cannot be used); 3 a threshold the scenario sets is broken; 130
+interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_POINTS_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_THRESHOLD_BROKEN = 3
 EXIT_INTERRUPTED = 130
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIOS = PROJECT_DIR / "scenarios"
@@ -88,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         only_patterns=args.pattern or None,
     )
-    failed = False
+    failed = broken = False
     for item in loaded:
         print(f"{item.path}: {_estimate(item, args.quick, overrides)}", file=sys.stderr)
         try:
@@ -101,7 +103,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
         failed |= _report_failures(run_dir)
-    return EXIT_POINTS_FAILED if failed else EXIT_OK
+        broken |= _report_breaches(run_dir)
+    if failed:
+        return EXIT_POINTS_FAILED
+    return EXIT_THRESHOLD_BROKEN if broken else EXIT_OK
+
+
+def _report_breaches(run_dir: Path) -> bool:
+    from bench.results import load_run
+    from bench.thresholds import breaches
+
+    found = breaches(load_run(run_dir))
+    for line in found:
+        print(f"{run_dir.name}: threshold broken: {line}", file=sys.stderr)
+    return bool(found)
 
 
 def _report_failures(run_dir: Path) -> bool:
@@ -128,6 +143,62 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"re-rendered {args.run_dir / 'summary.csv'} and {args.run_dir / 'charts'}/")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare, format_changes
+    from bench.results import ResultsUnreadable, load_run
+    from bench.thresholds import breaches
+
+    try:
+        before, after = load_run(args.run_a), load_run(args.run_b)
+    except ResultsUnreadable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if before["run"]["scenario"] != after["run"]["scenario"]:
+        print(
+            f"note: comparing different scenarios ({before['run']['scenario']} and "
+            f"{after['run']['scenario']}): only points with the same label are matched",
+            file=sys.stderr,
+        )
+    changes = compare(before, after, args.alpha)
+    if not changes:
+        print("the two runs share no pattern and point", file=sys.stderr)
+    else:
+        print(
+            f"{args.run_a.name} -> {args.run_b.name} (Welch's t-test over the repeats, "
+            f"significant below p = {args.alpha:g})"
+        )
+        print(format_changes(changes))
+    found = breaches(after)
+    for line in found:
+        print(f"{args.run_b.name}: threshold broken: {line}", file=sys.stderr)
+    return EXIT_THRESHOLD_BROKEN if found else EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from bench.publish import adopt, latest_runs, publish
+    from bench.results import ResultsUnreadable
+
+    try:
+        chosen = list(args.runs)
+        if args.latest:
+            chosen += latest_runs(args.results_dir)
+            if not chosen:
+                print(f"no complete, full runs in {args.results_dir} to adopt", file=sys.stderr)
+                return EXIT_BAD_INPUT
+        if chosen:
+            adopt(chosen, args.out)
+        published = publish(args.out)
+    except ResultsUnreadable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"published {published.markdown} and {published.html} ({len(published.charts)} chart files)"
+    )
+    for claim in published.claims:
+        print(f"  {claim.id:3} {claim.verdict:19} {claim.measured[:110]}")
     return EXIT_OK
 
 
@@ -186,6 +257,27 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render charts from a run's results.json")
     report.add_argument("run_dir", type=Path)
     report.set_defaults(handler=cmd_report)
+
+    compare = commands.add_parser(
+        "compare", help="what changed between two runs, and did the second break a threshold"
+    )
+    compare.add_argument("run_a", type=Path, help="the earlier run folder")
+    compare.add_argument("run_b", type=Path, help="the later run folder (thresholds checked)")
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    compare.set_defaults(handler=cmd_compare)
+
+    publish = commands.add_parser(
+        "publish", help="build the committed report (HTML and Markdown) from stored results"
+    )
+    publish.add_argument("runs", nargs="*", type=Path, help="run folders to adopt first")
+    publish.add_argument(
+        "--latest",
+        action="store_true",
+        help="adopt the newest complete run of each scenario in --results-dir",
+    )
+    publish.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    publish.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "published")
+    publish.set_defaults(handler=cmd_publish)
 
     calibrate = commands.add_parser("calibrate", help="compare the harness's generator with wrk")
     calibrate.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")

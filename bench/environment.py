@@ -62,6 +62,21 @@ def git_commit(directory: Path) -> dict:
         return {"commit": None, "dirty": None}
 
 
+def tool_versions() -> dict[str, str]:
+    """Versions of the programs some patterns run (the broker) or calibrate against."""
+    found = {}
+    for name, command in (("mosquitto", ["mosquitto", "-h"]), ("wrk", ["wrk", "-v"])):
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in (completed.stdout + completed.stderr).splitlines():
+            if line.lower().startswith(name) and "usage" not in line.lower():
+                found[name] = line.split(" Copyright")[0].strip()
+                break
+    return found
+
+
 def collect(project_dir: Path) -> dict:
     memory = psutil.virtual_memory()
     usable_cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -76,6 +91,7 @@ def collect(project_dir: Path) -> dict:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "packages": package_versions(),
+        "tools": tool_versions(),
         "git": git_commit(project_dir),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }

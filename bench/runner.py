@@ -131,6 +131,8 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
             "quick": options.quick,
             "placement": placement.to_dict(),
             "patterns": [p.name for p in patterns],
+            "thresholds": scenario.thresholds.model_dump() if scenario.thresholds else None,
+            "report": scenario.report.model_dump(),
         },
         environment.collect(PROJECT_DIR),
         load_calibration(options.results_dir),

@@ -145,6 +145,46 @@ class Timing(_Strict):
     repeats: int = Field(3, ge=1, le=100)
 
 
+class Limits(_Strict):
+    """What a point must achieve; medians across repeats are checked, every point."""
+
+    max_p50_ms: float | None = Field(None, gt=0)
+    max_p99_ms: float | None = Field(None, gt=0)
+    max_p999_ms: float | None = Field(None, gt=0)
+    min_throughput_per_s: float | None = Field(None, ge=0)
+    max_errors: int | None = Field(None, ge=0, description="errors + timeouts, all trials")
+    min_completeness: float | None = Field(None, ge=0, le=1, description="push")
+
+
+class Thresholds(Limits):
+    """Limits for every pattern, with per-pattern overrides under [thresholds.patterns.X]."""
+
+    patterns: dict[str, Limits] = Field(default_factory=dict)
+
+    def for_pattern(self, pattern: str) -> Limits:
+        common = self.model_dump(exclude={"patterns"}, exclude_none=True)
+        own = self.patterns.get(pattern)
+        return Limits(**{**common, **(own.model_dump(exclude_none=True) if own else {})})
+
+
+class Report(_Strict):
+    """How the published overview ranks the patterns of this scenario."""
+
+    headline: (
+        Literal[
+            "throughput_per_s",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "wire_bytes_per_message",
+            "server_cpu_s_per_1000",
+            "completeness",
+        ]
+        | None
+    ) = Field(None, description="default: throughput (request/response), p99 (push)")
+    at: int | float | None = Field(None, description="the sweep value to rank at (default: last)")
+
+
 class Sweep(_Strict):
     parameter: SweepParameter
     values: list[int | float] = Field(min_length=1, max_length=50)
@@ -173,6 +213,8 @@ class Scenario(_Strict):
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-pattern settings: [options.<pattern>]"
     )
+    thresholds: Thresholds | None = None
+    report: Report = Field(default_factory=Report)
     seed: int = 1
 
     @field_validator("patterns")
@@ -191,6 +233,16 @@ class Scenario(_Strict):
             raise ValueError(
                 "load: a push workload sets its rate and subscribers under [workload]; "
                 "[load] takes only generators, timeout_s and pin_cpus"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_name_patterns_of_the_scenario(self) -> Scenario:
+        stray = set(self.thresholds.patterns) - set(self.patterns) if self.thresholds else set()
+        if stray:
+            raise ValueError(
+                f"thresholds.patterns names {', '.join(sorted(stray))}, not patterns of this "
+                f"scenario ({', '.join(self.patterns)})"
             )
         return self
 

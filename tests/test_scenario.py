@@ -172,3 +172,40 @@ def test_bench_run_refuses_a_bad_file_before_running_anything(tmp_path):
     assert "Traceback" not in completed.stderr
     assert "patterns[0] = 'nope'" in completed.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_thresholds_may_only_name_patterns_of_the_scenario(tmp_path):
+    (line,) = problems(
+        tmp_path,
+        VALID + "[thresholds]\nmax_p99_ms = 5\n[thresholds.patterns.grpc]\nmax_p99_ms = 1\n",
+    )
+    assert "thresholds.patterns names grpc, not patterns of this scenario (rest)" in line
+
+
+def test_a_misspelt_threshold_is_an_error_listing_the_limits(tmp_path):
+    (line,) = problems(tmp_path, VALID + "[thresholds]\nmax_p99 = 5\n")
+    assert "thresholds.max_p99 = 5: unknown field" in line
+    assert "max_p99_ms" in line and "min_completeness" in line
+
+
+def test_push_workloads_are_validated_with_their_own_fields(tmp_path):
+    push = 'title = "p"\npatterns = ["sse"]\n[workload]\nkind = "push"\n'
+    lines = problems(tmp_path, push + "rate_per_s = 0\nsubscribers = 3\nsubscriber = 4\n")
+    assert any("workload.rate_per_s = 0: Input should be greater than 0" in line for line in lines)
+    assert any(
+        "workload.subscriber = 4: unknown field; allowed here: kind, rate_per_s" in line
+        for line in lines
+    )
+    (line,) = problems(
+        tmp_path, push + "rate_per_s = 10\nsubscribers = 3\n[load]\nconcurrency = 4\n"
+    )
+    assert "a push workload sets its rate and subscribers under [workload]" in line
+
+
+def test_a_request_response_pattern_cannot_run_a_push_workload(tmp_path):
+    (line,) = problems(
+        tmp_path,
+        'title = "p"\npatterns = ["rest"]\n[workload]\nkind = "push"\n'
+        "rate_per_s = 10\nsubscribers = 3\n",
+    )
+    assert "patterns rest cannot run a push workload" in line

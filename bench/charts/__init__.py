@@ -1,7 +1,8 @@
 """Charts of a run, rendered from its results.json alone (PNG and SVG, matplotlib).
 
-Request/response runs get throughput, latency and bytes per exchange; push runs get
-publish-to-receive latency, delivery completeness and bytes per delivered event.
+Request/response runs get throughput, latency, its distribution, cost and bytes per
+exchange; push runs get publish-to-receive latency, delivery completeness, the latency
+distribution, cost and bytes per delivered event. The overview ranks patterns across runs.
 """
 
 from __future__ import annotations
@@ -9,22 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.charts.completeness import completeness_chart
+from bench.charts.cost import cost_chart
+from bench.charts.distribution import distribution_chart
+from bench.charts.overview import overview_chart, rank
 from bench.charts.rates import latency_chart, throughput_chart
 from bench.charts.style import color_of, is_push
 from bench.charts.wire import wire_chart
 
 CHART_DIR = "charts"
 
-__all__ = ["CHART_DIR", "color_of", "render_run"]
+__all__ = ["CHART_DIR", "color_of", "overview_chart", "rank", "render_charts", "render_run"]
 
 
 def render_run(document: dict, run_dir: Path) -> list[Path]:
     """Write every chart of a run into `<run_dir>/charts/`; returns the files written."""
+    return render_charts(document, run_dir / CHART_DIR)
+
+
+def render_charts(document: dict, out_dir: Path) -> list[Path]:
+    """Write every chart of a run into `out_dir`; returns the files written."""
     if not document["points"]:
         return []
-    out_dir = run_dir / CHART_DIR
     if is_push(document):
-        charts = (latency_chart, completeness_chart, wire_chart)
+        charts = (latency_chart, completeness_chart, distribution_chart, cost_chart, wire_chart)
     else:
-        charts = (throughput_chart, latency_chart, wire_chart)
+        charts = (throughput_chart, latency_chart, distribution_chart, cost_chart, wire_chart)
     return [path for chart in charts for path in chart(document, out_dir)]

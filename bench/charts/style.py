@@ -8,6 +8,8 @@ their point, and carries the machine, code version and calibration in its footer
 
 from __future__ import annotations
 
+import io
+from contextvars import ContextVar
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from PIL import Image
 
 from bench.environment import describe as describe_environment
 from bench.patterns import PATTERNS
@@ -85,7 +88,8 @@ def footer(document: dict) -> str:
     config = document["points"][0]["config"] if document["points"] else {}
     timing = (
         f"warm-up {config.get('warmup_s', 0):g} s, {config.get('duration_s', 0):g} s measured, "
-        f"{config.get('repeats', 1)} repeat(s): markers are medians, whiskers min to max"
+        f"{config.get('repeats', 1)} repeat(s) in rotating order; markers: medians, whiskers: "
+        "smallest to largest repeat"
     )
     lines.append(f"{timing}; {placement}" if placement else timing)
     ratios = (document.get("calibration") or {}).get("ratios")
@@ -97,18 +101,35 @@ def footer(document: dict) -> str:
     return "\n".join(lines)
 
 
-def finish(figure: Figure, document: dict, out_dir: Path, name: str, note: str = "") -> list[Path]:
-    """Footer, then the figure as PNG and SVG into `out_dir`; returns the files."""
-    text = footer(document) + (f"\n{note}" if note else "")
-    figure.text(0.01, 0.01, text, fontsize=7, color="#444444", va="bottom", ha="left")
+# Where charts go and in which formats; publishing sets PNG only (SVGs stay with the runs).
+FORMATS: ContextVar[tuple[str, ...]] = ContextVar("chart_formats", default=("png", "svg"))
+DPI = 130
+
+
+def save(figure: Figure, out_dir: Path, name: str) -> list[Path]:
+    """The figure as PNG (palette-quantised: a third of the size, no visible change) and,
+    unless publishing, SVG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix in ("png", "svg"):
+    for suffix in FORMATS.get():
         path = out_dir / f"{name}.{suffix}"
-        figure.savefig(path, dpi=130)
+        if suffix == "png":
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=DPI)
+            image = Image.open(buffer).convert("RGB").quantize(256, Image.Quantize.MEDIANCUT)
+            image.save(path, optimize=True)
+        else:
+            figure.savefig(path, dpi=DPI)
         paths.append(path)
     plt.close(figure)
     return paths
+
+
+def finish(figure: Figure, document: dict, out_dir: Path, name: str, note: str = "") -> list[Path]:
+    """Footer, then the figure saved into `out_dir`; returns the files."""
+    text = footer(document) + (f"\n{note}" if note else "")
+    figure.text(0.01, 0.01, text, fontsize=7, color="#444444", va="bottom", ha="left")
+    return save(figure, out_dir, name)
 
 
 def sweep_axis(axis, document: dict, values: list[float]) -> None:
@@ -123,12 +144,16 @@ def sweep_axis(axis, document: dict, values: list[float]) -> None:
     axis.minorticks_off()
 
 
-def log_latency_axis(axis) -> None:
+def log_latency_axis(axis, x: bool = False) -> None:
     """Log scale with plain numbers (0.2, 0.5, 1, 2, 5 ...), not powers of ten."""
-    axis.set_yscale("log")
-    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.yaxis.set_minor_formatter(NullFormatter())
+    which = axis.xaxis if x else axis.yaxis
+    if x:
+        axis.set_xscale("log")
+    else:
+        axis.set_yscale("log")
+    which.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    which.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    which.set_minor_formatter(NullFormatter())
 
 
 def mark(axis, x: float, y: float, point: dict, color: str) -> None:

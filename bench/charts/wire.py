@@ -11,12 +11,16 @@ from bench.charts.style import SWEEP_AXIS_LABELS, by_pattern, color_of, finish, 
 
 
 def _wire(point: dict) -> tuple[float, float] | None:
+    """(payload, protocol overhead) bytes per message: what the application sends and
+    receives (bodies, messages), and everything else the protocol puts on the wire."""
     summary = point.get("summary") or {}
-    sent = summary.get("wire_bytes_sent_per_message")
-    received = summary.get("wire_bytes_received_per_message")
-    if not sent or not received:
+    total = summary.get("wire_bytes_per_message")
+    payload = summary.get("payload_bytes_per_message")
+    if not total:
         return None
-    return sent["median"], received["median"]
+    if not payload:
+        return 0.0, total["median"]
+    return payload["median"], total["median"] - payload["median"]
 
 
 def wire_chart(document: dict, out_dir: Path) -> list[Path]:
@@ -98,8 +102,10 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
                 fontsize=8,
                 color="#444444",
             )
-        sent, received = ("from subscribers", "to subscribers") if push else ("request", "response")
-        axis.set_xlabel(f"bytes on the wire per {unit}: {sent} (light) + {received} (dark)")
+        axis.set_xlabel(
+            f"bytes on the wire per {unit}, both ways: payload (solid) + protocol "
+            "overhead (hatched)"
+        )
         axis.margins(x=0.25)
         where = f" ({points[0]['label']})" if points and points[0]["label"] else ""
     axis.grid(True, alpha=0.3)

@@ -36,6 +36,9 @@ class WebhookOptions(PushServerOptions):
     receiver_failures: int = Field(
         0, ge=0, le=10, description="receivers answer 500 to the first N attempts of each event"
     )
+    receiver_lost_acks: int = Field(
+        0, ge=0, le=10, description="...then process it but answer 500 N more times (a lost ack)"
+    )
     tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
 
     def server_args(self) -> list[str]:
@@ -111,19 +114,23 @@ class Receiver:
         event_id = request.headers.get(ID_HEADER, "")
         attempt = endpoint.attempts.get(event_id, 0) + 1
         endpoint.attempts[event_id] = attempt
-        if attempt <= self.driver.options.receiver_failures:
+        options = self.driver.options
+        if attempt <= options.receiver_failures:
             counters["failures_injected"] += 1
             return web.Response(status=500)
-        if event_id in endpoint.seen:
+        if event_id in endpoint.seen:  # a redelivery: acknowledge, do not process again
             counters["duplicates_suppressed"] += 1
-            return web.Response(status=200)
-        endpoint.seen.add(event_id)
-        try:
-            seq, published_ns = decode_event(body, self.driver.context.padding_length)
-        except ResponseInvalid as exc:
-            self.driver.invalid.append(exc)
-            return web.Response(status=400)
-        endpoint.on_event(seq, published_ns)
+        else:
+            endpoint.seen.add(event_id)
+            try:
+                seq, published_ns = decode_event(body, self.driver.context.padding_length)
+            except ResponseInvalid as exc:
+                self.driver.invalid.append(exc)
+                return web.Response(status=400)
+            endpoint.on_event(seq, published_ns)
+        if attempt <= options.receiver_failures + options.receiver_lost_acks:
+            counters["acks_lost"] += 1  # processed, but the provider never hears so
+            return web.Response(status=500)
         return web.Response(status=200)
 
     async def stop(self) -> None:
@@ -185,6 +192,7 @@ class WebhookDriver(PushDriver):
                 "signatures_rejected",
                 "stale_rejected",
                 "failures_injected",
+                "acks_lost",
                 "unavailable_answers",
             ),
             0,

@@ -1,0 +1,94 @@
+"""Latency distributions as HDR percentile plots: every percentile, not four of them.
+
+x is the percentile on a log scale of 1 / (1 - p) (50%, 90%, 99%, 99.9% evenly spaced),
+y the latency; each line is a pattern's histogram merged over all its repeats.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FixedLocator, FuncFormatter
+
+from bench.charts.style import by_pattern, color_of, finish, is_push, log_latency_axis
+from bench.histogram import LatencyHistogram
+
+TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+MAX_PANELS = 4
+
+
+def _nines(percentile: float) -> float:
+    return -math.log10(max(1e-6, 1 - percentile / 100))
+
+
+def _label(nines: float) -> str:
+    for tick in TICKS:
+        if abs(_nines(tick) - nines) < 1e-6:
+            return f"{tick:g}%"
+    return ""
+
+
+def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
+    run = document["run"]
+    labels = sorted({(p["point"], p["label"]) for p in document["points"]})
+    if len(labels) > MAX_PANELS:  # the first, the last, and two between
+        step = (len(labels) - 1) / (MAX_PANELS - 1)
+        labels = [labels[round(i * step)] for i in range(MAX_PANELS)]
+    columns = min(2, len(labels))
+    rows = math.ceil(len(labels) / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(10 if columns == 2 else 8.5, 3.6 * rows + 1.8), squeeze=False
+    )
+    figure.subplots_adjust(
+        left=0.09,
+        right=0.97,
+        top=1 - 1.0 / (3.6 * rows + 1.8),
+        bottom=1.15 / (3.6 * rows + 1.8),
+        hspace=0.45,
+        wspace=0.22,
+    )
+    grouped = by_pattern(document)
+    deepest = 0.0
+    for axis, (index, label) in zip(axes.flat, labels, strict=False):
+        for pattern, points in grouped.items():
+            point = next((p for p in points if p["point"] == index), None)
+            encoded = ((point or {}).get("summary") or {}).get("latency_all_trials_histogram")
+            if not encoded:
+                continue
+            curve = [
+                (p, v) for p, v in LatencyHistogram.decode(encoded).percentile_curve() if p < 100
+            ]
+            if not curve:
+                continue
+            xs = [_nines(p) for p, _ in curve]
+            deepest = max(deepest, xs[-1])
+            axis.plot(
+                xs,
+                [v / 1000 for _, v in curve],
+                color=color_of(pattern),
+                linewidth=1.5,
+                label=points[0]["pattern_label"],
+            )
+        axis.set_title(label or "all", fontsize=10)
+        axis.set_xlabel("percentile")
+        axis.set_ylabel("latency (ms)")
+        log_latency_axis(axis)
+        axis.grid(True, which="both", alpha=0.3)
+    for axis in axes.flat[len(labels) :]:
+        axis.axis("off")
+    for axis in axes.flat[: len(labels)]:
+        ticks = [_nines(t) for t in TICKS if _nines(t) <= deepest + 0.01]
+        axis.xaxis.set_major_locator(FixedLocator(ticks))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _label(value)))
+        axis.set_xlim(0, max(ticks[-1], deepest) * 1.02 if ticks else 1)
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=7, loc="upper left")
+    what = "publish-to-receive latency" if is_push(document) else "latency"
+    figure.suptitle(
+        f"{run['title']}\nHow is the {what} distributed? Every percentile, all "
+        "repeats merged (HDR histograms)",
+        fontsize=10,
+    )
+    return finish(figure, document, out_dir, "latency-distribution")

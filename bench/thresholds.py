@@ -1,0 +1,53 @@
+"""Thresholds: limits a scenario sets on its results, so that CI can gate on a run.
+
+`bench run` and `bench compare` exit with status 3 when a limit is broken. A point that
+did not run cannot pass: it breaks every limit set for it.
+"""
+
+from __future__ import annotations
+
+from bench.scenario import Thresholds
+
+_LATENCY = (
+    ("max_p50_ms", "p50_us", "p50"),
+    ("max_p99_ms", "p99_us", "p99"),
+    ("max_p999_ms", "p999_us", "p99.9"),
+)
+
+
+def breaches(document: dict) -> list[str]:
+    """One sentence per broken limit in a run (results.json as a dict)."""
+    stored = document["run"].get("thresholds")
+    if not stored:
+        return []
+    thresholds = Thresholds.model_validate(stored)
+    found = []
+    for point in document["points"]:
+        limits = thresholds.for_pattern(point["pattern"])
+        where = f"{point['pattern']}" + (f" at {point['label']}" if point["label"] else "")
+        if not limits.model_dump(exclude_none=True):
+            continue
+        summary = point.get("summary") or {}
+        if point["status"] != "ok" or not summary.get("trials_ok"):
+            found.append(f"{where}: {point['status']}, so no limit can be met")
+            continue
+        latency = summary["latency_us"]
+        for limit_name, field, label in _LATENCY:
+            limit = getattr(limits, limit_name)
+            value = (latency.get(field) or {}).get("median")
+            if limit is not None and value is not None and value / 1000 > limit:
+                found.append(f"{where}: {label} {value / 1000:.3f} ms > {limit:g} ms")
+        throughput = (summary.get("throughput_per_s") or {}).get("median", 0)
+        if limits.min_throughput_per_s is not None and throughput < limits.min_throughput_per_s:
+            found.append(f"{where}: {throughput:,.0f}/s < {limits.min_throughput_per_s:,.0f}/s")
+        errors = summary.get("errors", 0) + summary.get("timeouts", 0)
+        if limits.max_errors is not None and errors > limits.max_errors:
+            found.append(f"{where}: {errors:,} errors and timeouts > {limits.max_errors:,}")
+        completeness = ((summary.get("delivery") or {}).get("completeness") or {}).get("median")
+        if (
+            limits.min_completeness is not None
+            and completeness is not None
+            and completeness < limits.min_completeness
+        ):
+            found.append(f"{where}: {completeness:.2%} delivered < {limits.min_completeness:.2%}")
+    return found
