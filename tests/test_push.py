@@ -288,3 +288,15 @@ def test_the_webhook_receiver_rejects_forged_and_stale_signatures_and_counts_the
     assert counters["stale_rejected"] == 1
     assert counters["duplicates_suppressed"] == 1
     assert received == [1]  # processed once
+
+
+def test_mqtt_points_are_skipped_with_the_reason_when_no_broker_can_be_had(tmp_path, monkeypatch):
+    import bench.brokers
+
+    monkeypatch.setattr(bench.brokers, "mosquitto_binary", lambda: None)
+    points = push_scenario(tmp_path, ["mqtt-qos0", "sse"], subscribers=2, duration=0.5)
+    mqtt, sse = points["mqtt-qos0"], points["sse"]
+    assert mqtt["status"] == "skipped"
+    assert "Mosquitto is not installed" in mqtt["error"]
+    assert mqtt["trials"][0]["requests"] == 0  # nothing was faked
+    assert sse["status"] == "ok"
