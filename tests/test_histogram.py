@@ -26,6 +26,12 @@ def test_merging_equals_recording_everything_in_one_histogram():
     assert merged.summary() == whole.summary()
 
 
+def test_the_mean_is_hdrhistograms_own_definition():
+    rng = random.Random(11)
+    histogram = filled([int(rng.lognormvariate(7, 2)) + 1 for _ in range(20_000)])
+    assert histogram.summary().mean_us == round(histogram.hdr.get_mean_value(), 1)
+
+
 def test_encoding_round_trips_exactly():
     histogram = filled([120, 350, 350, 9000, 1_500_000])
     decoded = LatencyHistogram.decode(histogram.encode())

@@ -77,6 +77,23 @@ def test_every_push_pattern_delivers_every_event_to_every_subscriber(tmp_path):
     assert short["extra"]["subscriber_counters"]["empty_polls"] > 0  # the waste, counted
 
 
+def test_short_polling_staleness_spreads_over_the_interval_not_one_phase(tmp_path):
+    # At 5 events/s and a 100 ms interval, subscribers polling in one phase with the
+    # publisher would see every event either at once or a full interval late.
+    points = push_scenario(
+        tmp_path,
+        ["short-polling"],
+        rate=5,
+        subscribers=8,
+        duration=2,
+        extra="[options.short-polling]\ninterval_s = 0.1\n",
+    )
+    latency = points["short-polling"]["trials"][0]["latency_us"]
+    assert latency["count"] >= 8 * 9
+    assert latency["min_us"] < 40_000 and latency["max_us"] > 60_000, latency
+    assert 20_000 < latency["p50_us"] < 80_000, latency
+
+
 @needs_mosquitto
 def test_resumable_patterns_lose_nothing_when_subscribers_reconnect(tmp_path):
     points = push_scenario(

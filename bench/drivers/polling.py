@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 
 import orjson
@@ -18,6 +19,8 @@ from pydantic import Field
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, event_fields
 from bench.drivers.http1 import Http1Connection, host_header
 from bench.options import PushServerOptions
+
+GOLDEN_RATIO = (5**0.5 - 1) / 2  # successive multiples, mod 1, spread evenly over [0, 1)
 
 
 class LongPollingOptions(PushServerOptions):
@@ -32,10 +35,11 @@ class ShortPollingOptions(PushServerOptions):
 
 
 class PollingSubscription(Subscription):
-    def __init__(self, driver: PollingDriver, on_event) -> None:
+    def __init__(self, driver: PollingDriver, on_event, phase_s: float = 0.0) -> None:
         super().__init__()
         self.driver = driver
         self.on_event = on_event
+        self.phase_s = phase_s  # short polling: how far into the interval the first poll goes
         self.cursor = 0
         self.http: Http1Connection | None = None
         self.task: asyncio.Task | None = None
@@ -50,7 +54,7 @@ class PollingSubscription(Subscription):
         if response.status != 200:
             raise ResponseInvalid(f"poll: HTTP {response.status}")
         self.cursor = orjson.loads(response.body)["last"]
-        self.task = asyncio.create_task(self._loop())
+        self.task = asyncio.create_task(self._loop(self.phase_s))
 
     async def _poll(self, wait_s: float) -> None:
         self.driver.polls += 1
@@ -73,10 +77,11 @@ class PollingSubscription(Subscription):
             self.on_event(seq, published_ns)
             self.cursor = max(self.cursor, seq)
 
-    async def _loop(self) -> None:
+    async def _loop(self, delay_s: float = 0.0) -> None:
         interval = getattr(self.driver.options, "interval_s", None)
         hold = getattr(self.driver.options, "hold_s", 0)
-        next_poll = time.monotonic()
+        next_poll = time.monotonic() + delay_s
+        await asyncio.sleep(delay_s)
         while True:
             if interval is not None:
                 next_poll += interval
@@ -125,9 +130,20 @@ class PollingDriver(PushDriver):
         self.host = host_header(target)
         self.polls = 0
         self.empty_polls = 0
+        self.phase_origin = random.random()
 
     async def subscribe(self, subscriber: int, on_event) -> PollingSubscription:
-        subscription = PollingSubscription(self, on_event)
+        # Independent clients poll out of step with each other and with the publisher.
+        # Started together they would all poll in one phase, and how stale events arrive
+        # would depend on where that phase fell against the schedule (at 5 events/s and a
+        # 100 ms interval, every event waited the full interval). Spread the phases evenly
+        # over the interval (golden-ratio steps from a random start) so staleness is
+        # measured over the whole interval, as a real population of clients sees it.
+        interval = getattr(self.options, "interval_s", None)
+        phase = (
+            ((self.phase_origin + subscriber * GOLDEN_RATIO) % 1.0) * interval if interval else 0
+        )
+        subscription = PollingSubscription(self, on_event, phase)
         await subscription.start()
         return subscription
 
