@@ -364,7 +364,10 @@ def polling_waste(runs: Runs) -> Verdict:
 
 def polling_requests(runs: Runs) -> Verdict:
     """Polling makes requests at 1/interval per subscriber whatever happens (within 20%);
-    a WebSocket subscriber sends (almost) nothing per event."""
+    a WebSocket subscriber makes one request, its upgrade, and none per event.
+
+    WebSocket's bytes sent per event are shown, not judged: over a short trial at a low
+    rate they are mostly the one handshake spread over few events."""
     low, _ = _rates(runs)
     short = runs.point("push-rate", "short-polling", low)
     websocket = runs.point("push-rate", "websocket-push", low)
@@ -381,14 +384,21 @@ def polling_requests(runs: Runs) -> Verdict:
         + short["config"]["workload"]["drain_s"]
     )
     rate = seconds / span
+    # One upgrade per subscriber: no reconnect, planned or not, in any repeat.
+    reconnects = sum(
+        t["extra"].get("reconnects", 0)
+        + t["extra"].get("subscriber_counters", {}).get("unplanned_reconnects", 0)
+        for t in websocket["trials"]
+    )
     sent = median(websocket, "wire_bytes_sent_per_message")
-    holds = abs(rate * interval - 1) <= 0.2 and (sent or 0) < 10
+    holds = abs(rate * interval - 1) <= 0.2 and reconnects == 0
     return Verdict(
         HOLDS if holds else FAILS,
         f"polling: {rate:.1f} polls/s per subscriber with a {interval:g} s interval "
-        f"(a 3 s interval over a 50-minute ride: {50 * 60 / 3:,.0f}); WebSocket "
-        f"subscribers sent {sent or 0:.1f} B per event",
-        "polls at 1/interval (within 20%); WebSocket < 10 B sent per event",
+        f"(a 3 s interval over a 50-minute ride: {50 * 60 / 3:,.0f}); WebSocket: one "
+        f"upgrade request per subscriber and {reconnects} reconnects, then frames only "
+        f"({sent or 0:.1f} B sent per event, the handshake and pongs included)",
+        "polls at 1/interval (within 20%); WebSocket: one request per subscriber",
     )
 
 

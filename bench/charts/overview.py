@@ -164,7 +164,7 @@ def _panel(axis, document: dict, field: str, at: object, ranked: list[Ranked]) -
     axis.grid(True, axis="x", which="both", alpha=0.3)
     axis.tick_params(axis="x", labelsize=7)
     parameter = document["points"][0]["sweep_parameter"]
-    where = f" at {parameter.split('.')[-1]} = {at:g}" if parameter and at is not None else ""
+    where = f" ({parameter.split('.')[-1]} = {at:g})" if parameter and at is not None else ""
     axis.set_title(f"{document['run']['title']}{where}", fontsize=9, loc="left")
 
 

@@ -112,8 +112,8 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
     else:
         question = "How long does each pattern take to answer? Measured from the actual send"
     if run.get("sweep_parameter") is not None:
-        figure, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex=True)
-        figure.subplots_adjust(left=0.09, right=0.97, top=0.87, bottom=0.16, hspace=0.3)
+        figure, axes = plt.subplots(2, 2, figsize=(10, 8.6), sharex=True)
+        figure.subplots_adjust(left=0.09, right=0.97, top=0.88, bottom=0.25, hspace=0.3)
         values = sorted({p["sweep_value"] for p in document["points"]})
         for axis, (name, label) in zip(axes.flat, PERCENTILES, strict=True):
             for pattern, points in grouped.items():
@@ -145,7 +145,17 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
             log_latency_axis(axis)
             axis.grid(True, which="both", alpha=0.3)
             sweep_axis(axis, document, values)
-        axes.flat[0].legend(fontsize=7, loc="best")
+        # Below the panels: inside one it would cover the lines it names.
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        figure.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=3,
+            fontsize=7.5,
+            bbox_to_anchor=(0.5, 0.085),
+            frameon=False,
+        )
     else:
         figure, axis = plt.subplots(figsize=(9, 5.6))
         figure.subplots_adjust(left=0.1, right=0.97, top=0.86, bottom=0.24)

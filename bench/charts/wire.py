@@ -30,7 +30,7 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
     unit = "delivered event" if push else "exchange"
     by_payload = run.get("sweep_parameter") == "payload.size_bytes"
     figure, axis = plt.subplots(figsize=(9, 5.6))
-    figure.subplots_adjust(left=0.12 if by_payload else 0.3, right=0.97, top=0.86, bottom=0.22)
+    figure.subplots_adjust(left=0.12 if by_payload else 0.35, right=0.97, top=0.82, bottom=0.22)
     if by_payload:
         values = sorted({p["sweep_value"] for p in document["points"]})
         for pattern, points in by_pattern(document).items():
@@ -93,26 +93,25 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
         if payload and only_one_record:
             axis.axvline(payload, linestyle="--", color="#444444")
             what = "the event as JSON" if push else "the record as compact JSON"
-            axis.annotate(
+            axis.annotate(  # above the bars, where it covers none of them
                 f"{what}: {payload:,} B",
-                (payload, len(points) - 0.55),
-                xytext=(-4, 0),
+                (payload, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 3),
                 textcoords="offset points",
-                ha="right",
+                ha="center",
+                va="bottom",
                 fontsize=8,
                 color="#444444",
             )
-        axis.set_xlabel(
-            f"bytes on the wire per {unit}, both ways: payload (solid) + protocol "
-            "overhead (hatched)"
-        )
+        axis.set_xlabel(f"bytes per {unit}, both ways: payload (light) + protocol overhead (dark)")
         axis.margins(x=0.25)
         where = f" ({points[0]['label']})" if points and points[0]["label"] else ""
     axis.grid(True, alpha=0.3)
     everything = ", handshakes, keepalives and empty polls included" if push else ""
     figure.suptitle(
-        f"{run['title']}\nWhat does each pattern put on the wire per {unit}?{where} "
-        f"Kernel TCP counters{everything}",
+        f"{run['title']}\nWhat does each pattern put on the wire per {unit}?{where}\n"
+        f"Measured with the kernel's TCP counters{everything}",
         fontsize=10,
     )
     return finish(figure, document, out_dir, "wire-bytes")

@@ -27,7 +27,7 @@ from bench.options import PushServerOptions
 from bench.wire import WireMeter
 from servers.webhooks import ID_HEADER, SIGNATURE_HEADER
 
-UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503
+UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503 when no time is given
 
 
 class WebhookOptions(PushServerOptions):
@@ -162,8 +162,9 @@ class WebhookSubscription(Subscription):
 
     async def reconnect(self, away_s: float = 0.0) -> None:
         """A receiver that goes away for a while (answers 503): the provider's retries
-        must cover it."""
-        self.endpoint.unavailable_until = time.monotonic() + max(away_s, UNAVAILABLE_S)
+        must cover it. Away as long as the scenario says, like every other pattern's
+        subscribers, so the fault is the same size for all of them."""
+        self.endpoint.unavailable_until = time.monotonic() + (away_s or UNAVAILABLE_S)
 
     async def disconnect(self) -> None:
         self.endpoint.unavailable_until = float("inf")
