@@ -6,7 +6,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from bench.charts.style import by_pattern, color_of, finish, is_push, mark, sweep_axis, whisker
+from bench.charts.style import (
+    by_pattern,
+    color_of,
+    finish,
+    is_push,
+    legend_below,
+    mark,
+    sweep_axis,
+    whisker,
+)
 
 PANELS = (
     ("server_cpu_s_per_1000", "server CPU per 1,000 {unit} (ms)", 1000.0),
@@ -80,16 +89,7 @@ def cost_chart(document: dict, out_dir: Path) -> list[Path]:
                 ha="center",
                 color="#888888",
             )
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(
-        handles,
-        labels,
-        loc="lower center",
-        ncol=3,
-        fontsize=7.5,
-        bbox_to_anchor=(0.5, 0.11),
-        frameon=False,
-    )
+    legend_below(figure, axes[0], 0.11)
     figure.suptitle(
         f"{run['title']}\nWhat does each pattern cost the server? CPU (user + system) per "
         f"1,000 {unit}, and resident memory added per {connection}",

@@ -96,7 +96,7 @@ def rank(document: dict) -> tuple[str, object, list[Ranked]]:
                 middle,
                 low,
                 high,
-                _caveat(point),
+                _caveat(point, with_delivery=field != "completeness"),
             )
         )
     return field, at, ranked
@@ -138,8 +138,10 @@ def _panel(axis, document: dict, field: str, at: object, ranked: list[Ranked]) -
         axis.barh(row, entry.median, color=color_of(entry.pattern), height=0.62)
         axis.plot([entry.low, entry.high], [row, row], color="#222222", linewidth=1)
         note = f"   {entry.caveat}" if entry.caveat else ""
+        # Ranked on completeness, the figure is the share delivered: say it once.
+        figure = f"{entry.median:.1%}" if field == "completeness" else _number(entry.median)
         axis.annotate(
-            f"{_number(entry.median)}{note}",
+            f"{figure}{note}",
             (entry.high, row),
             xytext=(4, 0),
             textcoords="offset points",
@@ -168,11 +170,11 @@ def _panel(axis, document: dict, field: str, at: object, ranked: list[Ranked]) -
     axis.set_title(f"{document['run']['title']}{where}", fontsize=9, loc="left")
 
 
-def _caveat(point: dict) -> str:
+def _caveat(point: dict, with_delivery: bool = True) -> str:
     summary = point.get("summary") or {}
     notes = []
     completeness = ((summary.get("delivery") or {}).get("completeness") or {}).get("median")
-    if completeness is not None and completeness < 1:
+    if with_delivery and completeness is not None and completeness < 1:
         notes.append(f"{completeness:.1%} delivered")
     faults = summary.get("errors", 0) + summary.get("timeouts", 0)
     if faults:

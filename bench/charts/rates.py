@@ -14,6 +14,7 @@ from bench.charts.style import (
     finish,
     is_push,
     latency_ms,
+    legend_below,
     log_latency_axis,
     mark,
     problems,
@@ -145,17 +146,7 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
             log_latency_axis(axis)
             axis.grid(True, which="both", alpha=0.3)
             sweep_axis(axis, document, values)
-        # Below the panels: inside one it would cover the lines it names.
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        figure.legend(
-            handles,
-            labels,
-            loc="lower center",
-            ncol=3,
-            fontsize=7.5,
-            bbox_to_anchor=(0.5, 0.085),
-            frameon=False,
-        )
+        legend_below(figure, axes.flat[0], 0.085)
     else:
         figure, axis = plt.subplots(figsize=(9, 5.6))
         figure.subplots_adjust(left=0.1, right=0.97, top=0.86, bottom=0.24)

@@ -176,3 +176,17 @@ def mark(axis, x: float, y: float, point: dict, color: str) -> None:
 
 def whisker(axis, x: float, low: float, high: float, color: str) -> None:
     axis.plot([x, x], [low, high], color=color, linewidth=1.2, alpha=0.8, zorder=2)
+
+
+def legend_below(figure: Figure, axis, y: float) -> None:
+    """One legend for every panel, below them: inside one it would cover the lines it names."""
+    handles, labels = axis.get_legend_handles_labels()
+    figure.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=3,
+        fontsize=7.5,
+        bbox_to_anchor=(0.5, y),
+        frameon=False,
+    )
