@@ -23,6 +23,7 @@ from bench.histogram import LatencyHistogram
 monotonic_ns = time.monotonic_ns
 SUBSCRIBE_BATCH = 50
 WIRE_SCAN_S = 0.25
+CANCEL_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class PushEngine:
         self.end_ns = 2**63  # nothing counts as measured until run() sets the window
         self.result = PushResult()
         self._stop = asyncio.Event()
+        self._running = True
 
     async def open(self) -> None:
         """Subscribe everyone before the schedule starts; returns once all are listening."""
@@ -132,11 +134,10 @@ class PushEngine:
         cpu_end = time.process_time()
         measured_end = min(self.end_ns, monotonic_ns())
         await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
+        self._running = False
         for task in (faults, scans):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancel(task)
         result = self.result
         result.cpu_s = cpu_end - cpu_start
         result.measured_s = max(0.0, (measured_end - self.measure_from_ns) / 1e9)
@@ -164,9 +165,11 @@ class PushEngine:
         """Each subscriber in turn drops its connection and resumes, spread over the period."""
         period = self.plan.disconnect_every_s
         step = period / max(1, len(self.subscriptions))
-        while True:
+        while self._running:
             for subscription in self.subscriptions:
                 await asyncio.sleep(step)
+                if not self._running:
+                    return
                 try:
                     await subscription.reconnect(self.plan.away_s)
                     self.result.reconnects += 1
@@ -176,7 +179,7 @@ class PushEngine:
     async def _scan_wire(self) -> None:
         """Read the socket counters now and then, so that connections that close (a
         reconnect, a slow consumer cut off) keep the bytes they carried."""
-        while True:
+        while self._running:
             await asyncio.sleep(WIRE_SCAN_S)
             self.driver.meter.scan()
 
@@ -207,3 +210,16 @@ class PushEngine:
                 )
         result.counters = self.driver.counters()
         return result
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    """Cancel `task` and wait for it, a bounded time. On Python 3.11 asyncio.wait_for can
+    swallow a cancellation that lands as its inner future completes (a reconnect's
+    handshake, say); the task then runs on, and an unbounded wait would hang the trial."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+    if not done:
+        task.cancel()  # once more; the task stops at its next check of the flags
+        await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved

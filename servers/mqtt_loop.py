@@ -39,6 +39,7 @@ class AsyncioMqtt:
             self.loop.remove_writer(sock)
         if self.misc is not None:
             self.misc.cancel()
+            self.misc = None  # a reconnect opening a socket before this one is gone starts anew
 
     def _want_write(self, client, _userdata, sock) -> None:
         self.loop.add_writer(sock, client.loop_write)
