@@ -215,11 +215,9 @@ class PushEngine:
 async def _cancel(task: asyncio.Task) -> None:
     """Cancel `task` and wait for it, a bounded time. On Python 3.11 asyncio.wait_for can
     swallow a cancellation that lands as its inner future completes (a reconnect's
-    handshake, say); the task then runs on, and an unbounded wait would hang the trial."""
+    handshake, say); the task then runs on to its next check of `_running`, and an
+    unbounded wait would hang the trial if that check never came."""
     task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
-    if not done:
-        task.cancel()  # once more; the task stops at its next check of the flags
-        await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+    await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
     if task.done() and not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as never retrieved

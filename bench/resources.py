@@ -38,7 +38,7 @@ def plan_placement(pin: bool) -> Placement:
 
 @dataclass(frozen=True)
 class ServerUsage:
-    cpu_s: float  # user + system CPU seconds in the measured window, all server processes
+    cpu_s: float  # CPU seconds (user + system) in the measured window, all server processes
     peak_rss_bytes: int  # the largest sampled resident set size, summed over the processes
 
 

@@ -81,7 +81,8 @@ class PollingSubscription(Subscription):
         interval = getattr(self.driver.options, "interval_s", None)
         hold = getattr(self.driver.options, "hold_s", 0)
         next_poll = time.monotonic() + delay_s
-        await asyncio.sleep(delay_s)
+        if delay_s:
+            await asyncio.sleep(delay_s)
         while True:
             if interval is not None:
                 next_poll += interval
@@ -133,19 +134,21 @@ class PollingDriver(PushDriver):
         self.phase_origin = random.random()
 
     async def subscribe(self, subscriber: int, on_event) -> PollingSubscription:
-        # Independent clients poll out of step with each other and with the publisher.
-        # Started together they would all poll in one phase, and how stale events arrive
-        # would depend on where that phase fell against the schedule (at 5 events/s and a
-        # 100 ms interval, every event waited the full interval). Spread the phases evenly
-        # over the interval (golden-ratio steps from a random start) so staleness is
-        # measured over the whole interval, as a real population of clients sees it.
-        interval = getattr(self.options, "interval_s", None)
-        phase = (
-            ((self.phase_origin + subscriber * GOLDEN_RATIO) % 1.0) * interval if interval else 0
-        )
-        subscription = PollingSubscription(self, on_event, phase)
+        subscription = PollingSubscription(self, on_event, self._first_poll_phase(subscriber))
         await subscription.start()
         return subscription
+
+    def _first_poll_phase(self, subscriber: int) -> float:
+        """Independent clients poll out of step with each other and with the publisher.
+        Started together they would all poll in one phase, and how stale events arrive
+        would depend on where that phase fell against the schedule (at 5 events/s and a
+        100 ms interval, every event waited the full interval). Phases spread evenly over
+        the interval (golden-ratio steps from a random start) measure staleness over the
+        whole interval, as a real population of clients sees it."""
+        interval = getattr(self.options, "interval_s", None)
+        if not interval:
+            return 0.0  # long polling asks again at once: no phase to choose
+        return ((self.phase_origin + subscriber * GOLDEN_RATIO) % 1.0) * interval
 
     def counters(self) -> dict[str, int]:
         return {"polls": self.polls, "empty_polls": self.empty_polls}
