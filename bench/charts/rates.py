@@ -148,8 +148,8 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
             sweep_axis(axis, document, values)
         legend_below(figure, axes.flat[0], 0.085)
     else:
-        figure, axis = plt.subplots(figsize=(9, 5.6))
-        figure.subplots_adjust(left=0.1, right=0.97, top=0.86, bottom=0.24)
+        figure, axis = plt.subplots(figsize=(9, 6.6))
+        figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.31)
         width = 0.8 / max(1, len(grouped))
         for offset, (pattern, points) in enumerate(grouped.items()):
             point, color = points[0], color_of(pattern)
@@ -172,7 +172,7 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
         axis.set_ylabel("latency (ms)")
         log_latency_axis(axis)
         axis.grid(True, axis="y", which="both", alpha=0.3)
-        axis.legend(fontsize=8, loc="best")
+        legend_below(figure, axis, 0.1)
     figure.suptitle(f"{run['title']}\n{question}", fontsize=10)
     note = HOLLOW_NOTE if _any_client_bound(document) else ""
     return finish(figure, document, out_dir, "latency", note)
