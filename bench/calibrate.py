@@ -1,66 +1,214 @@
-"""Calibration: the harness's own generator against wrk, on the same REST server.
+"""Calibration: what the harness's own generator costs per request, against tools in C.
 
-A benchmark, not a test: it prints both tools' figures and their ratios, and stores them
-in `results/calibration.json`, from where every later run copies them into its
-`results.json`, so the generator's own limits travel with every published chart.
+For every pattern an independent tool can drive (wrk for REST, JSON-RPC, SOAP and GraphQL
+over HTTP/1.1; h2load for gRPC over HTTP/2), the tool and one harness generator process
+send the same get_user at the same fixed rate, well below the server's ceiling, over the
+same number of connections, pinned to the same CPUs. Each side's CPU seconds per request
+are compared: the harness's cost over the tool's is how much more client CPU the harness
+needs for the same traffic. The sides alternate who goes first (tool then harness, then
+harness then tool), and the median ratio over the rounds is reported with its spread.
 
-Targets on a 2-core machine (server and generator on different cores): the harness
-reaches at least half of wrk's request rate at concurrency 32, and its median latency at
-concurrency 1 is at most twice wrk's.
+The result is stored in `results/calibration.json` with the machine and commit it was
+measured on; a run takes it only if it is its own machine and commit
+(`calibration_for_run`). Patterns no tool here can drive (WebSocket, every push pattern)
+are listed as uncalibrated, never given a ratio.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import subprocess
+import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from bench import environment
 from bench.drivers.base import Target
 from bench.engine import LoadPlan
-from bench.generators import GeneratorGroup, GeneratorJob
-from bench.metrics import build_trial
-from bench.patterns import get_pattern
-from bench.resources import Placement, ServerMonitor, plan_placement
+from bench.generators import GeneratorFailed, GeneratorGroup, GeneratorJob
+from bench.histogram import LatencyHistogram
+from bench.loadtools import (
+    GET_USER_ID,
+    TOOL_TIMEOUT_GRACE_S,
+    ToolFailed,
+    ToolRequest,
+    check_answer,
+    missing_tool,
+    probe,
+    run_tool,
+    tool_command,
+    tool_requests,
+    tool_version,
+)
+from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
+from bench.resources import Placement, plan_placement
 from bench.results import utc_now, write_json
-from bench.serverproc import ServerProcess
+from bench.serverproc import PatternUnavailable, ServerFailed
 from bench.workload import Operation
-from servers.dataset import DatasetSpec
+from servers.dataset import DatasetSpec, build_user
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 CALIBRATION_FILE = "calibration.json"
-RATE_CONCURRENCY = 32
-LATENCY_CONCURRENCY = 1
-TARGET_RATE_RATIO = 0.5  # harness rate / wrk rate at concurrency 32, at least
-TARGET_P50_RATIO = 2.0  # harness p50 / wrk p50 at concurrency 1, at most
-CALIBRATION_USER = 1
-_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+CALIBRATION_FORMAT = 2  # 1: wrk and the harness on REST at concurrency 32 and 1
+# Below every server's ceiling, where both sides would only measure the server. Flat out on
+# two cores (server on one, wrk or h2load on the other) GraphQL's get_user with every
+# field peaks near 1,900 requests a second, gRPC near 3,500 to 4,200, REST near 10,000.
+DEFAULT_RATE_PER_S = 1000.0
+DEFAULT_DURATION_S = 3
+DEFAULT_REPEATS = 2
+CONNECTIONS = 8
+HARNESS_WARMUP_S = 1.0
+START_DELAY_NS = 100_000_000  # from "go" to the generator's first request
+COLLECT_GRACE_S = 30.0
+RATE_NOTE_SHARE = 0.1  # a side more than 10% off its target rate gets a note
+NO_TOOL = "no independent load tool in this harness"
+NO_CALIBRATION = "no calibration: run `bench calibrate`"
 
 
-def parse_wrk(output: str) -> dict:
-    """Requests per second and latency percentiles (us) from `wrk --latency` output."""
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if rate is None:
-        raise ValueError("wrk printed no Requests/sec line")
-    percentiles = {}
-    for percent, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M):
-        percentiles[f"p{percent}_us"] = round(float(value) * _UNITS_US[unit], 1)
-    requests = re.search(r"(\d+) requests in", output)
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
+@dataclass
+class SideFigures:
+    """One side (a tool, or the harness's generator) of one measurement."""
+
+    requests: int  # completed: the tool's whole run, the harness's measured window
+    elapsed_s: float
+    rate_per_s: float
+    cpu_s: float  # that process's CPU time (user + system) over the same span
+    cpu_us_per_request: float | None
+    errors: int
+    p50_us: float | None  # from the actual send; h2load prints no percentiles
+    mean_us: float | None
+    detail: str | None = None  # what went wrong, or what is worth knowing
+
+
+@dataclass
+class Round:
+    order: list[str]  # who went first, e.g. ["wrk", "harness"]
+    tool: SideFigures
+    harness: SideFigures
+    cpu_ratio: float | None  # harness CPU per request / the tool's
+
+
+@dataclass
+class PatternCalibration:
+    pattern: str
+    workload: str  # request_response or push
+    status: str  # calibrated, failed or uncalibrated
+    reason: str | None = None  # why failed or uncalibrated
+    tool: str | None = None
+    request: str | None = None  # e.g. "POST /rpc"
+    rounds: list[Round] = field(default_factory=list)
+    cpu_ratio: float | None = None  # median over the rounds
+    cpu_ratio_min: float | None = None
+    cpu_ratio_max: float | None = None
+    tool_figures: SideFigures | None = None  # medians over the rounds, errors summed
+    harness_figures: SideFigures | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Settings:
+    rate_per_s: float
+    duration_s: int
+    repeats: int
+    connections: int = CONNECTIONS
+    warmup_s: float = HARNESS_WARMUP_S
+
+
+@dataclass
+class CalibrationRecord:
+    format: int
+    measured_at: str
+    measured_on: dict  # cpu_model, usable_cpus (a count), kernel, commit, dirty
+    method: str
+    rate_per_s: float
+    duration_s: int
+    harness_warmup_s: float
+    connections: int
+    repeats: int
+    placement: dict
+    tools: dict[str, str | None]
+    patterns: dict[str, PatternCalibration]
+    elapsed_s: float = 0.0
+    environment: dict = field(default_factory=dict)
+
+
+# Where and on what ---------------------------------------------------------------------
+def measured_on(env: dict) -> dict:
+    """The facts a calibration holds for: the machine (CPU model, usable CPUs, kernel)
+    and the code (commit)."""
+    git = env.get("git") or {}
     return {
-        "requests_per_s": float(rate.group(1)),
-        "latency_us": percentiles,
-        "requests": int(requests.group(1)) if requests else None,
-        "errors": (int(errors.group(1)) if errors else 0)
-        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+        "cpu_model": env.get("cpu_model"),
+        "usable_cpus": len(env.get("usable_cpus") or []),
+        "kernel": env.get("kernel"),
+        "commit": git.get("commit"),
+        "dirty": git.get("dirty"),
     }
+
+
+def _machine(facts: dict) -> tuple:
+    return facts.get("cpu_model"), facts.get("usable_cpus"), facts.get("kernel")
+
+
+def _machine_text(facts: dict) -> str:
+    return (
+        f"{facts.get('cpu_model')}, {facts.get('usable_cpus')} CPUs, kernel {facts.get('kernel')}"
+    )
+
+
+def _commit_text(facts: dict) -> str:
+    return (facts.get("commit") or "unknown")[:12]
+
+
+def read_calibration(results_dir: Path) -> dict | None:
+    """The stored record as it is, or None when there is none (or it cannot be read)."""
+    try:
+        record = json.loads((results_dir / CALIBRATION_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def calibration_for_run(results_dir: Path, environment: dict) -> tuple[dict | None, str | None]:
+    """The stored calibration for a run on `environment` (as `bench.environment.collect`
+    gives it), without the bulky environment but with `measured_on`; or None and the one
+    sentence that says why not (none, another machine, another commit)."""
+    record = read_calibration(results_dir)
+    if record is None:
+        return None, NO_CALIBRATION
+    stored = record.get("measured_on")
+    if record.get("format") != CALIBRATION_FORMAT or not isinstance(stored, dict):
+        return None, "the calibration is in an older format: run `bench calibrate`"
+    here = measured_on(environment)
+    if _machine(stored) != _machine(here):
+        return None, (
+            f"the calibration was measured on another machine ({_machine_text(stored)}; "
+            f"this one: {_machine_text(here)}): run `bench calibrate`"
+        )
+    if stored.get("commit") != here["commit"]:
+        return None, (
+            f"the calibration was measured at commit {_commit_text(stored)}, this is "
+            f"{_commit_text(here)}: run `bench calibrate`"
+        )
+    record.pop("environment", None)
+    return record, None
+
+
+def load_calibration(results_dir: Path) -> dict | None:
+    """The stored calibration without its environment, whatever it was measured on.
+    Kept for the runner until it calls `calibration_for_run`."""
+    record = read_calibration(results_dir)
+    if record is not None:
+        record.pop("environment", None)
+    return record
+
+
+# Measuring ------------------------------------------------------------------------------
+def _per_request_us(cpu_s: float, requests: int) -> float | None:
+    return round(cpu_s / requests * 1e6, 2) if requests > 0 and cpu_s > 0 else None
 
 
 def _pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
@@ -69,167 +217,422 @@ def _pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def run_wrk(url: str, concurrency: int, duration_s: float, cpus: tuple[int, ...] | None) -> dict:
-    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s:g}s", "--latency", url]
-    completed = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=duration_s + 30,
-        preexec_fn=_pinned(cpus),
-        check=False,
+def measure_tool(
+    request: ToolRequest, url: str, files: Path, settings: Settings, placement: Placement
+) -> SideFigures:
+    command, parse = tool_command(
+        request, url, files, settings.connections, settings.rate_per_s, settings.duration_s
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
-    return parse_wrk(completed.stdout)
+    run = run_tool(
+        command,
+        parse,
+        settings.duration_s + TOOL_TIMEOUT_GRACE_S,
+        _pinned(placement.generator_cpus),
+    )
+    report = run.report
+    return SideFigures(
+        requests=report.requests,
+        elapsed_s=report.elapsed_s,
+        rate_per_s=report.rate_per_s,
+        cpu_s=run.cpu_s,
+        cpu_us_per_request=_per_request_us(run.cpu_s, report.requests),
+        errors=report.errors,
+        p50_us=report.p50_us,
+        mean_us=report.mean_us,
+    )
 
 
-def run_harness(
+def measure_harness(
+    pattern: Pattern,
     target: Target,
     dataset: DatasetSpec,
-    concurrency: int,
-    warmup_s: float,
-    duration_s: float,
+    rate_per_s: float,
+    settings: Settings,
     placement: Placement,
-    server_pid: int,
-) -> dict:
-    """The harness's single generator process, closed loop, on the same URL wrk uses."""
+) -> SideFigures:
+    """One generator process in open loop at `rate_per_s`, the same get_user every time."""
     job = GeneratorJob(
         index=0,
-        pattern="rest",
+        pattern=pattern.name,
         dataset=dataset,
-        plan=LoadPlan("closed", concurrency, warmup_s, duration_s),
-        mix={"get_user": 1.0},
-        per_page=20,
+        plan=LoadPlan(
+            "open",
+            settings.connections,
+            settings.warmup_s,
+            settings.duration_s,
+            rate_per_s=rate_per_s,
+        ),
         seed=1,
-        operations=(Operation("get_user", user_id=CALIBRATION_USER),),
+        options=pattern.options(),
         cpus=placement.generator_cpus,
+        operations=(Operation("get_user", user_id=GET_USER_ID),),
     )
     with GeneratorGroup([job]) as group:
         group.start(target)
-        start_ns = time.monotonic_ns() + 100_000_000
-        group.go(start_ns)
-        monitor = ServerMonitor([server_pid])
-        time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9 + warmup_s))
-        monitor.start_window()
-        time.sleep(duration_s)
-        usage = monitor.end_window()
-        results = group.collect(timeout_s=30)
-    trial = build_trial(0, results, usage, None)
-    return {
-        "requests_per_s": trial.throughput_per_s,
-        "latency_us": {
-            "p50_us": trial.latency_us["p50_us"],
-            "p90_us": trial.latency_us["p90_us"],
-            "p99_us": trial.latency_us["p99_us"],
-        },
-        "requests": trial.requests,
-        "errors": trial.errors + trial.timeouts,
-        "generator_cpu_share": trial.generator_cpu_share,
-    }
+        group.go(time.monotonic_ns() + START_DELAY_NS)
+        (result,) = group.collect(settings.warmup_s + settings.duration_s + COLLECT_GRACE_S)
+    # Service time, from the actual send: what the tools measure too.
+    service = LatencyHistogram.decode(result["service_time"]).summary()
+    answered = result["ok"]
+    details = [f"{count} x {kind}" for kind, count in result["error_kinds"].items()]
+    if result["unsent"]:
+        details.append(f"{result['unsent']} requests due but not sent in time")
+    return SideFigures(
+        requests=answered,
+        elapsed_s=result["measured_s"],
+        rate_per_s=round(answered / result["measured_s"], 1) if result["measured_s"] else 0.0,
+        cpu_s=round(result["cpu_s"], 6),
+        cpu_us_per_request=_per_request_us(result["cpu_s"], answered),
+        errors=result["errors"] + result["timeouts"],
+        p50_us=float(service.p50_us) if service.count else None,
+        mean_us=service.mean_us if service.count else None,
+        detail="; ".join(details) or None,
+    )
 
 
-def calibrate(results_dir: Path, duration_s: float = 10.0, log: Callable[[str], None] = print):
-    """Measure wrk and the harness on one REST server; store and return the comparison."""
+def _ratio(harness: SideFigures, tool: SideFigures) -> float | None:
+    if harness.cpu_us_per_request is None or tool.cpu_us_per_request is None:
+        return None
+    return round(harness.cpu_us_per_request / tool.cpu_us_per_request, 3)
+
+
+def measure_rounds(
+    pattern: Pattern,
+    request: ToolRequest,
+    target: Target,
+    dataset: DatasetSpec,
+    files: Path,
+    settings: Settings,
+    placement: Placement,
+    log: Callable[[str], None],
+) -> list[Round]:
+    """`settings.repeats` rounds; even ones run the tool first, odd ones the harness. The
+    harness runs at the rate the tool last achieved, so both send the same traffic."""
+    url = f"http://{target.host}:{target.port}{request.path}"
+    tool_rate_per_s = settings.rate_per_s
+    rounds = []
+    for index in range(settings.repeats):
+        order = [request.tool, "harness"] if index % 2 == 0 else ["harness", request.tool]
+        log(f"  {pattern.name:9} round {index + 1}: {' then '.join(order)}")
+        sides: dict[str, SideFigures] = {}
+        for side in order:
+            if side == "harness":
+                sides[side] = measure_harness(
+                    pattern, target, dataset, tool_rate_per_s, settings, placement
+                )
+            else:
+                sides[side] = measure_tool(request, url, files, settings, placement)
+                tool_rate_per_s = sides[side].rate_per_s or settings.rate_per_s
+        tool, harness = sides[request.tool], sides["harness"]
+        rounds.append(Round(order, tool, harness, _ratio(harness, tool)))
+    return rounds
+
+
+def _median_figures(sides: list[SideFigures]) -> SideFigures:
+    """Field by field, the median over the rounds; errors summed; no details."""
+
+    def median(name: str):
+        values = [getattr(side, name) for side in sides if getattr(side, name) is not None]
+        return round(statistics.median(values), 6) if values else None
+
+    figures = {f.name: median(f.name) for f in fields(SideFigures) if f.name != "detail"}
+    figures["requests"] = round(figures["requests"])
+    figures["errors"] = sum(side.errors for side in sides)
+    return SideFigures(**figures)
+
+
+def _failure(tool: str, rounds: list[Round]) -> str | None:
+    """Why these rounds give no ratio, or None when they do."""
+    problems = []
+    for number, measured in enumerate(rounds, 1):
+        for name, side in ((tool, measured.tool), ("the harness", measured.harness)):
+            if side.errors:
+                detail = f" ({side.detail})" if side.detail else ""
+                problems.append(f"{name} counted {side.errors} errors in round {number}{detail}")
+        if not problems and measured.cpu_ratio is None:
+            problems.append(f"round {number} measured no CPU time or no requests")
+    return "; ".join(problems) or None
+
+
+def _notes(entry: PatternCalibration, target_rate_per_s: float) -> list[str]:
+    """What a reader should know beside the ratio: a side off its rate, requests the
+    harness could not send in time."""
+    notes = []
+    tool_rate = entry.tool_figures.rate_per_s
+    harness_rate = entry.harness_figures.rate_per_s
+    if tool_rate and abs(tool_rate - target_rate_per_s) > RATE_NOTE_SHARE * target_rate_per_s:
+        notes.append(
+            f"{entry.tool} held {tool_rate:,.0f}/s of the {target_rate_per_s:,.0f}/s asked"
+        )
+    if tool_rate and harness_rate and abs(harness_rate - tool_rate) > RATE_NOTE_SHARE * tool_rate:
+        notes.append(f"the harness held {harness_rate:,.0f}/s of the {tool_rate:,.0f}/s asked")
+    notes += [
+        f"harness, round {number}: {measured.harness.detail}"
+        for number, measured in enumerate(entry.rounds, 1)
+        if measured.harness.detail and not measured.harness.errors
+    ]
+    return notes
+
+
+def summarise(
+    pattern: Pattern, request: ToolRequest, rounds: list[Round], settings: Settings
+) -> PatternCalibration:
+    result = PatternCalibration(
+        pattern=pattern.name,
+        workload=REQUEST_RESPONSE,
+        status="calibrated",
+        tool=request.tool,
+        request=request.describe(),
+        rounds=rounds,
+        tool_figures=_median_figures([measured.tool for measured in rounds]),
+        harness_figures=_median_figures([measured.harness for measured in rounds]),
+    )
+    result.notes = _notes(result, settings.rate_per_s)
+    failure = _failure(request.tool, rounds)
+    if failure:
+        result.status, result.reason = "failed", failure
+        return result
+    ratios = [measured.cpu_ratio for measured in rounds]
+    result.cpu_ratio = round(statistics.median(ratios), 3)
+    result.cpu_ratio_min, result.cpu_ratio_max = min(ratios), max(ratios)
+    return result
+
+
+def check_tool_request(
+    pattern: Pattern, request: ToolRequest, url: str, dataset: DatasetSpec, files: Path
+) -> None:
+    """Send the tool's request once (curl, the same bytes) and check the answer: the tools
+    count statuses only, and a JSON-RPC or GraphQL error comes with status 200."""
+    try:
+        answer = probe(url, request, files)
+        check_answer(pattern.name, answer, build_user(dataset, GET_USER_ID))
+    except ToolFailed as exc:
+        raise ToolFailed(
+            f"{request.tool}'s request {request.describe()} is answered wrongly: {exc}"
+        ) from None
+
+
+def calibrate_pattern(
+    pattern: Pattern,
+    request: ToolRequest,
+    dataset: DatasetSpec,
+    settings: Settings,
+    placement: Placement,
+    scratch: Path,
+    logs: Path,
+    log: Callable[[str], None],
+) -> PatternCalibration:
+    """Start the pattern's server, check the tool's request is answered correctly, and
+    measure; a server, tool or generator that fails makes this pattern failed, not the run."""
+    files = scratch / pattern.name
+    files.mkdir(parents=True, exist_ok=True)
+    try:
+        with pattern.servers(
+            dataset, pattern.options(), logs, pattern.name, placement.server_cpus
+        ) as servers:
+            target = Target("127.0.0.1", servers.start())
+            url = f"http://{target.host}:{target.port}{request.path}"
+            check_tool_request(pattern, request, url, dataset, files)
+            rounds = measure_rounds(
+                pattern, request, target, dataset, files, settings, placement, log
+            )
+    except (ToolFailed, GeneratorFailed, ServerFailed, PatternUnavailable) as exc:
+        return PatternCalibration(
+            pattern=pattern.name,
+            workload=REQUEST_RESPONSE,
+            status="failed",
+            reason=str(exc).splitlines()[0],
+            tool=request.tool,
+            request=request.describe(),
+        )
+    return summarise(pattern, request, rounds, settings)
+
+
+def _variant_of(pattern: Pattern) -> str | None:
+    """The pattern this one is a fixed-options variant of (same server and driver)."""
+    if not pattern.fixed_options:
+        return None
+    return next(
+        (
+            other.name
+            for other in PATTERNS.values()
+            if other.driver_path == pattern.driver_path and not other.fixed_options
+        ),
+        None,
+    )
+
+
+def uncalibrated(pattern: Pattern, requests: dict[str, ToolRequest], reason: str | None = None):
+    workload = REQUEST_RESPONSE if REQUEST_RESPONSE in pattern.workloads else PUSH
+    variant_of = _variant_of(pattern)
+    if reason is None and variant_of in requests:
+        reason = f"a variant of {variant_of} (same server and driver): not measured on its own"
+    return PatternCalibration(pattern.name, workload, "uncalibrated", reason or NO_TOOL)
+
+
+def calibrate(
+    results_dir: Path,
+    duration_s: float = DEFAULT_DURATION_S,
+    rate_per_s: float = DEFAULT_RATE_PER_S,
+    repeats: int = DEFAULT_REPEATS,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Measure every pattern a tool can drive, store the record and return it (as JSON)."""
+    started = time.monotonic()
+    # wrk takes whole seconds only; both sides get the same span.
+    settings = Settings(rate_per_s, max(1, round(duration_s)), repeats)
     placement = plan_placement(True)
     dataset = DatasetSpec()
-    pattern = get_pattern("rest")
-    wrk_available = shutil.which("wrk") is not None
-    results_dir.mkdir(parents=True, exist_ok=True)
+    requests = tool_requests()
+    env = environment.collect(PROJECT_DIR)
     logs = results_dir / ".calibration-logs"
-    ready = logs / ".rest.ready"
-    record: dict = {
-        "measured_at": utc_now(),
-        "environment": environment.collect(Path(__file__).resolve().parent.parent),
-        "placement": placement.to_dict(),
-        "duration_s": duration_s,
-        "url": f"/users/{CALIBRATION_USER}",
-        "payload_bytes": dataset.payload_bytes,
-        "wrk": {},
-        "harness": {},
-    }
-    log(f"calibration: REST server and generators, {placement.note}")
-    with ServerProcess(
-        "rest",
-        pattern.server_command(dataset, ready),
-        logs / "rest.log",
-        ready,
-        placement.server_cpus,
-    ) as server:
-        port = server.start()
-        target = Target("127.0.0.1", port)
-        url = f"http://127.0.0.1:{port}/users/{CALIBRATION_USER}"
-        for concurrency in (RATE_CONCURRENCY, LATENCY_CONCURRENCY):
-            if wrk_available:
-                run_wrk(url, concurrency, 1, placement.generator_cpus)  # warm-up, discarded
-                log(f"  wrk      concurrency {concurrency}: {duration_s:g} s ...")
-                record["wrk"][str(concurrency)] = run_wrk(
-                    url, concurrency, duration_s, placement.generator_cpus
-                )
-            log(f"  harness  concurrency {concurrency}: {duration_s:g} s ...")
-            record["harness"][str(concurrency)] = run_harness(
-                target, dataset, concurrency, 1.0, duration_s, placement, server.pid
+    logs.mkdir(parents=True, exist_ok=True)
+    log(
+        f"calibration: the generator's CPU per request against wrk and h2load at "
+        f"{settings.rate_per_s:,.0f} requests/s, {settings.connections} connections, "
+        f"{settings.duration_s} s per measurement, {settings.repeats} rounds; {placement.note}"
+    )
+    patterns: dict[str, PatternCalibration] = {}
+    with tempfile.TemporaryDirectory(prefix="calibration-") as scratch:
+        for name, pattern in PATTERNS.items():
+            request = requests.get(name)
+            if request is None:
+                patterns[name] = uncalibrated(pattern, requests)
+                continue
+            # curl checks the tool's answers: the tools themselves look at statuses only.
+            missing = missing_tool(request.tool) or missing_tool("curl")
+            if missing:
+                patterns[name] = uncalibrated(pattern, requests, missing)
+                continue
+            patterns[name] = calibrate_pattern(
+                pattern, request, dataset, settings, placement, Path(scratch), logs, log
             )
-    if not wrk_available:
-        record["note"] = "wrk is not installed (apt-get install wrk): no ratios"
-    else:
-        record["ratios"] = ratios(record)
-    write_json(results_dir / CALIBRATION_FILE, record)
-    for line in describe(record):
+    record = CalibrationRecord(
+        format=CALIBRATION_FORMAT,
+        measured_at=utc_now(),
+        measured_on=measured_on(env),
+        method=(
+            "per pattern, an independent tool and one harness generator process (open loop, "
+            "at the rate the tool achieved) send the same get_user over the same number of "
+            "connections, pinned to the same CPUs; CPU per request is each process's CPU "
+            "time (user + system) over its completed requests; cpu_ratio is the harness's "
+            "over the tool's, the median of rounds in alternating order"
+        ),
+        rate_per_s=settings.rate_per_s,
+        duration_s=settings.duration_s,
+        harness_warmup_s=settings.warmup_s,
+        connections=settings.connections,
+        repeats=settings.repeats,
+        placement=placement.to_dict(),
+        tools={name: tool_version(name) for name in ("wrk", "h2load") if not missing_tool(name)},
+        patterns=patterns,
+        elapsed_s=round(time.monotonic() - started, 1),
+        environment=env,
+    )
+    document = asdict(record)
+    write_json(results_dir / CALIBRATION_FILE, document)
+    for line in describe(document):
         log(line)
-    return record
+    return document
 
 
-def ratios(record: dict) -> dict:
-    rate = (
-        record["harness"][str(RATE_CONCURRENCY)]["requests_per_s"]
-        / record["wrk"][str(RATE_CONCURRENCY)]["requests_per_s"]
+# Reporting ------------------------------------------------------------------------------
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _figure(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+_COLUMNS = "{:10}{:8}{:>9}{:>9}{:>10}{:>9}{:>9}{:>12}{:>9}{:>9}"
+
+
+def _table_row(name: str, entry: dict) -> str:
+    tool, harness = entry["tool_figures"], entry["harness_figures"]
+    ratio = entry["cpu_ratio"]
+    return _COLUMNS.format(
+        name,
+        entry["tool"],
+        _figure(tool["rate_per_s"]),
+        _figure(harness["rate_per_s"]),
+        _figure(tool["cpu_us_per_request"], ".1f"),
+        _figure(harness["cpu_us_per_request"], ".1f"),
+        "-" if ratio is None else f"{ratio:.2f}x",
+        "-" if ratio is None else f"{entry['cpu_ratio_min']:.2f}-{entry['cpu_ratio_max']:.2f}",
+        _figure(tool["p50_us"]),
+        _figure(harness["p50_us"]),
     )
-    p50 = (
-        record["harness"][str(LATENCY_CONCURRENCY)]["latency_us"]["p50_us"]
-        / record["wrk"][str(LATENCY_CONCURRENCY)]["latency_us"]["p50_us"]
-    )
-    return {
-        "rate_at_32": round(rate, 3),
-        "rate_at_32_target": f">= {TARGET_RATE_RATIO}",
-        "rate_at_32_met": rate >= TARGET_RATE_RATIO,
-        "p50_at_1": round(p50, 3),
-        "p50_at_1_target": f"<= {TARGET_P50_RATIO}",
-        "p50_at_1_met": p50 <= TARGET_P50_RATIO,
-    }
 
 
 def describe(record: dict) -> list[str]:
-    lines = [f"{'':10}{'concurrency':>12}{'req/s':>12}{'p50 us':>10}{'p99 us':>10}{'errors':>8}"]
-    for tool in ("wrk", "harness"):
-        for concurrency, figures in record.get(tool, {}).items():
-            latency = figures["latency_us"]
-            lines.append(
-                f"{tool:10}{concurrency:>12}{figures['requests_per_s']:>12,.0f}"
-                f"{latency.get('p50_us', 0):>10,.0f}{latency.get('p99_us', 0):>10,.0f}"
-                f"{figures.get('errors') or 0:>8}"
-            )
-    found = record.get("ratios")
-    if found:
-        for label, key in (
-            (f"request rate at concurrency {RATE_CONCURRENCY}", "rate_at_32"),
-            (f"p50 latency at concurrency {LATENCY_CONCURRENCY}", "p50_at_1"),
-        ):
-            verdict = "met" if found[f"{key}_met"] else "NOT met"
-            lines.append(
-                f"harness/wrk {label}: {found[key]:.2f} "
-                f"(target {found[f'{key}_target']}: {verdict})"
-            )
-    else:
-        lines.append(record.get("note", "no ratios"))
+    """A table for people: per pattern, both sides' rates, CPU per request, the ratio and
+    p50 (medians over the rounds); then the patterns without a ratio and why."""
+    lines = [
+        f"{'':18}{'requests/s':>18}{'CPU us/request':>19}{'harness/tool':>21}{'p50 us':>18}",
+        _COLUMNS.format(
+            "pattern",
+            "tool",
+            "tool",
+            "harness",
+            "tool",
+            "harness",
+            "ratio",
+            "spread",
+            "tool",
+            "harness",
+        ),
+    ]
+    others = []
+    for name, entry in record.get("patterns", {}).items():
+        if entry.get("tool_figures") is None:
+            others.append(f"{name}: {entry['status']}: {entry['reason']}")
+            continue
+        lines.append(_table_row(name, entry))
+        if entry["status"] == "failed":
+            others.append(f"{name}: failed: {entry['reason']}")
+        others += [f"{name}: note: {note}" for note in entry.get("notes") or []]
+    lines += others
+    lines.append(describe_ratios(record))
+    if record.get("elapsed_s"):
+        lines.append(f"calibration took {record['elapsed_s']:.0f} s")
     return lines
 
 
-def load_calibration(results_dir: Path) -> dict | None:
-    """The stored calibration, without its bulky environment, for embedding in a run."""
-    try:
-        record = json.loads((results_dir / CALIBRATION_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    record.pop("environment", None)
-    return record
+def _describe_format_1(record: dict) -> str:
+    """Runs stored before format 2 carry wrk against the harness on REST at the server's
+    ceiling: say what that measured, not more."""
+    ratios = record.get("ratios")
+    if not isinstance(ratios, dict):
+        return "generator calibration in an unknown format"
+    return (
+        f"generator vs wrk, REST only (older calibration): {ratios['rate_at_32']:.2f}x wrk's "
+        f"request rate at concurrency 32, {ratios['p50_at_1']:.2f}x its p50 at concurrency 1"
+    )
+
+
+def describe_ratios(record: dict) -> str:
+    """One line for chart footers: each pattern's ratio of the harness's CPU per request
+    to the tool's, and which patterns have none."""
+    patterns = record.get("patterns")
+    if not isinstance(patterns, dict):
+        return _describe_format_1(record)
+    measured = {n: e for n, e in patterns.items() if e["status"] != "uncalibrated"}
+    parts = [
+        f"{name} {entry['cpu_ratio']:.1f}x" if entry["status"] == "calibrated" else f"{name} failed"
+        for name, entry in measured.items()
+    ]
+    unmeasured = [
+        name
+        for name, entry in patterns.items()
+        if entry["status"] == "uncalibrated" and entry["workload"] != PUSH
+    ]
+    if any(e["status"] == "uncalibrated" and e["workload"] == PUSH for e in patterns.values()):
+        unmeasured.append("push patterns")
+    tools = "/".join(dict.fromkeys(entry["tool"] for entry in measured.values()))
+    line = (
+        f"generator CPU per request vs {tools} at {record['rate_per_s']:,.0f}/s: {', '.join(parts)}"
+        if parts
+        else "generator not calibrated"
+    )
+    return f"{line}; {_join(unmeasured)} uncalibrated" if unmeasured else line

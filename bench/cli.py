@@ -147,7 +147,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.compare import compare, format_changes
+    from bench.compare import compare, differences, format_changes, ranking_disagreement
     from bench.results import ResultsUnreadable, load_run
     from bench.thresholds import breaches
 
@@ -162,15 +162,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{after['run']['scenario']}): only points with the same label are matched",
             file=sys.stderr,
         )
+    for line in differences(before, after):
+        print(f"warning: {line}", file=sys.stderr)
     changes = compare(before, after, args.alpha)
     if not changes:
-        print("the two runs share no pattern and point", file=sys.stderr)
+        print("the two runs share no pattern and point: nothing to compare", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"{args.run_a.name} -> {args.run_b.name} (Welch's t-test over the repeats, "
+        f"Holm-corrected for {len(changes)} comparisons, significant below p = {args.alpha:g})"
+    )
+    print(format_changes(changes))
+    disagreement = ranking_disagreement(before, after)
+    if disagreement:
+        print(f"\nthe two runs rank the patterns differently:\n{disagreement}")
     else:
-        print(
-            f"{args.run_a.name} -> {args.run_b.name} (Welch's t-test over the repeats, "
-            f"significant below p = {args.alpha:g})"
-        )
-        print(format_changes(changes))
+        print("\nthe two runs rank the patterns alike")
     found = breaches(after)
     for line in found:
         print(f"{args.run_b.name}: threshold broken: {line}", file=sys.stderr)
@@ -206,10 +213,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from bench.calibrate import calibrate
 
     try:
-        calibrate(args.results_dir, args.duration)
+        record = calibrate(args.results_dir, args.duration, args.rate, args.repeats)
     except KeyboardInterrupt:
         print("calibration interrupted; nothing stored", file=sys.stderr)
         return EXIT_INTERRUPTED
+    failed = [name for name, entry in record["patterns"].items() if entry["status"] == "failed"]
+    if failed:
+        print(f"calibration failed for {', '.join(failed)} (reasons above)", file=sys.stderr)
+        return EXIT_POINTS_FAILED
     return EXIT_OK
 
 
@@ -279,8 +290,22 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "published")
     publish.set_defaults(handler=cmd_publish)
 
-    calibrate = commands.add_parser("calibrate", help="compare the harness's generator with wrk")
-    calibrate.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="the generator's CPU per request against wrk and h2load, per pattern, at a fixed rate",
+    )
+    calibrate.add_argument(
+        "--rate",
+        type=_positive,
+        default=1000.0,
+        help="requests per second, below every server's ceiling",
+    )
+    calibrate.add_argument(
+        "--duration", type=_positive, default=3.0, help="seconds per measurement (whole seconds)"
+    )
+    calibrate.add_argument(
+        "--repeats", type=_count, default=2, help="rounds per pattern, alternating who goes first"
+    )
     calibrate.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     calibrate.set_defaults(handler=cmd_calibrate)
     return root

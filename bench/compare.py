@@ -1,14 +1,22 @@
 """Comparing two runs: per pattern and point, the change in throughput and latency, and
 whether it stands out from the noise across the repeats (Welch's t-test on per-trial
-figures, as pyperf's compare_to does with its samples).
+figures, as pyperf's compare_to does with its samples), corrected for the number of
+comparisons made (Holm's method: with 50 comparisons at p < 0.05, two or three would
+otherwise look significant by chance alone).
+
+Beside the numbers it says what else differs between the runs (machine, software,
+scenario settings), since a change there explains a difference as well as the code
+could, and where the two runs rank the patterns differently.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scipy import stats
+
+from bench.ranking import rank, ranking_text, signature
 
 ALPHA = 0.05
 METRICS = (
@@ -16,6 +24,8 @@ METRICS = (
     ("p50_us", "p50", "ms", False),
     ("p99_us", "p99", "ms", False),
 )
+MACHINE_FIELDS = ("cpu_model", "usable_cpus", "kernel", "machine")
+STACK_FIELDS = ("python", "packages", "tools")
 
 
 @dataclass(frozen=True)
@@ -27,8 +37,8 @@ class Change:
     before: float
     after: float
     change: float  # relative: +0.10 is 10% more
-    p_value: float | None
-    verdict: str  # "better", "worse", "within noise", "too few repeats"
+    p_value: float | None  # Holm-adjusted
+    verdict: str  # "better", "worse", "within noise", "too few repeats", "no spread"
 
 
 def _trial_values(point: dict, field: str) -> list[float]:
@@ -38,28 +48,37 @@ def _trial_values(point: dict, field: str) -> list[float]:
             continue
         if field == "throughput_per_s":
             values.append(trial["throughput_per_s"])
-        elif trial["latency_us"]["count"]:
+        elif trial["latency_us"].get(field) is not None:
             values.append(trial["latency_us"][field] / 1000)
     return values
 
 
-def _verdict(before: list[float], after: list[float], higher_is_better: bool, alpha: float):
+def _p_value(before: list[float], after: list[float]) -> tuple[float | None, str]:
+    """(raw p-value, reason there is none)."""
     if len(before) < 2 or len(after) < 2:
         return None, "too few repeats"
     if statistics.pstdev(before) == 0 and statistics.pstdev(after) == 0:
-        p_value = 0.0 if before[0] != after[0] else 1.0
-    else:
-        p_value = float(stats.ttest_ind(before, after, equal_var=False).pvalue)
-    if p_value >= alpha:
-        return p_value, "within noise"
-    improved = statistics.median(after) > statistics.median(before)
-    return p_value, "better" if improved == higher_is_better else "worse"
+        # No spread on either side: a t-test has nothing to weigh the difference
+        # against, and "significant" would only mean "a different integer".
+        return None, "within noise" if before[0] == after[0] else "no spread"
+    return float(stats.ttest_ind(before, after, equal_var=False).pvalue), ""
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (None stays None)."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank_index, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, p * (len(indexed) - rank_index)))
+        adjusted[i] = running
+    return adjusted
 
 
 def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
     """Every metric of every pattern and point the two runs share."""
     earlier = {(p["label"], p["pattern"]): p for p in before["points"]}
-    changes = []
+    changes, raw = [], []
     for point in after["points"]:
         match = earlier.get((point["label"], point["pattern"]))
         if match is None:
@@ -68,8 +87,9 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
             a, b = _trial_values(match, field), _trial_values(point, field)
             if not a or not b:
                 continue
-            p_value, verdict = _verdict(a, b, higher_is_better, alpha)
+            p_value, reason = _p_value(a, b)
             first, second = statistics.median(a), statistics.median(b)
+            raw.append((p_value, reason, second > first, higher_is_better))
             changes.append(
                 Change(
                     point["label"],
@@ -79,17 +99,29 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
                     first,
                     second,
                     (second - first) / first if first else 0.0,
-                    p_value,
-                    verdict,
+                    None,
+                    reason,
                 )
             )
-    return changes
+    adjusted = holm([p for p, *_ in raw])
+    result = []
+    for change, p_value, (_, reason, increased, higher_is_better) in zip(
+        changes, adjusted, raw, strict=True
+    ):
+        if p_value is None:
+            verdict = reason
+        elif p_value >= alpha:
+            verdict = "within noise"
+        else:
+            verdict = "better" if increased == higher_is_better else "worse"
+        result.append(replace(change, p_value=p_value, verdict=verdict))
+    return result
 
 
 def format_changes(changes: list[Change]) -> str:
     lines = [
         f"{'point':18}{'pattern':16}{'metric':12}{'before':>12}{'after':>12}{'change':>9}"
-        f"{'p':>8}  verdict"
+        f"{'p (Holm)':>10}  verdict"
     ]
     for c in changes:
         fmt = "{:,.0f}" if c.unit == "/s" else "{:,.3f}"
@@ -98,6 +130,48 @@ def format_changes(changes: list[Change]) -> str:
             f"{c.label or '-':18}{c.pattern:16}{c.metric:12}"
             f"{fmt.format(c.before) + ('' if c.unit == '/s' else ' ms'):>12}"
             f"{fmt.format(c.after) + ('' if c.unit == '/s' else ' ms'):>12}"
-            f"{c.change:>+9.1%}{p_value:>8}  {c.verdict}"
+            f"{c.change:>+9.1%}{p_value:>10}  {c.verdict}"
         )
     return "\n".join(lines)
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    """What differs between two runs besides the code: each a warning to print."""
+    found = []
+    for what, fields in (("machine", MACHINE_FIELDS), ("software", STACK_FIELDS)):
+        for name in fields:
+            a, b = before["environment"].get(name), after["environment"].get(name)
+            if a != b:
+                found.append(f"the runs differ in {what}: {name} {a!r} -> {b!r}")
+    configs = {(p["label"], p["pattern"]): p["config"] for p in before["points"]}
+    for point in after["points"]:
+        config = configs.get((point["label"], point["pattern"]))
+        if config is None:
+            continue
+        changed = sorted(
+            key
+            for key in set(config) | set(point["config"])
+            if config.get(key) != point["config"].get(key)
+        )
+        if changed:
+            where = f"{point['pattern']}" + (f" at {point['label']}" if point["label"] else "")
+            found.append(f"scenario settings differ for {where}: {', '.join(changed)}")
+    for run, name in ((before, "first"), (after, "second")):
+        status = run["run"].get("status")
+        if status != "complete":
+            found.append(f"the {name} run is {status}: {run['run'].get('error') or ''}".rstrip())
+        if run["run"].get("quick"):
+            found.append(f"the {name} run was a --quick smoke run, not a measurement")
+    return found
+
+
+def ranking_disagreement(before: dict, after: dict) -> str | None:
+    """Where two runs of a scenario rank its patterns differently, or None if they agree."""
+    first, second = rank(before), rank(after)
+    if first[0] != second[0] or first[1] != second[1]:
+        return (
+            f"ranked on different figures: {first[0]} at {first[1]} vs {second[0]} at {second[1]}"
+        )
+    if signature(first[2]) == signature(second[2]):
+        return None
+    return f"first: {ranking_text(first[2])}\nsecond: {ranking_text(second[2])}"

@@ -6,11 +6,17 @@ arrives; latency is measured from the actual send.
 Open loop: requests are due on a schedule at the scenario's rate and are handed, in order,
 to whichever connection is free. Latency is measured from the *intended* send time, so a
 stall shows up in full on every request that was due during it (coordinated omission,
-wrk2's rule). Service time (from the actual send) and send lag (how late the send was)
-are recorded beside it.
+wrk2's rule). Beside it: the service time (from the actual send, what a closed-loop tool
+would report), the time a due request waited for a free connection (all of them busy
+with a slow server), and the generator's own send lag (a connection was free, but the
+generator sent late: its own symptom of saturation).
+
+The clock stops when the answer's last byte has arrived (`Connection.send`); checking the
+answer (`Connection.check`) comes after, timed separately and reported.
 
 Only requests that start inside the measured window are recorded: warm-up is excluded.
-Errors and timeouts are counted, never dropped.
+Errors, timeouts and requests never sent are counted, never dropped; timeouts and unsent
+requests also enter the latency figures as censored values (see histogram.py).
 
 The engine holds no global state and installs no signal handlers: it runs in whatever
 event loop it is given (a generator process here, a Locust worker's thread elsewhere).
@@ -27,12 +33,14 @@ from typing import Literal
 
 from bench.drivers.base import Connection, Driver
 from bench.histogram import LatencyHistogram
+from bench.looplag import start_probe
 from bench.schedule import Arrival, intended_send_times
 from bench.timer import DeadlineTimer
 from bench.wire import WireBytes
 from bench.workload import Operation
 
 monotonic_ns = time.monotonic_ns
+perf_counter_ns = time.perf_counter_ns
 
 RECONNECT_BACKOFF_S = 0.05
 MAX_ERROR_KINDS = 20
@@ -67,15 +75,20 @@ class GeneratorResult:
     error_kinds: dict[str, int] = field(default_factory=dict)
     latency: str = ""
     latency_out_of_range: int = 0
-    service_time: str = ""  # open loop only
-    send_lag: str = ""  # open loop only
+    censored: str = ""  # timeouts and unsent requests, at the time waited for them
+    service_time: str = ""  # open loop only: from the actual send
+    send_lag: str = ""  # open loop: the generator's own lateness, a connection being free
+    connection_wait: str = ""  # open loop: due, but every connection was busy
+    loop_lag: str = ""  # how late the event loop woke a sleeper (looplag.py)
+    check_s: float = 0.0  # time spent checking answers, outside the latency
     measured_s: float = 0.0
     cpu_s: float = 0.0
     wire_sent: int = 0
     wire_received: int = 0
-    payload_sent: int = 0  # application bytes (bodies, messages) in the window
+    payload_sent: int = 0  # application bytes (see PayloadCounter) in the window
     payload_received: int = 0
     tcp_connections: int = 0  # TCP connections to the server at the end of the window
+    connections_opened: int = 0  # TCP connections opened during the window
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -94,14 +107,17 @@ class LoadEngine:
         self.plan = plan
         self.operations = operations
         self.latency = LatencyHistogram()
+        self.censored = LatencyHistogram()
         self.service_time = LatencyHistogram()
         self.send_lag = LatencyHistogram()
+        self.connection_wait = LatencyHistogram()
         self.result = GeneratorResult()
         self._connections: list[Connection | None] = []
         self._measure_from_ns = 0
         self._end_ns = 0
+        self._check_ns = 0
         self._stop = asyncio.Event()
-        self._window: tuple[float, WireBytes, WireBytes] | None = None  # CPU s, wire, payload
+        self._window: tuple[float, WireBytes, WireBytes, int] | None = None
         self._timer: DeadlineTimer | None = None
 
     async def open(self) -> None:
@@ -116,10 +132,14 @@ class LoadEngine:
         self._measure_from_ns = start_ns + round(plan.warmup_s * 1e9)
         self._end_ns = self._measure_from_ns + round(plan.duration_s * 1e9)
         self._timer = DeadlineTimer()
+        probe, probing = start_probe(self._timer, self._measure_from_ns, self._end_ns)
         try:
-            return await self._run(start_ns, plan)
+            result = await self._run(start_ns, plan)
         finally:
+            probing.cancel()
             self._timer.close()
+        result.loop_lag = probe.lag.encode()
+        return result
 
     async def _run(self, start_ns: int, plan: LoadPlan) -> GeneratorResult:
         await self._timer.sleep_until(start_ns)
@@ -165,25 +185,28 @@ class LoadEngine:
                 continue
             try:
                 async with asyncio.timeout(timeout_s):
-                    await connection.call(operation)
+                    arrived, answer = await connection.send(operation)
             except Exception as exc:
                 await self._failed(slot, sent, exc)
                 continue
+            if not await self._checked(slot, sent, connection, operation, answer):
+                continue
             if sent >= self._measure_from_ns:
-                latency.record_ns(monotonic_ns() - sent)
+                latency.record_ns(arrived - sent)
                 self.result.ok += 1
 
     async def _open_worker(self, slot: int, schedule: Iterator[int]) -> None:
         operations, latency = self.operations, self.latency
-        service_time, send_lag = self.service_time, self.send_lag
+        service_time, send_lag, waited = self.service_time, self.send_lag, self.connection_wait
         timeout_s = self.plan.timeout_s
         index = (slot * 7919) % len(operations)
+        free_since = 0  # when this connection's last answer arrived
         while True:
             intended = next(schedule)
             now = monotonic_ns()
             if intended >= self._end_ns or now >= self._end_ns:
                 if self._measure_from_ns <= intended < self._end_ns:
-                    self.result.unsent += 1
+                    self._unsent(intended)
                 return
             if intended > now:
                 await self._timer.sleep_until(intended)
@@ -195,16 +218,39 @@ class LoadEngine:
             sent = monotonic_ns()
             try:
                 async with asyncio.timeout(timeout_s):
-                    await connection.call(operation)
+                    arrived, answer = await connection.send(operation)
             except Exception as exc:
                 await self._failed(slot, intended, exc)
+                free_since = monotonic_ns()
                 continue
+            if not await self._checked(slot, intended, connection, operation, answer):
+                free_since = monotonic_ns()
+                continue
+            # Due at `intended`, its connection free from `ready`: waiting until `ready` was
+            # the server's doing (every connection busy); from `ready` to `sent`, ours.
+            ready = max(intended, free_since)
+            free_since = arrived
             if intended >= self._measure_from_ns:
-                done = monotonic_ns()
-                latency.record_ns(done - intended)
-                service_time.record_ns(done - sent)
-                send_lag.record_ns(sent - intended)
+                latency.record_ns(arrived - intended)
+                service_time.record_ns(arrived - sent)
+                send_lag.record_ns(sent - ready)
+                waited.record_ns(ready - intended)
                 self.result.ok += 1
+
+    async def _checked(
+        self, slot: int, started_ns: int, connection: Connection, operation: Operation, answer
+    ) -> bool:
+        """Check an answer (timed apart from the latency); count a wrong one as an error."""
+        began = perf_counter_ns()
+        try:
+            connection.check(operation, answer)
+        except Exception as exc:
+            await self._failed(slot, started_ns, exc)
+            return False
+        finally:
+            if started_ns >= self._measure_from_ns:
+                self._check_ns += perf_counter_ns() - began
+        return True
 
     # Failures -------------------------------------------------------------------------
     async def _failed(self, slot: int, started_ns: int, exc: Exception) -> None:
@@ -219,6 +265,8 @@ class LoadEngine:
             return
         if isinstance(exc, TimeoutError):
             result.timeouts += 1
+            # It took at least this long; the figures count it so (censored).
+            self.censored.record_ns(monotonic_ns() - started_ns)
             kind = f"timeout after {self.plan.timeout_s:g} s"
         else:
             result.errors += 1
@@ -226,6 +274,12 @@ class LoadEngine:
         if kind not in result.error_kinds and len(result.error_kinds) >= MAX_ERROR_KINDS:
             kind = "other errors"
         result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
+
+    def _unsent(self, intended: int) -> None:
+        """A request due in the window that was never sent: waited on until the window's
+        end, so its latency is at least that (censored)."""
+        self.result.unsent += 1
+        self.censored.record_ns(max(self._end_ns, monotonic_ns()) - intended)
 
     async def _reconnect(self, slot: int, started_ns: int) -> Connection | None:
         try:
@@ -248,8 +302,14 @@ class LoadEngine:
             await connection.close()
 
     # Measurement window ---------------------------------------------------------------
-    def _snapshot(self) -> tuple[float, WireBytes, WireBytes]:
-        return time.process_time(), self.driver.wire_bytes(), self.driver.payload.snapshot()
+    def _snapshot(self) -> tuple[float, WireBytes, WireBytes, int]:
+        driver = self.driver
+        return (
+            time.process_time(),
+            driver.wire_bytes(),
+            driver.payload.snapshot(),
+            driver.connections_opened,
+        )
 
     async def _measure_window(self) -> None:
         if not self._stop.is_set():
@@ -261,30 +321,39 @@ class LoadEngine:
         if self._stop.is_set() and started < self._measure_from_ns:
             self._window = None  # stopped during warm-up: nothing was measured
             return
-        cpu_start, wire_start, payload_start = self._snapshot()
+        before = self._snapshot()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), max(0.0, (self._end_ns - started) / 1e9))
-        cpu_end, wire_end, payload_end = self._snapshot()
+        after = self._snapshot()
         self.result.tcp_connections = self.driver.tcp_connections()
-        self._window = (cpu_end - cpu_start, wire_end - wire_start, payload_end - payload_start)
+        self._window = (
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2],
+            after[3] - before[3],
+        )
 
     def _count_unsent(self, schedule: Iterator[int]) -> None:
         for intended in schedule:
             if intended >= self._end_ns:
                 return
             if intended >= self._measure_from_ns:
-                self.result.unsent += 1
+                self._unsent(intended)
 
     def _finish(self) -> GeneratorResult:
         result = self.result
         result.measured_s = max(0.0, (self._end_ns - self._measure_from_ns) / 1e9)
         if self._window is not None:
-            result.cpu_s, wire, payload = self._window
+            result.cpu_s, wire, payload, opened = self._window
             result.wire_sent, result.wire_received = wire.sent, wire.received
             result.payload_sent, result.payload_received = payload.sent, payload.received
+            result.connections_opened = opened
+        result.check_s = self._check_ns / 1e9
         result.latency = self.latency.encode()
         result.latency_out_of_range = self.latency.out_of_range
+        result.censored = self.censored.encode()
         if self.plan.mode == "open":
             result.service_time = self.service_time.encode()
             result.send_lag = self.send_lag.encode()
+            result.connection_wait = self.connection_wait.encode()
         return result

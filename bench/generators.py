@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -52,6 +53,7 @@ class GeneratorJob:
     cpus: tuple[int, ...] | None = None
     operations: tuple[Operation, ...] | None = None  # a fixed cycle instead of the mix
     push: PushPlan | None = None  # set for a push workload: this generator's subscribers
+    driver_path: str | None = None  # "module:Class" instead of the pattern's (tests)
 
 
 async def _watch_for_stop(stop_requested, engine: LoadEngine | PushEngine) -> None:
@@ -60,8 +62,15 @@ async def _watch_for_stop(stop_requested, engine: LoadEngine | PushEngine) -> No
     engine.request_stop()
 
 
+def _driver_class(job: GeneratorJob):
+    if job.driver_path:
+        module, name = job.driver_path.split(":")
+        return getattr(importlib.import_module(module), name)
+    return get_pattern(job.pattern).driver_class()
+
+
 async def _generate_push(job: GeneratorJob, pipe, stop_requested) -> None:
-    driver_class = get_pattern(job.pattern).driver_class()
+    driver_class = _driver_class(job)
     loop = asyncio.get_running_loop()
     message = await loop.run_in_executor(None, pipe.recv)
     if message[0] != "connect":
@@ -92,12 +101,13 @@ async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
     )
     expected = ExpectedAnswers(job.dataset)
     expected.prepare(operations)
-    driver_class = get_pattern(job.pattern).driver_class()
+    driver_class = _driver_class(job)
     loop = asyncio.get_running_loop()
     message = await loop.run_in_executor(None, pipe.recv)
     if message[0] != "connect":
         return
     driver = driver_class(message[1], DriverContext(expected, job.options))
+    driver.prepare(operations)
     engine = LoadEngine(driver, job.plan, operations)
     try:
         await engine.open()

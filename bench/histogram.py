@@ -2,6 +2,16 @@
 
 Everything the harness reports as a latency comes out of one of these, never out of a
 list of samples or a library's own rounded statistics.
+
+Two rules decide what a latency figure may claim:
+
+- **Enough samples.** A percentile is reported only when at least ten samples lie beyond
+  it: p50 needs 20, p90 100, p99 1,000, p99.9 10,000. Below that the "p99" of a few
+  hundred samples is just their maximum; it is shown as n/a with the sample count.
+- **Losses count.** A request that timed out, one never sent, or an event that never
+  arrived has no latency, but it is not fast either: it enters the figures as a censored
+  value (the time waited before giving up: the timeout, the drain horizon). A percentile
+  at or above the smallest censored value is therefore a lower bound ("at least").
 """
 
 from __future__ import annotations
@@ -15,6 +25,18 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: nothing a benchmark waits for is longer
 SIGNIFICANT_FIGURES = 3
 REPORTED_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+PERCENTILE_NAMES = {50.0: "p50_us", 90.0: "p90_us", 99.0: "p99_us", 99.9: "p999_us"}
+MIN_SAMPLES_BEYOND = 10  # samples that must lie beyond a percentile for it to be reported
+
+
+def samples_needed(percentile: float) -> int:
+    """How many samples a percentile needs: ten beyond it (p99: 1,000, p99.9: 10,000)."""
+    return round(MIN_SAMPLES_BEYOND * 100 / (100 - percentile))
+
+
+def percentile_of(name: str) -> float:
+    """50.0 for "p50_us", 99.9 for "p999_us"."""
+    return next(p for p, known in PERCENTILE_NAMES.items() if known == name)
 
 
 @dataclass(frozen=True)
@@ -114,3 +136,40 @@ class LatencyHistogram:
             (item.percentile_level_iterated_to, item.value_iterated_to)
             for item in self.hdr.get_percentile_iterator(ticks_per_half_distance)
         ]
+
+
+def latency_figures(answered: LatencyHistogram, censored: LatencyHistogram | None = None) -> dict:
+    """The reported latency of `answered` values with `censored` ones (losses, timeouts,
+    requests never sent) counted at the time waited for them.
+
+    Percentiles come from both together; one that the samples do not support is None
+    (listed under "unsupported"); one at or above the smallest censored value is listed
+    under "lower_bound": the true figure is at least that. `max_us` and `mean_us` are of
+    the answered values only.
+    """
+    censored = censored if censored is not None else LatencyHistogram()
+    together = LatencyHistogram()
+    together.add(answered)
+    together.add(censored)
+    total = together.count
+    figures: dict = {"count": answered.count, "censored": censored.count}
+    figures["censored_from_us"] = censored.hdr.get_min_value() if censored.count else None
+    at = together.hdr.get_percentile_to_value_dict(list(REPORTED_PERCENTILES)) if total else {}
+    lower_bound, unsupported = [], []
+    for percentile, name in PERCENTILE_NAMES.items():
+        if total < samples_needed(percentile):
+            figures[name] = None
+            unsupported.append(name)
+            continue
+        value = at[percentile]
+        figures[name] = value
+        if censored.count and value >= censored.hdr.get_lowest_equivalent_value(
+            figures["censored_from_us"]
+        ):
+            lower_bound.append(name)
+    summary = answered.summary()
+    figures["max_us"] = summary.max_us if answered.count else None
+    figures["mean_us"] = summary.mean_us if answered.count else None
+    figures["lower_bound"] = lower_bound
+    figures["unsupported"] = unsupported
+    return figures

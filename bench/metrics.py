@@ -1,23 +1,20 @@
 """From raw measurements to the figures a point reports.
 
 A trial is one run of one pattern at one point; its generators' histograms are merged
-exactly. A point summarises its repeated trials: the median of each figure, with the
-smallest and largest beside it as the spread.
+exactly. A point pools its repeated trials: latency percentiles come from the histograms
+of every trial merged (never a median of per-trial tails), rates and costs from the
+totals (requests over seconds, CPU over requests), each with the smallest and largest
+trial beside it as the spread.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from bench.histogram import LatencyHistogram, LatencySummary
+from bench.generator_bound import GeneratorLoad, judge
+from bench.histogram import LatencyHistogram, latency_figures
 from bench.resources import ServerUsage
-
-CLIENT_BOUND_CPU = 0.9  # a generator at or above this share of one CPU may be the bottleneck
-
-
-def _latency(summary: LatencySummary) -> dict:
-    return asdict(summary)
+from bench.schedule import DueTimes
 
 
 @dataclass
@@ -25,10 +22,10 @@ class TrialResult:
     """One pattern at one point, one repeat. Latencies in microseconds."""
 
     repeat: int
-    status: str  # "ok" | "failed" | "interrupted"
+    status: str  # "ok" | "failed" | "skipped" | "interrupted"
     error: str | None
     measured_s: float
-    requests: int  # answered and validated, inside the measured window
+    requests: int  # answered and validated (push: delivered), inside the measured window
     errors: int
     timeouts: int
     unsent: int
@@ -37,25 +34,83 @@ class TrialResult:
     error_kinds: dict[str, int]
     throughput_per_s: float
     offered_rate_per_s: float | None
-    latency_us: dict
-    latency_histogram: str
+    latency_us: dict  # histogram.latency_figures: censored values (losses) included
+    latency_histogram: str  # answered or delivered only
+    censored_histogram: str  # timeouts, unsent requests, lost events: time waited
     latency_out_of_range: int
-    service_time_us: dict | None
-    send_lag_us: dict | None
-    generator_cpu_share: list[float]
-    client_bound: bool
-    server_cpu_s: float | None
-    server_cpu_s_per_1000: float | None
-    server_peak_rss_bytes: int | None
-    wire_bytes_sent_per_message: float | None
-    wire_bytes_received_per_message: float | None
-    wire_bytes_per_message: float | None
-    payload_bytes_per_message: float | None = None  # the application's own bytes, both ways
-    overhead_bytes_per_message: float | None = None  # wire minus payload: the protocol's
-    tcp_connections: int | None = None
-    server_rss_per_connection_bytes: int | None = None  # push: per subscriber
+    service_time_histogram: str = ""  # open loop: from the actual send
+    send_lag_histogram: str = ""  # open loop: the generator's own lateness
+    connection_wait_histogram: str = ""  # open loop: waiting for a free connection
+    generator: dict = field(default_factory=dict)  # what the generators used: see below
+    client_bound: bool = False
+    client_bound_reasons: list[str] = field(default_factory=list)
+    totals: dict = field(default_factory=dict)  # raw sums the point pools: see TOTALS
+    server_cpu_share: float | None = None  # of the CPUs the server was given
+    server_peak_rss_bytes: int | None = None
+    tcp_connections: int | None = None  # at the end of the window (push: subscribers')
     delivery: dict | None = None  # push only: completeness per subscriber and in all
     extra: dict = field(default_factory=dict)
+
+
+# Raw sums per trial, pooled across trials into rates and costs:
+#   messages: requests (push: deliveries) the byte and CPU figures are per
+#   server_cpu_s, generator_cpu_s, check_s: seconds in the window
+#   wire_sent, wire_received, payload: bytes (push: over the whole trial, per delivery)
+#   byte_messages: the messages the byte figures are per (push: every delivery of the
+#     trial, warm-up and drain included, as the bytes are)
+#   connections_opened, connections_used: TCP connections opened in the window, and
+#     those that carried its requests (request/response)
+
+
+def _merged(results: list[dict], key: str) -> LatencyHistogram:
+    return LatencyHistogram.merge([g.get(key, "") for g in results])
+
+
+def _sum_kinds(results: list[dict]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for g in results:
+        for kind, count in g["error_kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    return kinds
+
+
+def _generator_figures(
+    results: list[dict],
+    cpus_held: int,
+    measured_s: float,
+    messages: int,
+    open_loop: bool,
+    usage: ServerUsage | None,
+) -> tuple[dict, list[str]]:
+    """The generators' own figures for one trial, and why they were the limit (if so)."""
+    loop_lag = latency_figures(_merged(results, "loop_lag"))
+    send_lag = latency_figures(_merged(results, "send_lag")) if open_loop else None
+    cpu = [g["cpu_s"] for g in results]
+    load = GeneratorLoad(
+        cpu_s=cpu,
+        measured_s=measured_s,
+        cpus_held=max(1, cpus_held),
+        loop_lag_p50_us=loop_lag["p50_us"],
+        send_lag_p90_us=send_lag["p90_us"] if send_lag else None,
+        cpus_busy=usage.generator_cpus_busy if usage else None,
+    )
+    reasons = judge(load) if measured_s else []
+    figures = {
+        "processes": len(results),
+        "cpus_held": cpus_held,
+        "cpu_share_per_process": [round(share, 3) for share in load.loop_cpu_shares],
+        "total_cpu_share": round(load.total_cpu_share, 3),
+        "cpus_busy": load.cpus_busy,
+        "loop_lag_us": loop_lag,
+        "send_lag_us": send_lag,
+        "cpu_us_per_message": round(sum(cpu) / messages * 1e6, 2) if messages else None,
+        "check_us_per_message": (
+            round(sum(g.get("check_s", 0.0) for g in results) / messages * 1e6, 2)
+            if messages
+            else None
+        ),
+    }
+    return figures, reasons
 
 
 def build_trial(
@@ -65,81 +120,69 @@ def build_trial(
     offered_rate_per_s: float | None,
     status: str = "ok",
     error: str | None = None,
-    baseline_rss_bytes: int | None = None,
+    *,
+    generator_cpus: int = 1,
+    server_cpus: int = 1,
 ) -> TrialResult:
-    """Merge the generators' results for one trial and derive its figures."""
-    latency = LatencyHistogram.merge([g["latency"] for g in generator_results])
-    latency.out_of_range = sum(g["latency_out_of_range"] for g in generator_results)
-    open_loop = any(g["service_time"] for g in generator_results)
-    requests = sum(g["ok"] for g in generator_results)
-    measured_s = max((g["measured_s"] for g in generator_results), default=0.0)
-    error_kinds: dict[str, int] = {}
-    for g in generator_results:
-        for kind, count in g["error_kinds"].items():
-            error_kinds[kind] = error_kinds.get(kind, 0) + count
-    cpu_share = [
-        round(g["cpu_s"] / g["measured_s"], 3) if g["measured_s"] else 0.0
-        for g in generator_results
-    ]
-    wire_sent = sum(g["wire_sent"] for g in generator_results)
-    wire_received = sum(g["wire_received"] for g in generator_results)
-    payload = sum(
-        g.get("payload_sent", 0) + g.get("payload_received", 0) for g in generator_results
+    """Merge the generators' results for one request/response trial."""
+    results = generator_results
+    latency = _merged(results, "latency")
+    latency.out_of_range = sum(g["latency_out_of_range"] for g in results)
+    censored = _merged(results, "censored")
+    open_loop = any(g.get("service_time") for g in results)
+    requests = sum(g["ok"] for g in results)
+    measured_s = max((g["measured_s"] for g in results), default=0.0)
+    generator, reasons = _generator_figures(
+        results, generator_cpus, measured_s, requests, open_loop, usage
     )
-    connections = sum(g.get("tcp_connections", 0) for g in generator_results)
-
-    def per_message(total: int) -> float | None:
-        return round(total / requests, 1) if requests and total else None
-
-    rss_per_connection = None
-    if usage and baseline_rss_bytes is not None and connections:
-        rss_per_connection = round(max(0, usage.peak_rss_bytes - baseline_rss_bytes) / connections)
-
+    totals = {
+        "messages": requests,
+        "byte_messages": requests,
+        "server_cpu_s": usage.cpu_s if usage else None,
+        "generator_cpu_s": sum(g["cpu_s"] for g in results),
+        "check_s": sum(g.get("check_s", 0.0) for g in results),
+        "wire_sent": sum(g["wire_sent"] for g in results),
+        "wire_received": sum(g["wire_received"] for g in results),
+        "payload": sum(g.get("payload_sent", 0) + g.get("payload_received", 0) for g in results),
+        "connections_opened": sum(g.get("connections_opened", 0) for g in results),
+        # Connections that carried the window's requests: open at its end, or opened (and
+        # perhaps closed again) during it.
+        "connections_used": sum(
+            g.get("connections_opened", 0) + g.get("tcp_connections", 0) for g in results
+        ),
+    }
     return TrialResult(
         repeat=repeat,
         status=status,
         error=error,
         measured_s=round(measured_s, 3),
         requests=requests,
-        errors=sum(g["errors"] for g in generator_results),
-        timeouts=sum(g["timeouts"] for g in generator_results),
-        unsent=sum(g["unsent"] for g in generator_results),
-        warmup_errors=sum(g["warmup_errors"] for g in generator_results),
-        reconnects=sum(g["reconnects"] for g in generator_results),
-        error_kinds=error_kinds,
+        errors=sum(g["errors"] for g in results),
+        timeouts=sum(g["timeouts"] for g in results),
+        unsent=sum(g["unsent"] for g in results),
+        warmup_errors=sum(g["warmup_errors"] for g in results),
+        reconnects=sum(g["reconnects"] for g in results),
+        error_kinds=_sum_kinds(results),
         throughput_per_s=round(requests / measured_s, 1) if measured_s else 0.0,
         offered_rate_per_s=offered_rate_per_s,
-        latency_us=_latency(latency.summary()),
+        latency_us=latency_figures(latency, censored),
         latency_histogram=latency.encode(),
+        censored_histogram=censored.encode(),
         latency_out_of_range=latency.out_of_range,
-        service_time_us=(
-            _latency(
-                LatencyHistogram.merge([g["service_time"] for g in generator_results]).summary()
-            )
-            if open_loop
-            else None
+        service_time_histogram=_merged(results, "service_time").encode() if open_loop else "",
+        send_lag_histogram=_merged(results, "send_lag").encode() if open_loop else "",
+        connection_wait_histogram=(
+            _merged(results, "connection_wait").encode() if open_loop else ""
         ),
-        send_lag_us=(
-            _latency(LatencyHistogram.merge([g["send_lag"] for g in generator_results]).summary())
-            if open_loop
-            else None
-        ),
-        generator_cpu_share=cpu_share,
-        client_bound=any(share >= CLIENT_BOUND_CPU for share in cpu_share),
-        server_cpu_s=usage.cpu_s if usage else None,
-        server_cpu_s_per_1000=(
-            round(usage.cpu_s / requests * 1000, 4) if usage and requests else None
+        generator=generator,
+        client_bound=bool(reasons),
+        client_bound_reasons=reasons,
+        totals=totals,
+        server_cpu_share=(
+            round(usage.cpu_s / (measured_s * server_cpus), 3) if usage and measured_s else None
         ),
         server_peak_rss_bytes=usage.peak_rss_bytes if usage else None,
-        wire_bytes_sent_per_message=per_message(wire_sent),
-        wire_bytes_received_per_message=per_message(wire_received),
-        wire_bytes_per_message=per_message(wire_sent + wire_received),
-        payload_bytes_per_message=per_message(payload),
-        overhead_bytes_per_message=(
-            per_message(wire_sent + wire_received - payload) if payload else None
-        ),
-        tcp_connections=connections or None,
-        server_rss_per_connection_bytes=rss_per_connection,
+        tcp_connections=sum(g.get("tcp_connections", 0) for g in results) or None,
     )
 
 
@@ -170,92 +213,111 @@ def delivery_counts(counts: list[bytes], first: int | None, last: int | None) ->
     }
 
 
+def lost_event_waits(
+    counts: list[bytes], first: int | None, last: int | None, due: DueTimes, horizon_ns: int
+) -> LatencyHistogram:
+    """Every event of the window a subscriber never got, at the time it was waited for:
+    from when it was due to the end of the drain. Its latency is at least that."""
+    waits = LatencyHistogram()
+    if first is None or last is None:
+        return waits
+    for arrivals in counts:
+        window = arrivals[first : last + 1]
+        position = window.find(0)
+        while position >= 0:
+            waits.record_ns(max(0, horizon_ns - due.due_ns(first + position)))
+            position = window.find(0, position + 1)
+        missing_beyond = (last - first + 1) - len(window)  # never arrived, never allocated
+        for seq in range(first + len(window), first + len(window) + missing_beyond):
+            waits.record_ns(max(0, horizon_ns - due.due_ns(seq)))
+    return waits
+
+
 def build_push_trial(
     repeat: int,
     generator_results: list[dict],
     report: dict | None,
     usage: ServerUsage | None,
-    baseline_rss_bytes: int | None,
     status: str = "ok",
     error: str | None = None,
+    *,
+    due: DueTimes | None = None,
+    horizon_ns: int = 0,
+    generator_cpus: int = 1,
+    server_cpus: int = 1,
 ) -> TrialResult:
     """Merge the subscribers' results for one push trial, against the server's report."""
-    counts = [c for g in generator_results for c in g["counts"]]
+    results = generator_results
+    counts = [c for g in results for c in g["counts"]]
     first = (report or {}).get("first_seq_in_window")
     last = (report or {}).get("last_seq_in_window")
     delivery = delivery_counts(counts, first, last)
-    delivery["out_of_order"] = sum(g["out_of_order"] for g in generator_results)
+    delivery["out_of_order"] = sum(g["out_of_order"] for g in results)
     delivered = delivery["delivered"]
-    trial = build_trial(
-        repeat,
-        [_as_request_result(g, delivered) for g in generator_results],
-        usage,
-        None,
-        status,
-        error,
-    )
-    trial.requests = delivered
-    trial.throughput_per_s = round(delivered / trial.measured_s, 1) if trial.measured_s else 0.0
-    trial.server_cpu_s_per_1000 = (
-        round(usage.cpu_s / delivered * 1000, 4) if usage and delivered else None
+    latency = _merged(results, "latency")
+    latency.out_of_range = sum(g["latency_out_of_range"] for g in results)
+    censored = lost_event_waits(counts, first, last, due, horizon_ns) if due is not None else None
+    measured_s = max((g["measured_s"] for g in results), default=0.0)
+    generator, reasons = _generator_figures(
+        results, generator_cpus, measured_s, delivered, False, usage
     )
     # Bytes over the whole trial (handshakes, keepalives, empty polls and all) per event
     # delivered over the whole trial, warm-up included on both sides.
     all_deliveries = sum(len(c) - c.count(0) for c in counts)
-    wire_sent = sum(g["wire_sent"] for g in generator_results)
-    wire_received = sum(g["wire_received"] for g in generator_results)
-    payload = sum(g.get("payload_received", 0) for g in generator_results)
-    if all_deliveries:
-        trial.wire_bytes_sent_per_message = round(wire_sent / all_deliveries, 1)
-        trial.wire_bytes_received_per_message = round(wire_received / all_deliveries, 1)
-        trial.wire_bytes_per_message = round((wire_sent + wire_received) / all_deliveries, 1)
-        if payload:
-            trial.payload_bytes_per_message = round(payload / all_deliveries, 1)
-            trial.overhead_bytes_per_message = round(
-                (wire_sent + wire_received - payload) / all_deliveries, 1
-            )
-    subscribers = delivery["subscribers"]
-    if usage and baseline_rss_bytes is not None and subscribers:
-        delivery["server_rss_per_subscriber_bytes"] = round(
-            max(0, usage.peak_rss_bytes - baseline_rss_bytes) / subscribers
-        )
-        trial.server_rss_per_connection_bytes = delivery["server_rss_per_subscriber_bytes"]
-    trial.delivery = delivery
+    totals = {
+        "messages": delivered,
+        "byte_messages": all_deliveries,
+        "server_cpu_s": usage.cpu_s if usage else None,
+        "generator_cpu_s": sum(g["cpu_s"] for g in results),
+        "check_s": 0.0,
+        "wire_sent": sum(g["wire_sent"] for g in results),
+        "wire_received": sum(g["wire_received"] for g in results),
+        "payload": sum(g.get("payload_received", 0) for g in results),
+        "connections_opened": 0,
+    }
     counters: dict[str, int] = {}
-    for g in generator_results:
+    for g in results:
         for name, value in g["counters"].items():
             counters[name] = counters.get(name, 0) + value
-    trial.extra = {
+    extra = {
         "subscriber_counters": counters,
         "server_counters": (report or {}).get("counters", {}),
         "publish_lag_us": (report or {}).get("publish_lag_us"),
         "events_published": (report or {}).get("published"),
-        "reconnects": sum(g["reconnects"] for g in generator_results),
     }
     if counters.get("polls") and all_deliveries:
-        trial.extra["polls_per_delivered_event"] = round(counters["polls"] / all_deliveries, 3)
-    return trial
-
-
-def _as_request_result(generator: dict, delivered: int) -> dict:
-    """A push generator's result in the shape build_trial merges."""
-    return {
-        "ok": 0,
-        "errors": generator["errors"],
-        "timeouts": 0,
-        "unsent": 0,
-        "warmup_errors": 0,
-        "reconnects": generator["reconnects"],
-        "error_kinds": generator["error_kinds"],
-        "latency": generator["latency"],
-        "latency_out_of_range": generator["latency_out_of_range"],
-        "service_time": "",
-        "send_lag": "",
-        "measured_s": generator["measured_s"],
-        "cpu_s": generator["cpu_s"],
-        "wire_sent": 0,
-        "wire_received": 0,
-    }
+        extra["polls_per_delivered_event"] = round(counters["polls"] / all_deliveries, 3)
+    errors = sum(g["errors"] for g in results)
+    return TrialResult(
+        repeat=repeat,
+        status=status,
+        error=error,
+        measured_s=round(measured_s, 3),
+        requests=delivered,
+        errors=errors,
+        timeouts=0,
+        unsent=0,
+        warmup_errors=0,
+        reconnects=sum(g["reconnects"] for g in results),
+        error_kinds=_sum_kinds(results),
+        throughput_per_s=round(delivered / measured_s, 1) if measured_s else 0.0,
+        offered_rate_per_s=None,
+        latency_us=latency_figures(latency, censored),
+        latency_histogram=latency.encode(),
+        censored_histogram=censored.encode() if censored is not None else "",
+        latency_out_of_range=latency.out_of_range,
+        generator=generator,
+        client_bound=bool(reasons),
+        client_bound_reasons=reasons,
+        totals=totals,
+        server_cpu_share=(
+            round(usage.cpu_s / (measured_s * server_cpus), 3) if usage and measured_s else None
+        ),
+        server_peak_rss_bytes=usage.peak_rss_bytes if usage else None,
+        tcp_connections=delivery["subscribers"] or None,
+        delivery=delivery,
+        extra=extra,
+    )
 
 
 def failed_trial(repeat: int, status: str, error: str) -> TrialResult:
@@ -263,76 +325,186 @@ def failed_trial(repeat: int, status: str, error: str) -> TrialResult:
     return build_trial(repeat, [], None, None, status=status, error=error)
 
 
-# Fields summarised across repeats: median, with min and max as the spread.
-SUMMARISED = (
-    "throughput_per_s",
-    "server_cpu_s_per_1000",
-    "server_peak_rss_bytes",
-    "server_rss_per_connection_bytes",
-    "wire_bytes_per_message",
-    "wire_bytes_sent_per_message",
-    "wire_bytes_received_per_message",
-    "payload_bytes_per_message",
-    "overhead_bytes_per_message",
-    "tcp_connections",
-)
-SUMMARISED_LATENCY = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")
-
-
-def _spread(values: list[float]) -> dict | None:
-    if not values:
+# Pooling a point's trials -----------------------------------------------------------------
+def _spread(value: float | None, per_trial: list[float]) -> dict | None:
+    if value is None or not per_trial:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    return {"value": value, "min": min(per_trial), "max": max(per_trial)}
+
+
+def _ratio(numerator: float, denominator: float, scale: float = 1.0, digits: int = 4):
+    return round(numerator / denominator * scale, digits) if denominator else None
+
+
+def _pooled_ratio(trials: list[TrialResult], top: str, bottom: str, scale: float = 1.0):
+    """Sum of `top` over sum of `bottom` (from each trial's totals), with the per-trial
+    ratios as its spread; None when nothing was measured."""
+    pairs = [
+        (t.totals.get(top), t.totals.get(bottom))
+        for t in trials
+        if t.totals.get(top) is not None and t.totals.get(bottom)
+    ]
+    if not pairs:
+        return None
+    value = _ratio(sum(a for a, _ in pairs), sum(b for _, b in pairs), scale)
+    return _spread(value, [_ratio(a, b, scale) for a, b in pairs])
+
+
+def _latency_spread(trials: list[TrialResult], figures: dict) -> dict:
+    """Each reported percentile's smallest and largest value across the trials."""
+    spread = {}
+    for name in ("p50_us", "p90_us", "p99_us", "p999_us"):
+        values = [
+            t.latency_us[name]
+            for t in trials
+            if t.latency_us.get(name) is not None and t.latency_us["count"]
+        ]
+        if figures.get(name) is not None:
+            values.append(figures[name])  # the pooled value lies inside its own spread
+        spread[name] = [min(values), max(values)] if values else None
+    return spread
 
 
 def summarize(trials: list[TrialResult]) -> dict:
-    """The point's figures across its trials. Only trials that ran to the end count."""
+    """The point's figures pooled over its trials. Only trials that ran to the end count."""
     measured = [t for t in trials if t.status == "ok"]
+    requests = sum(t.requests for t in measured)
+    seconds = sum(t.measured_s for t in measured)
+    answered = LatencyHistogram.merge([t.latency_histogram for t in measured])
+    censored = LatencyHistogram.merge([t.censored_histogram for t in measured])
+    latency = latency_figures(answered, censored)
+    latency["spread"] = _latency_spread(measured, latency)
     summary: dict = {
         "trials": len(trials),
         "trials_ok": len(measured),
-        "requests": sum(t.requests for t in trials),
-        "errors": sum(t.errors for t in trials),
-        "timeouts": sum(t.timeouts for t in trials),
-        "unsent": sum(t.unsent for t in trials),
-        "client_bound": any(t.client_bound for t in trials),
+        "requests": requests,
+        "measured_s": round(seconds, 3),
+        "errors": sum(t.errors for t in measured),
+        "timeouts": sum(t.timeouts for t in measured),
+        "unsent": sum(t.unsent for t in measured),
+        "client_bound": any(t.client_bound for t in measured),
+        "client_bound_reasons": sorted({r for t in measured for r in t.client_bound_reasons}),
+        "throughput_per_s": _spread(
+            round(requests / seconds, 1) if seconds else None,
+            [t.throughput_per_s for t in measured],
+        ),
+        "latency_us": latency,
+        "latency_histogram": answered.encode(),
+        "censored_histogram": censored.encode(),
+        "server_cpu_s_per_1000": _pooled_ratio(measured, "server_cpu_s", "messages", 1000),
+        "generator_cpu_s_per_1000": _pooled_ratio(measured, "generator_cpu_s", "messages", 1000),
+        "check_us_per_message": _pooled_ratio(measured, "check_s", "messages", 1e6),
+        "wire_bytes_per_message": None,
+        "server_cpu_share": _spread(
+            max((t.server_cpu_share or 0 for t in measured), default=None),
+            [t.server_cpu_share for t in measured if t.server_cpu_share is not None],
+        ),
+        "server_peak_rss_bytes": _spread(
+            max((t.server_peak_rss_bytes or 0 for t in measured), default=None),
+            [t.server_peak_rss_bytes for t in measured if t.server_peak_rss_bytes],
+        ),
+        "tcp_connections": _spread(
+            max((t.tcp_connections or 0 for t in measured), default=None),
+            [t.tcp_connections for t in measured if t.tcp_connections],
+        ),
     }
-    for name in SUMMARISED:
-        summary[name] = _spread(
-            [getattr(t, name) for t in measured if getattr(t, name) is not None]
-        )
-    summary["latency_us"] = {
-        name: _spread([t.latency_us[name] for t in measured if t.latency_us["count"]])
-        for name in SUMMARISED_LATENCY
-    }
+    for name, parts in (
+        ("wire_bytes_per_message", ("wire_sent", "wire_received")),
+        ("wire_bytes_sent_per_message", ("wire_sent",)),
+        ("wire_bytes_received_per_message", ("wire_received",)),
+        ("payload_bytes_per_message", ("payload",)),
+    ):
+        summary[name] = _pooled_bytes(measured, parts)
+    summary["overhead_bytes_per_message"] = _overhead(summary)
+    summary["requests_per_connection"] = _pooled_ratio(measured, "messages", "connections_used")
+    open_loop = [t for t in measured if t.service_time_histogram]
+    if open_loop:
+        for name in ("service_time", "send_lag", "connection_wait"):
+            merged = LatencyHistogram.merge([getattr(t, f"{name}_histogram") for t in open_loop])
+            summary[f"{name}_us"] = latency_figures(merged)
+        summary["service_time_histogram"] = LatencyHistogram.merge(
+            [t.service_time_histogram for t in open_loop]
+        ).encode()
     deliveries = [t.delivery for t in measured if t.delivery]
     if deliveries:
-        summary["delivery"] = {
-            "completeness": _spread(
-                [d["completeness"] for d in deliveries if d["completeness"] is not None]
-            ),
-            "worst_subscriber_completeness": min(
-                (
-                    d["worst_subscriber_completeness"]
-                    for d in deliveries
-                    if d["worst_subscriber_completeness"] is not None
-                ),
-                default=None,
-            ),
-            "expected": sum(d["expected"] for d in deliveries),
-            "delivered": sum(d["delivered"] for d in deliveries),
-            "lost": sum(d["lost"] for d in deliveries),
-            "duplicates": sum(d["duplicates"] for d in deliveries),
-            "out_of_order": sum(d["out_of_order"] for d in deliveries),
-            "server_rss_per_subscriber_bytes": _spread(
-                [
-                    d["server_rss_per_subscriber_bytes"]
-                    for d in deliveries
-                    if d.get("server_rss_per_subscriber_bytes") is not None
-                ]
-            ),
-        }
-    merged = LatencyHistogram.merge([t.latency_histogram for t in measured])
-    summary["latency_all_trials_us"] = _latency(merged.summary())
-    summary["latency_all_trials_histogram"] = merged.encode()
+        summary["delivery"] = _pooled_delivery(deliveries)
+    summary["lossy"] = bool(
+        summary["errors"]
+        or summary["timeouts"]
+        or summary["unsent"]
+        or (summary.get("delivery") or {}).get("lost")
+    )
     return summary
+
+
+def _pooled_bytes(trials: list[TrialResult], parts: tuple[str, ...]) -> dict | None:
+    pairs = [
+        (sum(t.totals.get(p) or 0 for p in parts), t.totals.get("byte_messages"))
+        for t in trials
+        if t.totals.get("byte_messages")
+    ]
+    pairs = [(total, count) for total, count in pairs if total]
+    if not pairs:
+        return None
+    value = round(sum(a for a, _ in pairs) / sum(b for _, b in pairs), 1)
+    return _spread(value, [round(a / b, 1) for a, b in pairs])
+
+
+def _overhead(summary: dict) -> dict | None:
+    wire, payload = summary["wire_bytes_per_message"], summary["payload_bytes_per_message"]
+    if not wire or not payload:
+        return None
+    return {
+        "value": round(wire["value"] - payload["value"], 1),
+        "min": round(wire["min"] - payload["max"], 1),
+        "max": round(wire["max"] - payload["min"], 1),
+    }
+
+
+def _pooled_delivery(deliveries: list[dict]) -> dict:
+    expected = sum(d["expected"] for d in deliveries)
+    delivered = sum(d["delivered"] for d in deliveries)
+    per_trial = [d["completeness"] for d in deliveries if d["completeness"] is not None]
+    return {
+        "completeness": _spread(round(delivered / expected, 6) if expected else None, per_trial),
+        "worst_subscriber_completeness": min(
+            (
+                d["worst_subscriber_completeness"]
+                for d in deliveries
+                if d["worst_subscriber_completeness"] is not None
+            ),
+            default=None,
+        ),
+        "subscribers": max(d["subscribers"] for d in deliveries),
+        "expected": expected,
+        "delivered": delivered,
+        "lost": sum(d["lost"] for d in deliveries),
+        "duplicates": sum(d["duplicates"] for d in deliveries),
+        "out_of_order": sum(d["out_of_order"] for d in deliveries),
+    }
+
+
+def memory_per_connection(points: list[dict]) -> dict | None:
+    """Server memory per connection, as the slope of peak RSS against connections across
+    the points of one pattern (least squares over every trial): what each connection adds,
+    not the whole process divided by its connections. None without at least two
+    different connection counts."""
+    samples = []
+    for point in points:
+        for trial in point.get("trials", []):
+            if trial["status"] == "ok" and trial.get("server_peak_rss_bytes"):
+                connections = trial.get("tcp_connections")
+                if connections:
+                    samples.append((connections, trial["server_peak_rss_bytes"]))
+    if len({x for x, _ in samples}) < 2:
+        return None
+    n = len(samples)
+    mean_x = sum(x for x, _ in samples) / n
+    mean_y = sum(y for _, y in samples) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in samples)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in samples) / sxx
+    return {
+        "bytes_per_connection": round(slope),
+        "connections": sorted({x for x, _ in samples}),
+        "samples": n,
+    }

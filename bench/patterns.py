@@ -36,6 +36,9 @@ class Pattern:
     color: str  # one fixed colour per pattern, across every chart
     options_path: str | None = None  # "module:Class" of its PatternOptions, if it has any
     fixed_options: dict = field(default_factory=dict)  # what makes a variant a variant
+    # A variant with one of its pattern's mechanisms switched off, to show by ablation
+    # what that mechanism is worth: says which one.
+    ablation: str = ""
     launcher_path: str | None = None  # "module:function" for patterns needing more processes
 
     def driver_class(self) -> type[Driver]:
@@ -90,7 +93,19 @@ PATTERNS: dict[str, Pattern] = {
             workloads=_RR,
             server_module="servers.rest",
             driver_path="bench.drivers.rest:RestDriver",
+            options_path="bench.drivers.rest:RestOptions",
             color="#1f77b4",
+        ),
+        Pattern(
+            name="rest-no-keepalive",
+            label="REST without keep-alive (a connection per request)",
+            workloads=_RR,
+            server_module="servers.rest",
+            driver_path="bench.drivers.rest:RestDriver",
+            options_path="bench.drivers.rest:RestOptions",
+            fixed_options={"keep_alive": False},
+            ablation="connection reuse (keep-alive)",
+            color="#aec7e8",
         ),
         Pattern(
             name="graphql",
@@ -151,8 +166,19 @@ PATTERNS: dict[str, Pattern] = {
             workloads=_PUSH,
             server_module="servers.sse",
             driver_path="bench.drivers.sse:SseDriver",
-            options_path="bench.options:PushServerOptions",
+            options_path="bench.drivers.sse:SseOptions",
             color="#17becf",
+        ),
+        Pattern(
+            name="sse-no-resume",
+            label="SSE without Last-Event-ID (resumes from now)",
+            workloads=_PUSH,
+            server_module="servers.sse",
+            driver_path="bench.drivers.sse:SseDriver",
+            options_path="bench.drivers.sse:SseOptions",
+            fixed_options={"resume": False},
+            ablation="resuming with Last-Event-ID",
+            color="#9edae5",
         ),
         Pattern(
             name="websocket-push",
@@ -220,6 +246,39 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.webhooks:WebhookDriver",
             options_path="bench.drivers.webhooks:WebhookOptions",
             color="#9467bd",
+        ),
+        Pattern(
+            name="webhooks-no-retry",
+            label="Webhooks without retries (one attempt per event)",
+            workloads=_PUSH,
+            server_module="servers.webhooks",
+            driver_path="bench.drivers.webhooks:WebhookDriver",
+            options_path="bench.drivers.webhooks:WebhookOptions",
+            fixed_options={"max_attempts": 1},
+            ablation="the provider's retries",
+            color="#c5b0d5",
+        ),
+        Pattern(
+            name="webhooks-no-dedup",
+            label="Webhooks, receivers without deduplication",
+            workloads=_PUSH,
+            server_module="servers.webhooks",
+            driver_path="bench.drivers.webhooks:WebhookDriver",
+            options_path="bench.drivers.webhooks:WebhookOptions",
+            fixed_options={"deduplicate": False},
+            ablation="the receivers' deduplication",
+            color="#8c6d31",
+        ),
+        Pattern(
+            name="webhooks-no-verify",
+            label="Webhooks, receivers without signature checks",
+            workloads=_PUSH,
+            server_module="servers.webhooks",
+            driver_path="bench.drivers.webhooks:WebhookDriver",
+            options_path="bench.drivers.webhooks:WebhookOptions",
+            fixed_options={"verify_signatures": False},
+            ablation="the receivers' signature checks",
+            color="#e7969c",
         ),
     ]
 }

@@ -20,12 +20,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.charts import overview_chart, rank, render_charts
-from bench.charts.overview import HEADLINE_LABELS, HIGHER_IS_BETTER
-from bench.charts.style import FORMATS
-from bench.claims import ClaimResult, check_claims
+from bench import figures
+from bench.charts import overview_chart, render_charts
+from bench.charts.style import FORMATS, calibration_line
+from bench.claims import ClaimResult, check_claims, claims_hash
 from bench.environment import describe as describe_environment
+from bench.environment import git_commit
+from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, rank_runs, ranking_text
 from bench.results import RESULTS_FILE, ResultsUnreadable, load_run
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+REPLICATES = 2  # independent runs per scenario: the published order is what they agree on
 
 RUNS_DIR = "runs"
 CHARTS_DIR = "charts"
@@ -44,9 +49,10 @@ class Published:
     claims: list[ClaimResult]
 
 
-def latest_runs(results_dir: Path) -> list[Path]:
-    """The newest complete run of each scenario in `results_dir`."""
-    newest: dict[str, Path] = {}
+def latest_runs(results_dir: Path, per_scenario: int = REPLICATES) -> list[Path]:
+    """The newest complete, full runs of each scenario in `results_dir`, up to
+    `per_scenario` of them."""
+    newest: dict[str, list[Path]] = {}
     for candidate in sorted(results_dir.glob(f"*/{RESULTS_FILE}")):
         run_dir = candidate.parent
         if run_dir.is_symlink() or run_dir.name == "published":
@@ -56,21 +62,23 @@ def latest_runs(results_dir: Path) -> list[Path]:
         except ResultsUnreadable:
             continue
         if document["run"]["status"] == "complete" and not document["run"].get("quick"):
-            newest[document["run"]["scenario"]] = run_dir  # sorted by timestamp: last wins
-    return [newest[name] for name in sorted(newest)]
+            newest.setdefault(document["run"]["scenario"], []).append(run_dir)
+    return [path for name in sorted(newest) for path in newest[name][-per_scenario:]]
 
 
 def adopt(run_dirs: list[Path], out: Path) -> None:
-    """Copy runs into the published folder, replacing older runs of the same scenarios."""
+    """Copy runs into the published folder; the runs given for a scenario replace the
+    ones published for it before."""
     runs = out / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
+    adopted = {load_run(run_dir)["run"]["scenario"] for run_dir in run_dirs}
+    for existing in runs.glob(f"*/{RESULTS_FILE}"):
+        if load_run(existing.parent)["run"]["scenario"] in adopted:
+            shutil.rmtree(existing.parent)
     for run_dir in run_dirs:
-        document = load_run(run_dir)
-        scenario = document["run"]["scenario"]
-        for existing in runs.glob(f"*/{RESULTS_FILE}"):
-            if load_run(existing.parent)["run"]["scenario"] == scenario:
-                shutil.rmtree(existing.parent)
         target = runs / run_dir.name
+        if target.exists():
+            shutil.rmtree(target)
         target.mkdir()
         for name in (RESULTS_FILE, "scenario.toml"):
             if (run_dir / name).exists():
@@ -84,6 +92,17 @@ def _ordered(documents: list[dict]) -> list[dict]:
     )
 
 
+def _by_scenario(documents: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The newest run of each scenario (its charts and tables are shown), and the other,
+    independent runs of it (the published order is the one they all agree on)."""
+    groups: dict[str, list[dict]] = {}
+    for document in sorted(documents, key=lambda d: d["run"]["started_at"]):
+        groups.setdefault(document["run"]["scenario"], []).append(document)
+    primary = _ordered([runs[-1] for runs in groups.values()])
+    replicates = {name: runs[:-1] for name, runs in groups.items()}
+    return primary, replicates
+
+
 def publish(out: Path) -> Published:
     """Render the published folder from the runs it holds."""
     run_files = sorted((out / RUNS_DIR).glob(f"*/{RESULTS_FILE}"))
@@ -92,23 +111,61 @@ def publish(out: Path) -> Published:
             f"{out / RUNS_DIR}: no runs to publish; adopt some with `bench publish --latest` "
             "or `bench publish RUN_DIR...`"
         )
-    documents = _ordered([load_run(path.parent) for path in run_files])
+    documents, replicates = _by_scenario([load_run(path.parent) for path in run_files])
     charts_dir = out / CHARTS_DIR
     if charts_dir.exists():
         shutil.rmtree(charts_dir)
     formats = FORMATS.set(("png",))  # SVGs stay with the runs: `bench report` renders them
     try:
-        charts = overview_chart(documents, charts_dir)
+        charts = overview_chart(documents, charts_dir, replicates)
         for document in documents:
             charts += render_charts(document, charts_dir / document["run"]["scenario"])
     finally:
         FORMATS.reset(formats)
-    claims = check_claims({d["run"]["scenario"]: d for d in documents})
+    claims = check_claims(
+        {d["run"]["scenario"]: [*replicates[d["run"]["scenario"]], d] for d in documents}
+    )
+    report = Report(documents, replicates, claims)
     markdown = out / "README.md"
-    markdown.write_text(render_markdown(documents, claims))
-    report = out / "report.html"
-    report.write_text(render_html(documents, claims, charts_dir))
-    return Published(markdown, report, charts, claims)
+    markdown.write_text(render_markdown(report))
+    page = out / "report.html"
+    page.write_text(render_html(report, charts_dir))
+    return Published(markdown, page, charts, claims)
+
+
+@dataclass(frozen=True)
+class Report:
+    documents: list[dict]  # the newest run of each scenario
+    replicates: dict[str, list[dict]]  # scenario -> its other runs
+    claims: list[ClaimResult]
+
+    @property
+    def every_run(self) -> list[dict]:
+        return [r for d in self.documents for r in (*self.replicates[d["run"]["scenario"]], d)]
+
+    def ranking(self, document: dict) -> str:
+        runs = [*self.replicates[document["run"]["scenario"]], document]
+        field, at, ranked = rank_runs(runs)
+        if not ranked:
+            return ""
+        better = "higher is better" if field in HIGHER_IS_BETTER else "lower is better"
+        where = (
+            f" at {document['points'][0]['label'].split('=')[0]} = {at:g}" if at is not None else ""
+        )
+        agreed = f", the order {len(runs)} independent runs agree on" if len(runs) > 1 else ""
+        return (
+            f"Ranked on {HEADLINE_LABELS[field]}{where} ({better}{agreed}): {ranking_text(ranked)}."
+        )
+
+    def rules_line(self) -> str:
+        git = git_commit(PROJECT_DIR)
+        commit = (git.get("commit") or "unknown")[:12] + (
+            " (with uncommitted changes)" if git.get("dirty") else ""
+        )
+        return (
+            f"Verdicts computed from every trial of {len(self.every_run)} runs by the rules in "
+            f"`bench/claims.toml` (sha256 {claims_hash()[:16]}), code at commit {commit}."
+        )
 
 
 # Shared pieces ---------------------------------------------------------------------------
@@ -135,35 +192,46 @@ def _machines(documents: list[dict]) -> str:
     return "; ".join(sorted({describe_environment(d["environment"]) for d in documents}))
 
 
-def _fmt_ms(point: dict, field: str) -> str:
-    spread = ((point.get("summary") or {}).get("latency_us") or {}).get(field)
-    return f"{spread['median'] / 1000:,.3g}" if spread else "-"
+def _rate(point: dict) -> str:
+    found = figures.throughput(point)
+    if found is None:
+        return "-"
+    return (">= " if found.bound else "") + f"{found.value:,.0f}"
+
+
+def _per_1000(point: dict, name: str) -> str:
+    found = figures.value(point, name)
+    return f"{found * 1000:,.1f}" if found is not None else "-"
 
 
 def _summary_rows(document: dict) -> list[list[str]]:
     push = document["run"].get("workload") == "push"
     rows = []
     for point in document["points"]:
-        summary = point.get("summary") or {}
-        throughput = (summary.get("throughput_per_s") or {}).get("median")
-        cpu = (summary.get("server_cpu_s_per_1000") or {}).get("median")
-        wire = (summary.get("wire_bytes_per_message") or {}).get("median")
+        summary = figures.summary(point)
+        wire = figures.value(point, "wire_bytes_per_message")
         if push:
-            completeness = ((summary.get("delivery") or {}).get("completeness") or {}).get("median")
-            outcome = f"{completeness:.2%}" if completeness is not None else point["status"]
+            completeness = figures.completeness(point)
+            outcome = f"{completeness.value:.2%}" if completeness else point["status"]
+            outcome += f", {figures.delivery(point).get('lost', 0):,} lost"
         else:
-            faults = summary.get("errors", 0) + summary.get("timeouts", 0)
+            faults = figures.faults(point) + (summary.get("unsent") or 0)
             outcome = f"{faults:,}" if point["status"] == "ok" else point["status"]
         rows.append(
             [
                 point["label"] or "-",
                 point["pattern"],
-                f"{throughput:,.0f}" if throughput else "-",
-                _fmt_ms(point, "p50_us"),
-                _fmt_ms(point, "p99_us"),
-                outcome + (" (client-bound)" if summary.get("client_bound") else ""),
-                f"{cpu * 1000:,.1f}" if cpu else "-",
+                _rate(point),
+                figures.latency(point, "p50_us").text(),
+                figures.latency(point, "p99_us").text(),
+                figures.latency(point, "p999_us").text(),
+                outcome,
+                _per_1000(point, "server_cpu_s_per_1000"),
+                _per_1000(point, "generator_cpu_s_per_1000"),
                 f"{wire:,.0f}" if wire else "-",
+                "yes: " + "; ".join(summary.get("client_bound_reasons") or [])
+                if summary.get("client_bound")
+                else "no",
             ]
         )
     return rows
@@ -175,40 +243,67 @@ def _summary_header(document: dict) -> list[str]:
         "point",
         "pattern",
         "deliveries/s" if push else "requests/s",
-        "p50 ms",
-        "p99 ms",
-        "delivered" if push else "errors",
+        "p50",
+        "p99",
+        "p99.9",
+        "delivered, lost" if push else "errors, timeouts, unsent",
         "server CPU ms per 1k",
+        "generator CPU ms per 1k",
         "bytes per event" if push else "bytes per exchange",
+        "generator-bound",
     ]
 
 
-def _ranking_text(document: dict) -> str:
-    field, at, ranked = rank(document)
-    if not ranked:
-        return ""
-    better = "higher is better" if field in HIGHER_IS_BETTER else "lower is better"
-    where = f" at {document['points'][0]['label'].split('=')[0]} = {at:g}" if at is not None else ""
-    order = ", ".join(f"{r.rank}{'=' if r.tied else ''}. {r.pattern}" for r in ranked)
-    return f"Ranked on {HEADLINE_LABELS[field]}{where} ({better}): {order}."
+def _generator_bound(report: Report) -> list[str]:
+    found = []
+    for document in report.every_run:
+        for point in document["points"]:
+            summary = figures.summary(point)
+            if summary.get("client_bound"):
+                where = f" at {point['label']}" if point["label"] else ""
+                found.append(
+                    f"{document['run']['scenario']} {point['pattern']}{where} (run "
+                    f"{document['run']['id']}): "
+                    + "; ".join(summary.get("client_bound_reasons") or [])
+                )
+    return found
 
 
-# Markdown -------------------------------------------------------------------------------
+def _calibration_lines(report: Report) -> list[str]:
+    return sorted({calibration_line(d) for d in report.every_run})
+
+
+READING = (
+    "Every figure is pooled over all repeats of a point (latency percentiles from the "
+    "merged HDR histograms, rates and costs from the totals), with the smallest and "
+    "largest repeat as the spread. A percentile is shown only when at least ten samples "
+    "lie beyond it (p99 needs 1,000, p99.9 10,000); otherwise n/a with the count. Lost "
+    "events, timed-out and unsent requests enter the latency at the time waited for them: "
+    "a percentile they reach is a lower bound (>=). A generator-bound point (the load "
+    "generator, not the pattern, was the limit) shows its throughput as at least and its "
+    "latency as at most the figure, and is never ranked. Ties are judged against each "
+    "group's leader; on latency a point with losses never ranks ahead of a complete one. "
+    "Open-loop latency runs from the intended send time; push latency from when each "
+    "event was due. The measurement rules are in the project README."
+)
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def render_markdown(documents: list[dict], claims: list[ClaimResult]) -> str:
-    first = documents[0]
+def render_markdown(report: Report) -> str:
+    documents = report.documents
+    runs = report.every_run
     parts = [
         "# Published results",
         "",
-        f"Measured on {_machines(documents)}.  ",
+        f"Measured on {_machines(runs)}.  ",
         f"Stack: {_stack(documents)}.  ",
-        f"Runs: {', '.join(d['run']['id'] for d in documents)} "
-        f"(from {min(d['run']['started_at'] for d in documents)}).",
+        f"Runs: {', '.join(d['run']['id'] for d in runs)} "
+        f"(from {min(d['run']['started_at'] for d in runs)}).",
         "",
         "Generated by `bench publish` from the `results.json` files in [runs/](runs/); "
         "`make publish` regenerates it. The same report, with every chart, is in "
@@ -219,49 +314,50 @@ def render_markdown(documents: list[dict], claims: list[ClaimResult]) -> str:
         "## The published claims, checked here",
         "",
         "Each claim from popular guides to these patterns (sources in `bench/claims.toml`), "
-        "what this machine measured, and whether the claim holds *here*: on this machine and "
-        "this stack, not in general.",
+        "the rule that judges it (written before the runs), what was measured, and whether "
+        "the claim holds *here*: on this machine and this stack, not in general. "
+        + report.rules_line(),
         "",
         _md_table(
-            ["id", "claim", "measured here", "verdict"],
-            [[c.id, c.claim, c.measured, f"**{c.verdict}**"] for c in claims],
+            ["id", "claim", "rule", "measured here", "verdict"],
+            [[c.id, c.claim, c.rule, c.measured, f"**{c.verdict}**"] for c in report.claims],
         ),
         "",
+        "## The load generator",
+        "",
+        *[f"- {line}" for line in _calibration_lines(report)],
+        "",
+        "Generator-bound points (shown, never ranked; see the README):",
+        "",
+        *([f"- {line}" for line in _generator_bound(report)] or ["- none"]),
+        "",
     ]
-    calibration = (first.get("calibration") or {}).get("ratios")
-    if calibration:
-        parts += [
-            f"The generator reached {calibration['rate_at_32']:.2f}x wrk's request rate at "
-            f"concurrency 32 and {calibration['p50_at_1']:.2f}x wrk's median latency at "
-            "concurrency 1 (`bench calibrate`).",
-            "",
-        ]
     for document in documents:
         scenario = document["run"]["scenario"]
         kind = document["run"].get("workload", "request_response")
         parts += [f"## {document['run']['title']}", "", document["run"]["description"].strip(), ""]
-        for chart in HEADLINE_CHARTS[kind]:
+        for chart in _headline_charts(document, kind):
             parts += [f"![{chart}](charts/{scenario}/{chart}.png)", ""]
         parts += [
-            _ranking_text(document),
+            report.ranking(document),
+            "",
+            f"Figures of run {document['run']['id']}:",
             "",
             _md_table(_summary_header(document), _summary_rows(document)),
             "",
             "More: " + ", ".join(f"[{c}](charts/{scenario}/{c}.png)" for c in OTHER_CHARTS),
             "",
         ]
-    parts += [
-        "## How to read these",
-        "",
-        "Medians over the repeats (at least three), with the smallest and largest repeat as "
-        "whiskers; patterns whose ranges overlap are ranked as ties. Latency is measured from "
-        "the intended send time in open loop (coordinated omission corrected) and from when "
-        "each event was due for push. Hollow markers flag points where the load generator "
-        "was at 90% CPU or more: their throughput is a lower bound. Every figure is measured "
-        "on one machine in one run; the measurement rules are in the project README.",
-        "",
-    ]
+    parts += ["## How to read these", "", READING, ""]
     return "\n".join(parts)
+
+
+def _headline_charts(document: dict, kind: str) -> tuple[str, ...]:
+    charts = HEADLINE_CHARTS[kind]
+    points = document["points"]
+    if points and points[0]["config"].get("model") == "open":
+        charts = (*charts, "coordinated-omission")
+    return charts
 
 
 # HTML -----------------------------------------------------------------------------------
@@ -304,56 +400,63 @@ def _verdict_html(verdict: str) -> str:
     return f'<span class="{css}">{html.escape(verdict)}</span>'
 
 
-def render_html(documents: list[dict], claims: list[ClaimResult], charts_dir: Path) -> str:
+CLAIM_COLUMNS = ["id", "claim", "rule", "measured here", "source", "verdict"]
+
+
+def render_html(report: Report, charts_dir: Path) -> str:
+    documents = report.documents
+    runs = report.every_run
     sections = []
-    toc = ['<li><a href="#claims">The published claims, checked here</a></li>']
+    toc = [
+        '<li><a href="#claims">The published claims, checked here</a></li>',
+        '<li><a href="#generator">The load generator</a></li>',
+    ]
     for document in documents:
         scenario = document["run"]["scenario"]
         kind = document["run"].get("workload", "request_response")
         toc.append(f'<li><a href="#{scenario}">{html.escape(document["run"]["title"])}</a></li>')
-        figures = "".join(
-            _img(charts_dir / scenario / f"{chart}.png", f"{scenario} {chart}")
-            for chart in HEADLINE_CHARTS[kind] + OTHER_CHARTS
+        shown = _headline_charts(document, kind) + OTHER_CHARTS
+        images = "".join(
+            _img(charts_dir / scenario / f"{chart}.png", f"{scenario} {chart}") for chart in shown
         )
         sections.append(
             f'<section id="{scenario}"><h2>{html.escape(document["run"]["title"])}</h2>'
             f"<p>{html.escape(document['run']['description'].strip())}</p>"
             f'<p class="meta">run {html.escape(document["run"]["id"])}</p>'
-            f"<p>{html.escape(_ranking_text(document))}</p>"
-            f"{figures}{_html_table(_summary_header(document), _summary_rows(document))}"
+            f"<p>{html.escape(report.ranking(document))}</p>"
+            f"{images}{_html_table(_summary_header(document), _summary_rows(document))}"
             "</section>"
         )
     claim_rows = [
-        [c.id, c.claim, c.measured, " ".join(c.sources), _verdict_html(c.verdict)] for c in claims
+        [c.id, c.claim, c.rule, c.measured, " ".join(c.sources), _verdict_html(c.verdict)]
+        for c in report.claims
     ]
-    calibration = (documents[0].get("calibration") or {}).get("ratios")
-    calibration_text = (
-        f"<p>The generator reached {calibration['rate_at_32']:.2f}x wrk's request rate at "
-        f"concurrency 32 and {calibration['p50_at_1']:.2f}x wrk's median latency at "
-        "concurrency 1.</p>"
-        if calibration
-        else ""
-    )
+    calibration = "".join(f"<li>{html.escape(line)}</li>" for line in _calibration_lines(report))
+    bound = "".join(f"<li>{html.escape(line)}</li>" for line in _generator_bound(report))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>API patterns bench: published results</title><style>{STYLE}</style></head>
 <body>
 <h1>API patterns bench: published results</h1>
-<p class="meta">Measured on {html.escape(_machines(documents))}.<br>
+<p class="meta">Measured on {html.escape(_machines(runs))}.<br>
 Stack: {html.escape(_stack(documents))}.<br>
-Runs: {html.escape(", ".join(d["run"]["id"] for d in documents))}.</p>
-{calibration_text}
+Runs: {html.escape(", ".join(d["run"]["id"] for d in runs))}.</p>
 <nav><ul>{"".join(toc)}</ul></nav>
 {_img(charts_dir / "overview.png", "overview: patterns ranked per scenario")}
 <section id="claims"><h2>The published claims, checked here</h2>
-<p>Each claim from popular guides to these patterns, what this machine measured, and whether
-it holds <em>here</em>: on this machine and this stack, not in general.</p>
-{_html_table(["id", "claim", "measured here", "source", "verdict"], claim_rows, raw_last=True)}
+<p>Each claim from popular guides to these patterns, the rule that judges it (written before
+the runs), what was measured, and whether it holds <em>here</em>: on this machine and this
+stack, not in general. {html.escape(report.rules_line())}</p>
+{_html_table(CLAIM_COLUMNS, claim_rows, raw_last=True)}
+</section>
+<section id="generator"><h2>The load generator</h2>
+<ul>{calibration}</ul>
+<p>Generator-bound points (shown, never ranked):</p>
+<ul>{bound or "<li>none</li>"}</ul>
 </section>
 {"".join(sections)}
-<p class="meta">Medians over at least three repeats, whiskers from the smallest to the largest;
-overlapping ranges are ranked as ties. Generated by <code>bench publish</code> from stored
+<p class="meta">{html.escape(READING)} Generated by <code>bench publish</code> from stored
 results; nothing in this page was typed in by hand.</p>
 </body></html>
 """

@@ -2,9 +2,15 @@
 
 Each subscriber records, per sequence number, how many times the event arrived; the first
 arrival of an event due inside the measured window goes into the publish-to-receive
-latency histogram. From the counts the runner derives, against the server's own list of
-what it published in the window, how many events each subscriber got, lost (gaps), got
-twice, and got out of order.
+latency histogram, measured from when the publisher's schedule made the event due to
+when its bytes arrived (drivers stamp the arrival before parsing anything). From the
+counts the runner derives, against the server's own list of what it published in the
+window, how many events each subscriber got, lost (gaps), got twice, and got out of order.
+
+Every event is checked, the same way for every pattern: its sequence number, the due time
+it carries (subscribers rebuild the publisher's schedule from the same plan, so a server
+cannot stamp events late to look fast) and its payload, whose content depends on the
+sequence number. A wrong event is an error, not a delivery.
 
 Like the request/response engine it holds no global state and installs no signal
 handlers; patterns plug in through `PushDriver`.
@@ -17,8 +23,12 @@ import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 
-from bench.drivers.base import PushDriver, Subscription
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
 from bench.histogram import LatencyHistogram
+from bench.looplag import start_probe
+from bench.schedule import Arrival, DueTimes
+from bench.timer import DeadlineTimer
+from servers.events import EventPayloads, padding_length
 
 monotonic_ns = time.monotonic_ns
 SUBSCRIBE_BATCH = 50
@@ -28,13 +38,16 @@ CANCEL_WAIT_S = 5.0
 
 @dataclass(frozen=True)
 class PushPlan:
-    """One generator's share of a push point."""
+    """One generator's share of a push point, and the publisher's plan it checks against."""
 
     subscribers: int
     first_subscriber: int  # ids are global across generators: first_subscriber + i
     warmup_s: float
     duration_s: float
     drain_s: float  # how long after the window to wait for events still on their way
+    rate_per_s: float  # the publisher's schedule (with the start time given to run())
+    arrival: Arrival = "constant"
+    payload_bytes: int = 256  # the event size the scenario asked for
     disconnect_every_s: float | None = None  # fault injection: each subscriber drops and resumes
     away_s: float = 0.0  # ...after staying away this long
 
@@ -51,43 +64,55 @@ class SubscriberLog:
         self.out_of_order = 0
         self.duplicates = 0
 
-    def received(self, seq: int, published_ns: int) -> None:
-        now = monotonic_ns()
+    def received(
+        self, arrived_ns: int, seq: int, published_ns: int, payload: str, size: int
+    ) -> bool:
+        """An event arrived (its bytes, at `arrived_ns`); False if it is not the event the
+        publisher sent under that number (counted as an error, not a delivery)."""
+        engine = self.engine
+        problem = engine.wrong_event(seq, published_ns, payload)
+        if problem is not None:
+            engine.count_invalid(problem)
+            return False
         counts = self.counts
         if seq >= len(counts):
             counts.extend(bytes(max(seq + 1 - len(counts), len(counts))))
         seen = counts[seq]
         if seen < 255:
             counts[seq] = seen + 1
-        engine = self.engine
+        if not seen:
+            engine.payload_bytes += size  # repeats of an event are overhead, not payload
         if not engine.measure_from_ns <= published_ns < engine.end_ns:
-            return
+            return True
         if seen:
             self.duplicates += 1
-            return
+            return True
         if seq < self.max_seq:
             self.out_of_order += 1
         else:
             self.max_seq = seq
-        engine.latency.record_ns(now - published_ns)
+        engine.latency.record_ns(arrived_ns - published_ns)
+        return True
 
 
 @dataclass
 class PushResult:
     latency: str = ""
     latency_out_of_range: int = 0
+    loop_lag: str = ""  # how late the event loop woke a sleeper (looplag.py)
     counts: list[bytes] = field(default_factory=list)  # per subscriber, indexed by seq
     out_of_order: int = 0
     duplicates_in_window: int = 0
     reconnects: int = 0
     errors: int = 0
+    invalid_events: int = 0  # events that were not what the publisher sent (in errors too)
     error_kinds: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # the driver's own (polls, ...)
     cpu_s: float = 0.0
     measured_s: float = 0.0
     wire_sent: int = 0  # over the whole trial: handshakes, keepalives and empty polls too
     wire_received: int = 0
-    payload_received: int = 0  # the events' own bytes, over the whole trial too
+    payload_received: int = 0  # each delivered event once, as encoded: over the whole trial
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -103,7 +128,10 @@ class PushEngine:
         self.subscriptions: list[Subscription] = []
         self.measure_from_ns = 0
         self.end_ns = 2**63  # nothing counts as measured until run() sets the window
+        self.payload_bytes = 0
         self.result = PushResult()
+        self._due: DueTimes | None = None  # the publisher's schedule, once it is known
+        self._payloads = EventPayloads(padding_length(plan.payload_bytes))
         self._stop = asyncio.Event()
         self._running = True
 
@@ -122,25 +150,32 @@ class PushEngine:
 
     async def run(self, start_ns: int) -> PushResult:
         plan = self.plan
+        self._due = DueTimes(start_ns, plan.rate_per_s, plan.arrival)
         self.measure_from_ns = start_ns + round(plan.warmup_s * 1e9)
         self.end_ns = self.measure_from_ns + round(plan.duration_s * 1e9)
+        timer = DeadlineTimer()
+        probe, probing = start_probe(timer, self.measure_from_ns, self.end_ns)
         faults = (
             asyncio.create_task(self._inject_disconnects()) if plan.disconnect_every_s else None
         )
         scans = asyncio.create_task(self._scan_wire())
-        await self._sleep_until(self.measure_from_ns)
-        cpu_start = time.process_time()
-        await self._sleep_until(self.end_ns)
-        cpu_end = time.process_time()
-        measured_end = min(self.end_ns, monotonic_ns())
-        await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
-        self._running = False
-        for task in (faults, scans):
-            if task is not None:
-                await _cancel(task)
+        try:
+            await self._sleep_until(self.measure_from_ns)
+            cpu_start = time.process_time()
+            await self._sleep_until(self.end_ns)
+            cpu_end = time.process_time()
+            measured_end = min(self.end_ns, monotonic_ns())
+            await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
+        finally:
+            self._running = False
+            for task in (faults, scans, probing):
+                if task is not None:
+                    await _cancel(task)
+            timer.close()
         result = self.result
         result.cpu_s = cpu_end - cpu_start
         result.measured_s = max(0.0, (measured_end - self.measure_from_ns) / 1e9)
+        result.loop_lag = probe.lag.encode()
         return self._finish()
 
     def request_stop(self) -> None:
@@ -153,6 +188,22 @@ class PushEngine:
                 await subscription.close()
         await self.driver.close()
 
+    # Checking every event ---------------------------------------------------------------
+    def wrong_event(self, seq: int, published_ns: int, payload: str) -> str | None:
+        """Why an event is not the one the publisher sent as `seq`, or None if it is."""
+        if self._due is None or seq < 1:
+            return f"event {seq} before the publisher's schedule started"
+        if published_ns != self._due.due_ns(seq):
+            return f"event {seq} carries due time {published_ns}, not its schedule's"
+        if payload != self._payloads(seq):
+            return f"event {seq} has another event's payload, or a damaged one"
+        return None
+
+    def count_invalid(self, problem: str) -> None:
+        self.result.invalid_events += 1
+        self._count_error(ResponseInvalid(problem))
+
+    # Faults and wire bytes ------------------------------------------------------------
     async def _sleep_until(self, deadline_ns: int) -> None:
         if self._stop.is_set():
             return
@@ -186,6 +237,8 @@ class PushEngine:
     def _count_error(self, exc: Exception) -> None:
         self.result.errors += 1
         kind = f"{type(exc).__name__}: {exc}"[:160]
+        if kind not in self.result.error_kinds and len(self.result.error_kinds) >= 20:
+            kind = "other errors"
         self.result.error_kinds[kind] = self.result.error_kinds.get(kind, 0) + 1
 
     def _finish(self) -> PushResult:
@@ -197,7 +250,7 @@ class PushEngine:
         result.duplicates_in_window = sum(log.duplicates for log in self.logs)
         wire = self.driver.wire_bytes()
         result.wire_sent, result.wire_received = wire.sent, wire.received
-        result.payload_received = self.driver.payload.received
+        result.payload_received = self.payload_bytes
         for subscription in self.subscriptions:
             for problem in subscription.problems:
                 self._count_error(problem)

@@ -40,6 +40,7 @@ def plan_placement(pin: bool) -> Placement:
 class ServerUsage:
     cpu_s: float  # CPU seconds (user + system) in the measured window, all server processes
     peak_rss_bytes: int  # the largest sampled resident set size, summed over the processes
+    generator_cpus_busy: float | None = None  # the generators' CPUs, busy share (CpuBusy)
 
 
 class ServerMonitor:
@@ -52,8 +53,9 @@ class ServerMonitor:
     threads that come and go count too. Elsewhere psutil's times are used.
     """
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], generator_cpus: tuple[int, ...] | None = None) -> None:
         self.processes = [psutil.Process(pid) for pid in pids]
+        self.generator_cpus = CpuBusy(generator_cpus)
         self._cpu_start = 0.0
         self._peak_rss = 0
         self.precise = all(_thread_run_ns(pid) is not None for pid in pids)
@@ -78,6 +80,7 @@ class ServerMonitor:
         return now
 
     def start_window(self) -> None:
+        self.generator_cpus.start_window()
         if self.precise:
             self._threads_start = self._threads_now()
             self._threads_last = dict(self._threads_start)
@@ -101,13 +104,14 @@ class ServerMonitor:
 
     def end_window(self) -> ServerUsage:
         self.sample()
+        busy = self.generator_cpus.end_window()
         if self.precise:
             run_ns = sum(
                 last - self._threads_start.get(thread, 0)
                 for thread, last in self._threads_last.items()
             )
-            return ServerUsage(round(run_ns / 1e9, 6), self._peak_rss)
-        return ServerUsage(round(self._cpu_now() - self._cpu_start, 4), self._peak_rss)
+            return ServerUsage(round(run_ns / 1e9, 6), self._peak_rss, busy)
+        return ServerUsage(round(self._cpu_now() - self._cpu_start, 4), self._peak_rss, busy)
 
 
 def _thread_run_ns(pid: int) -> dict[int, int] | None:
@@ -125,3 +129,50 @@ def _thread_run_ns(pid: int) -> dict[int, int] | None:
         except (OSError, ValueError, IndexError):
             continue  # the thread ended meanwhile
     return run_ns or None
+
+
+class CpuBusy:
+    """How busy some CPUs were over a window, by anyone (/proc/stat): user, system, irq
+    and softirq time, and time stolen by the hypervisor, over all time. On the CPUs the
+    generators are pinned to this is what the generators could not have had, whoever
+    took it: their own work, the kernel's network processing for their sockets, or a
+    noisy neighbour."""
+
+    def __init__(self, cpus: tuple[int, ...] | None) -> None:
+        self.cpus = cpus
+        self._start: dict[int, tuple[int, int]] = {}
+
+    def start_window(self) -> None:
+        self._start = _cpu_times(self.cpus)
+
+    def end_window(self) -> float | None:
+        """The busy share over the window, 0 to 1, averaged over the CPUs; None where the
+        kernel does not say or nothing is pinned."""
+        end = _cpu_times(self.cpus)
+        busy = total = 0
+        for cpu, (busy_end, total_end) in end.items():
+            if cpu in self._start:
+                busy += busy_end - self._start[cpu][0]
+                total += total_end - self._start[cpu][1]
+        return round(busy / total, 3) if total else None
+
+
+def _cpu_times(cpus: tuple[int, ...] | None) -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy ticks, all ticks) from /proc/stat; empty when unknown."""
+    if not cpus:
+        return {}
+    found = {}
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                cpu = int(name[3:])
+                if cpu in cpus:
+                    ticks = [int(v) for v in fields[:8]]
+                    idle = ticks[3] + ticks[4]  # idle + iowait
+                    found[cpu] = (sum(ticks) - idle, sum(ticks))
+    except (OSError, ValueError):
+        return {}
+    return found

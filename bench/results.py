@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import figures
 from bench.metrics import TrialResult, summarize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.csv"
 LATEST_LINK = "latest"
@@ -146,17 +147,12 @@ def load_run(run_dir: Path) -> dict:
     return document
 
 
-def _spread_value(summary: dict, name: str, key: str = "median") -> float | None:
-    spread = summary.get(name)
-    return spread.get(key) if spread else None
-
-
 def summary_frame(document: dict) -> pd.DataFrame:
-    """One row per pattern and point: the medians across repeats, and their spread."""
+    """One row per pattern and point: pooled figures, their spread across the trials, and
+    what bounds them (generator-bound, losses, too few samples)."""
     rows = []
     for point in document["points"]:
-        summary = point.get("summary") or {}
-        latency = summary.get("latency_us") or {}
+        summary = figures.summary(point)
         row = {
             "scenario": document["run"]["scenario"],
             "point": point["point"],
@@ -166,22 +162,34 @@ def summary_frame(document: dict) -> pd.DataFrame:
             "status": point["status"],
             "trials_ok": summary.get("trials_ok", 0),
             "trials": summary.get("trials", 0),
-            "throughput_per_s": _spread_value(summary, "throughput_per_s"),
-            "throughput_min_per_s": _spread_value(summary, "throughput_per_s", "min"),
-            "throughput_max_per_s": _spread_value(summary, "throughput_per_s", "max"),
         }
-        for name in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"):
-            row[name] = (latency.get(name) or {}).get("median")
+        throughput = figures.spread(point, "throughput_per_s")
+        row["throughput_per_s"] = throughput.value if throughput else None
+        row["throughput_min_per_s"] = throughput.low if throughput else None
+        row["throughput_max_per_s"] = throughput.high if throughput else None
+        for name in figures.LATENCY_FIELDS:
+            found = figures.latency(point, name)
+            row[name] = found.value_us
+            row[f"{name}_lower_bound"] = found.lower_bound
+        row["latency_samples"] = figures.latency(point, "p50_us").samples
+        delivery = figures.delivery(point)
+        completeness = figures.completeness(point)
         row.update(
             {
                 "requests": summary.get("requests"),
                 "errors": summary.get("errors"),
                 "timeouts": summary.get("timeouts"),
                 "unsent": summary.get("unsent"),
+                "completeness": completeness.value if completeness else None,
+                "lost": delivery.get("lost"),
+                "duplicates": delivery.get("duplicates"),
                 "client_bound": summary.get("client_bound"),
-                "server_cpu_s_per_1000": _spread_value(summary, "server_cpu_s_per_1000"),
-                "server_peak_rss_bytes": _spread_value(summary, "server_peak_rss_bytes"),
-                "wire_bytes_per_message": _spread_value(summary, "wire_bytes_per_message"),
+                "client_bound_reasons": "; ".join(summary.get("client_bound_reasons") or []),
+                "server_cpu_s_per_1000": figures.value(point, "server_cpu_s_per_1000"),
+                "generator_cpu_s_per_1000": figures.value(point, "generator_cpu_s_per_1000"),
+                "server_peak_rss_bytes": figures.value(point, "server_peak_rss_bytes"),
+                "wire_bytes_per_message": figures.value(point, "wire_bytes_per_message"),
+                "payload_bytes_per_message": figures.value(point, "payload_bytes_per_message"),
                 "error": point.get("error"),
             }
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import charts, environment
-from bench.calibrate import load_calibration
+from bench.calibrate import calibration_for_run
 from bench.metrics import TrialResult
 from bench.options import PatternOptions
 from bench.patterns import PUSH, get_pattern
@@ -82,18 +82,24 @@ def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) ->
     }
 
 
+def _ms(value_us: int | None) -> str:
+    return "n/a" if value_us is None else f"{value_us / 1000:.2f} ms"
+
+
 def _format_trial(trial: TrialResult) -> str:
     if trial.status != "ok":
         return f"  {trial.status.upper()}: {trial.error}"
     latency = trial.latency_us
     line = (
-        f"  {trial.throughput_per_s:,.0f}/s  p50 {latency['p50_us'] / 1000:.2f} ms  "
-        f"p99 {latency['p99_us'] / 1000:.2f} ms  errors {trial.errors}  timeouts {trial.timeouts}"
+        f"  {trial.throughput_per_s:,.0f}/s  p50 {_ms(latency['p50_us'])}  "
+        f"p99 {_ms(latency['p99_us'])}  errors {trial.errors}  timeouts {trial.timeouts}"
     )
     if trial.unsent:
         line += f"  unsent {trial.unsent}"
+    if trial.delivery and trial.delivery["lost"]:
+        line += f"  lost {trial.delivery['lost']:,} of {trial.delivery['expected']:,}"
     if trial.client_bound:
-        line += "  [client-bound: throughput is a lower bound]"
+        line += f"  [generator-bound: {'; '.join(trial.client_bound_reasons)}]"
     return line
 
 
@@ -115,6 +121,10 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
         if options.only_patterns is None or name in options.only_patterns
     ]
     placement = plan_placement(scenario.load.pin_cpus)
+    measured_on = environment.collect(PROJECT_DIR)
+    # A calibration from another machine or another version of the code says nothing
+    # about this run's generator: it is refused, and the run says so.
+    calibration, stale = calibration_for_run(options.results_dir, measured_on)
     run_dir = make_run_dir(options.results_dir, loaded.name)
     (run_dir / "scenario.toml").write_text(loaded.text)
     point_latest(options.results_dir, run_dir)
@@ -133,9 +143,10 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
             "patterns": [p.name for p in patterns],
             "thresholds": scenario.thresholds.model_dump() if scenario.thresholds else None,
             "report": scenario.report.model_dump(),
+            "calibration_problem": stale,
         },
-        environment.collect(PROJECT_DIR),
-        load_calibration(options.results_dir),
+        measured_on,
+        calibration,
     )
     records = {
         (point.index, pattern.name): recorder.point(
@@ -158,6 +169,8 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
     status, error = "complete", None
     options.progress(f"{loaded.name}: {scenario.title} ({total} trials) -> {run_dir}")
     options.progress(f"  placement: {placement.note}")
+    if stale:
+        options.progress(f"  generator calibration: none used: {stale}")
     try:
         for point in loaded.points:
             for repeat in range(timing.repeats):

@@ -75,6 +75,9 @@ class RequestResponseWorkload(_Strict):
         description="operation -> relative weight",
     )
     per_page: int = Field(20, ge=1, le=100, description="users per page for list_users")
+    server_work_us: int = Field(
+        0, ge=0, le=100_000, description="CPU work per request on the server, every pattern"
+    )
 
     @field_validator("mix")
     @classmethod
@@ -257,7 +260,10 @@ class Scenario(_Strict):
 
     @property
     def dataset(self) -> DatasetSpec:
-        return DatasetSpec(users=self.payload.users, payload_bytes=self.payload.size_bytes)
+        work_us = getattr(self.workload, "server_work_us", 0)
+        return DatasetSpec(
+            users=self.payload.users, payload_bytes=self.payload.size_bytes, work_us=work_us
+        )
 
 
 WORKLOAD_MODELS: dict[str, type[BaseModel]] = {

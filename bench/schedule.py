@@ -45,3 +45,34 @@ def intended_send_times(
             yield round(moment)
     else:
         raise ValueError(f"unknown arrival process {arrival!r}")
+
+
+class DueTimes:
+    """The n-th time of a schedule, for any n, without keeping more than was asked for.
+
+    The push server's event source numbers its events 1, 2, 3... in the order its
+    schedule makes them due; subscribers and the runner rebuild the same schedule from the
+    same plan, so each side knows when event `seq` was due without being told. That lets
+    a subscriber check the timestamp an event carries (a server cannot make itself look
+    fast by stamping events late) and lets the runner give a lost event a due time.
+    """
+
+    def __init__(
+        self, start_ns: int, rate_per_s: float, arrival: Arrival = "constant", seed: int = 0
+    ) -> None:
+        self.start_ns = start_ns
+        self.interval_ns = NS_PER_S / rate_per_s
+        self.arrival = arrival
+        self._times = intended_send_times(start_ns, rate_per_s, arrival, seed=seed)
+        self._known: list[int] = []
+
+    def due_ns(self, seq: int) -> int:
+        """When event `seq` (from 1) was due."""
+        if seq < 1:
+            raise ValueError("sequence numbers start at 1")
+        if self.arrival == "constant":
+            return self.start_ns + round((seq - 1) * self.interval_ns)
+        known = self._known
+        while len(known) < seq:
+            known.append(next(self._times))
+        return known[seq - 1]

@@ -6,6 +6,7 @@ did not run cannot pass: it breaks every limit set for it.
 
 from __future__ import annotations
 
+from bench import figures
 from bench.scenario import Thresholds
 
 _LATENCY = (
@@ -27,27 +28,39 @@ def breaches(document: dict) -> list[str]:
         where = f"{point['pattern']}" + (f" at {point['label']}" if point["label"] else "")
         if not limits.model_dump(exclude_none=True):
             continue
-        summary = point.get("summary") or {}
+        summary = figures.summary(point)
         if point["status"] != "ok" or not summary.get("trials_ok"):
             found.append(f"{where}: {point['status']}, so no limit can be met")
             continue
-        latency = summary["latency_us"]
+        bound = " (generator-bound: the generator, not the pattern, may be why)" * bool(
+            summary.get("client_bound")
+        )
         for limit_name, field, label in _LATENCY:
             limit = getattr(limits, limit_name)
-            value = (latency.get(field) or {}).get("median")
-            if limit is not None and value is not None and value / 1000 > limit:
-                found.append(f"{where}: {label} {value / 1000:.3f} ms > {limit:g} ms")
-        throughput = (summary.get("throughput_per_s") or {}).get("median", 0)
+            if limit is None:
+                continue
+            latency = figures.latency(point, field)
+            if latency.value_us is None:
+                found.append(
+                    f"{where}: {label} {latency.text()}: too few samples to check <= {limit:g} ms"
+                )
+            elif latency.value_us / 1000 > limit:
+                found.append(f"{where}: {label} {latency.text()} > {limit:g} ms{bound}")
+        throughput = figures.value(point, "throughput_per_s") or 0
         if limits.min_throughput_per_s is not None and throughput < limits.min_throughput_per_s:
-            found.append(f"{where}: {throughput:,.0f}/s < {limits.min_throughput_per_s:,.0f}/s")
-        errors = summary.get("errors", 0) + summary.get("timeouts", 0)
+            found.append(
+                f"{where}: {throughput:,.0f}/s < {limits.min_throughput_per_s:,.0f}/s{bound}"
+            )
+        errors = figures.faults(point)
         if limits.max_errors is not None and errors > limits.max_errors:
             found.append(f"{where}: {errors:,} errors and timeouts > {limits.max_errors:,}")
-        completeness = ((summary.get("delivery") or {}).get("completeness") or {}).get("median")
+        completeness = figures.completeness(point)
         if (
             limits.min_completeness is not None
             and completeness is not None
-            and completeness < limits.min_completeness
+            and completeness.value < limits.min_completeness
         ):
-            found.append(f"{where}: {completeness:.2%} delivered < {limits.min_completeness:.2%}")
+            found.append(
+                f"{where}: {completeness.value:.2%} delivered < {limits.min_completeness:.2%}"
+            )
     return found

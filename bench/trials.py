@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bench.patterns import PUSH, Pattern
 from bench.push import PushPlan
 from bench.resources import Placement, ServerMonitor, ServerUsage
 from bench.scenario import Point, Scenario, Timing
+from bench.schedule import DueTimes
 from bench.serverproc import PatternUnavailable, ServerFailed, ServerGroup
 from bench.workload import HEALTH_CHECK, ExpectedAnswers
 
@@ -66,8 +68,7 @@ def run_trial(
         group.spawn()  # the generators load while the server starts
         try:
             target = Target("127.0.0.1", servers.start())
-            monitor = ServerMonitor(servers.pids)
-            baseline_rss = monitor.rss_now()
+            monitor = ServerMonitor(servers.pids, placement.generator_cpus)
             if not push:
                 check_health(pattern, servers, target, scenario, options)
             group.connect(target)
@@ -78,10 +79,10 @@ def run_trial(
         if push:
             report_file = run_dir / "logs" / f".{name}.report"
             return _push_measurement(
-                pattern, servers, group, monitor, point, timing, repeat, report_file, baseline_rss
+                pattern, servers, group, monitor, point, timing, repeat, report_file, placement
             )
         return _request_response_measurement(
-            pattern, servers, group, monitor, scenario, timing, repeat, baseline_rss
+            pattern, servers, group, monitor, scenario, timing, repeat, placement
         )
 
 
@@ -162,6 +163,15 @@ def check_health(
             time.sleep(0.05)
 
 
+def _cpus_held(placement: Placement, group: GeneratorGroup) -> dict[str, int]:
+    """How many CPUs the generators and the servers were given: pinned, their own share;
+    not pinned, every CPU (the generators' load is judged against what they could use)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    generators = len(placement.generator_cpus) if placement.generator_cpus else usable
+    servers = len(placement.server_cpus) if placement.server_cpus else usable
+    return {"generator_cpus": min(generators, len(group.jobs)), "server_cpus": servers}
+
+
 def _request_response_measurement(
     pattern: Pattern,
     servers: ServerGroup,
@@ -170,25 +180,28 @@ def _request_response_measurement(
     scenario: Scenario,
     timing: Timing,
     repeat: int,
-    baseline_rss: int,
+    placement: Placement,
 ) -> TrialResult:
     offered = scenario.load.rate_per_s
+    cpus = _cpus_held(placement, group)
     try:
-        alive, usage = _watch_window(servers, group, monitor, timing)
+        alive, usage, _ = _watch_window(servers, group, monitor, timing)
         results = group.collect(timeout_s=scenario.load.timeout_s + 30)
     except KeyboardInterrupt:
         group.request_stop()
         results = group.collect(timeout_s=scenario.load.timeout_s + 5)
         raise TrialInterrupted(
-            build_trial(repeat, results, None, offered, "interrupted", "interrupted by user")
+            build_trial(
+                repeat, results, None, offered, "interrupted", "interrupted by user", **cpus
+            )
         ) from None
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
     if not alive:
         return build_trial(
-            repeat, results, usage, offered, "failed", str(servers.failure()), baseline_rss
+            repeat, results, usage, offered, "failed", str(servers.failure()), **cpus
         )
-    return build_trial(repeat, results, usage, offered, baseline_rss_bytes=baseline_rss)
+    return build_trial(repeat, results, usage, offered, **cpus)
 
 
 # Push ------------------------------------------------------------------------------------
@@ -209,13 +222,16 @@ def push_jobs(
             1 if index < workload.subscribers % count else 0
         )
         plan = PushPlan(
-            subscribers,
-            first,
-            timing.warmup_s,
-            timing.duration_s,
-            drain_s,
-            workload.disconnect_every_s,
-            workload.away_s,
+            subscribers=subscribers,
+            first_subscriber=first,
+            warmup_s=timing.warmup_s,
+            duration_s=timing.duration_s,
+            drain_s=drain_s,
+            rate_per_s=workload.rate_per_s,
+            arrival=workload.arrival,
+            payload_bytes=scenario.payload.size_bytes,
+            disconnect_every_s=workload.disconnect_every_s,
+            away_s=workload.away_s,
         )
         first += subscribers
         jobs.append(
@@ -240,27 +256,28 @@ def _push_measurement(
     timing: Timing,
     repeat: int,
     report_file: Path,
-    baseline_rss: int,
+    placement: Placement,
 ) -> TrialResult:
     workload = point.scenario.workload
     drain_s = group.jobs[0].push.drain_s
+    cpus = _cpus_held(placement, group)
     report_file.unlink(missing_ok=True)
-    try:
-        alive, usage = _watch_window(
-            servers,
-            group,
-            monitor,
-            timing,
-            on_start=lambda start_ns: servers.controller.send_control(
-                {
-                    "start_ns": start_ns,
-                    "rate_per_s": workload.rate_per_s,
-                    "arrival": workload.arrival,
-                    "warmup_s": timing.warmup_s,
-                    "duration_s": timing.duration_s,
-                }
-            ),
+    started: list[int] = []
+
+    def publish(start_ns: int) -> None:
+        started.append(start_ns)
+        servers.controller.send_control(
+            {
+                "start_ns": start_ns,
+                "rate_per_s": workload.rate_per_s,
+                "arrival": workload.arrival,
+                "warmup_s": timing.warmup_s,
+                "duration_s": timing.duration_s,
+            }
         )
+
+    try:
+        alive, usage, end_ns = _watch_window(servers, group, monitor, timing, on_start=publish)
         results = group.collect(timeout_s=drain_s + 30)
         # Asked for after the drain: counters such as webhook retries keep growing until then.
         report = _request_report(report_file, servers) if alive else None
@@ -269,15 +286,22 @@ def _push_measurement(
         results = group.collect(timeout_s=drain_s + 5)
         raise TrialInterrupted(
             build_push_trial(
-                repeat, results, None, None, None, "interrupted", "interrupted by user"
+                repeat, results, None, None, "interrupted", "interrupted by user", **cpus
             )
         ) from None
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
+    # Lost events waited from when they were due to the end of the drain.
+    censoring = {
+        "due": DueTimes(started[0], workload.rate_per_s, workload.arrival),
+        "horizon_ns": end_ns + round(drain_s * 1e9),
+    }
     if not alive or report is None:
         error = servers.failure() or f"{pattern.name}: the server wrote no publication report"
-        return build_push_trial(repeat, results, report, usage, baseline_rss, "failed", str(error))
-    return build_push_trial(repeat, results, report, usage, baseline_rss)
+        return build_push_trial(
+            repeat, results, report, usage, "failed", str(error), **censoring, **cpus
+        )
+    return build_push_trial(repeat, results, report, usage, **censoring, **cpus)
 
 
 def _request_report(report_file: Path, servers: ServerGroup) -> dict | None:
@@ -297,10 +321,11 @@ def _watch_window(
     monitor: ServerMonitor,
     timing: Timing,
     on_start=None,
-) -> tuple[bool, ServerUsage]:
+) -> tuple[bool, ServerUsage, int]:
     """Start everyone together, sample the servers over the measured window.
 
-    Returns whether the servers lived through it, and what they used in it.
+    Returns whether the servers lived through it, what they used in it, and when it ended
+    (monotonic ns).
     """
     start_ns = time.monotonic_ns() + START_DELAY_NS
     measure_from_ns = start_ns + round(timing.warmup_s * 1e9)
@@ -314,7 +339,7 @@ def _watch_window(
         alive = _wait_until(end_ns, servers, monitor)
     if not alive:
         group.request_stop()
-    return alive, monitor.end_window()
+    return alive, monitor.end_window(), end_ns
 
 
 def _wait_until(deadline_ns: int, servers: ServerGroup, monitor: ServerMonitor | None) -> bool:

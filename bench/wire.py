@@ -38,8 +38,12 @@ class WireBytes:
 
 @dataclass
 class PayloadCounter:
-    """Application payload bytes (HTTP bodies, WebSocket and MQTT messages, gRPC messages,
-    SSE data): what the pattern carries, so that wire bytes minus these is its overhead."""
+    """Application payload bytes, defined the same way for every pattern: the application's
+    data in the pattern's own encoding (a request's parameters or body, an answer's
+    record(s), an event) and nothing else. Envelopes and wrappers (a SOAP envelope, a
+    JSON-RPC or WebSocket message's id and method, a GraphQL query document), framing (a
+    gRPC message's 5-byte prefix, HTTP headers) and failed or repeated deliveries are the
+    protocol's overhead: wire bytes minus these."""
 
     sent: int = 0
     received: int = 0

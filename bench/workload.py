@@ -10,7 +10,9 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from servers.dataset import DatasetSpec, build_user, sample_order_items
+import orjson
+
+from servers.dataset import DatasetSpec, build_user, sample_order_items, user_summary
 
 OperationName = Literal["get_user", "list_users", "create_order"]
 OPERATION_NAMES: tuple[OperationName, ...] = ("get_user", "list_users", "create_order")
@@ -33,55 +35,54 @@ class Operation:
         return sum(quantity * price for _, quantity, price in self.items)
 
 
-@dataclass(frozen=True, slots=True)
-class UserDigest:
-    """Enough of a user to tell a right answer from a wrong one: a server with other data,
-    or one that drops or reorders fields into the wrong place, gets these wrong."""
-
-    order_count: int
-    total_cents: int  # over all the user's orders
-    email: str
-
-
 class ExpectedAnswers:
-    """What a correct server returns, computed from the same deterministic dataset."""
+    """What a correct server returns, computed from the same deterministic dataset.
+
+    Drivers compare whole answers with these, every field: a server with other data, or
+    one that drops, repeats, reorders or misplaces records or fields, fails the check.
+    Expectations are built before the clock starts (`prepare`), so checking costs a
+    comparison, not a rebuild.
+    """
 
     def __init__(self, dataset: DatasetSpec) -> None:
         self.dataset = dataset
-        self._digests: dict[int, UserDigest] = {}
-
-    def digest(self, user_id: int) -> UserDigest:
-        """The figures a driver checks in a get_user answer, whatever its wire format."""
-        digest = self._digests.get(user_id)
-        if digest is None:
-            user = build_user(self.dataset, user_id)
-            digest = UserDigest(
-                order_count=len(user["orders"]),
-                total_cents=sum(order["total_cents"] for order in user["orders"]),
-                email=user["email"],
-            )
-            self._digests[user_id] = digest
-        return digest
+        self._users: dict[int, dict] = {}
+        self._json: dict[int, bytes] = {}
+        self._pages: dict[tuple[int, int], list[dict]] = {}
 
     def user(self, user_id: int) -> dict:
-        return build_user(self.dataset, user_id)
+        """The whole record of one user with its orders."""
+        user = self._users.get(user_id)
+        if user is None:
+            user = self._users[user_id] = build_user(self.dataset, user_id)
+        return user
 
-    def page_length(self, page: int, per_page: int) -> int:
-        remaining = self.dataset.users - (page - 1) * per_page
-        return max(0, min(per_page, remaining))
+    def user_json(self, user_id: int) -> bytes:
+        """The record as compact JSON, as the JSON servers encode it: its length is the
+        payload of a get_user answer, and a body equal to it needs no decoding to check."""
+        encoded = self._json.get(user_id)
+        if encoded is None:
+            encoded = self._json[user_id] = orjson.dumps(self.user(user_id))
+        return encoded
 
-    def first_id_on_page(self, page: int, per_page: int) -> int:
-        return (page - 1) * per_page + 1
+    def page(self, page: int, per_page: int) -> list[dict]:
+        """The user summaries on a page, in order (empty past the last page)."""
+        key = (page, per_page)
+        summaries = self._pages.get(key)
+        if summaries is None:
+            first = (page - 1) * per_page + 1
+            last = min(self.dataset.users, first + per_page - 1)
+            summaries = [user_summary(self.user(i)) for i in range(first, last + 1)]
+            self._pages[key] = summaries
+        return summaries
 
     def prepare(self, operations: list[Operation]) -> None:
         """Compute expectations up front, so that validation costs nothing while timed."""
         for operation in operations:
             if operation.name == "get_user":
-                self.digest(operation.user_id)
-            elif operation.name == "list_users" and self.page_length(
-                operation.page, operation.per_page
-            ):
-                self.digest(self.first_id_on_page(operation.page, operation.per_page))
+                self.user_json(operation.user_id)
+            elif operation.name == "list_users":
+                self.page(operation.page, operation.per_page)
 
 
 def operation_cycle(

@@ -6,6 +6,7 @@ set -u
 
 need=""
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
+command -v h2load >/dev/null 2>&1 || need="$need nghttp2-client"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
 # Debian's python3 cannot create a virtual environment without python3-venv.

@@ -13,6 +13,7 @@ costs on the wire.
 from __future__ import annotations
 
 import random
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ _STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
 _CURRENCIES = ("EUR", "USD", "GBP")
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+_FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
+_LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Perlman")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class DatasetSpec:
     users: int = 1000
     payload_bytes: int = 1024
     seed: int = 42
+    work_us: int = 0  # CPU work per request besides encoding it (a handler's business logic)
 
     def as_args(self) -> list[str]:
         return [
@@ -50,6 +54,8 @@ class DatasetSpec:
             str(self.payload_bytes),
             "--seed",
             str(self.seed),
+            "--work-us",
+            str(self.work_us),
         ]
 
 
@@ -89,10 +95,13 @@ def _size(record: dict) -> int:
 def build_user(spec: DatasetSpec, user_id: int) -> dict:
     """One user with its orders, padded so that its compact JSON is `payload_bytes` long."""
     rng = random.Random(spec.seed * 1_000_003 + user_id)
+    # Every field depends on the seed (the id only on the position), so that a server
+    # with other data fails a check on any field a client asks for, even three of them.
+    first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
     user = {
         "id": user_id,
-        "name": f"User {user_id}",
-        "email": f"user{user_id}@example.com",
+        "name": f"{first} {last}",
+        "email": f"{first.lower()}.{last.lower()}.{user_id}@example.com",
         "tier": rng.choice(_TIERS),
         "created_at": _timestamp(rng),
         "bio": "",
@@ -138,16 +147,28 @@ class Dataset:
         self.created_orders: OrderedDict[int, dict] = OrderedDict()
         self._next_order_id = count(FIRST_CREATED_ORDER_ID)
 
+    def work(self) -> None:
+        """Spend `work_us` of CPU, as a handler with business logic would: the same for
+        every pattern, since every server answers through these methods. It holds the
+        event loop, as real CPU-bound work does."""
+        if self.spec.work_us:
+            deadline = time.perf_counter_ns() + self.spec.work_us * 1000
+            while time.perf_counter_ns() < deadline:
+                pass
+
     def user(self, user_id: int) -> dict | None:
+        self.work()
         return self.users.get(user_id)
 
     def page(self, page: int, per_page: int) -> list[dict]:
         """Users `per_page` at a time; page numbers start at 1."""
+        self.work()
         start = (page - 1) * per_page
         return self.summaries[start : start + per_page]
 
     def create_order(self, user_id: int, currency: str, items: list[dict]) -> dict:
         """Store a new order; raises OrderInputError for invalid input, KeyError for no user."""
+        self.work()
         check_order_input(currency, items)
         if user_id not in self.users:
             raise KeyError(user_id)

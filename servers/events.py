@@ -41,12 +41,13 @@ DEFAULT_REPLAY_EVENTS = 20_000
 class Event:
     seq: int
     published_ns: int  # when the schedule said it was due
+    payload: str  # its content: see EventPayloads
     data: bytes  # the event as JSON, encoded once and shared by every subscriber
 
     @classmethod
     def make(cls, seq: int, published_ns: int, payload: str) -> Event:
         data = orjson.dumps({"seq": seq, "t": published_ns, "payload": payload})
-        return cls(seq, published_ns, data)
+        return cls(seq, published_ns, payload, data)
 
 
 @dataclass
@@ -74,8 +75,22 @@ def padding_length(payload_bytes: int) -> int:
     return max(0, payload_bytes - EVENT_ENVELOPE_BYTES)
 
 
-def padding_for(payload_bytes: int) -> str:
-    return "x" * padding_length(payload_bytes)
+_PAYLOAD_TEXT = "the quick brown fox jumps over the lazy dog 0123456789 "  # nothing JSON escapes
+
+
+class EventPayloads:
+    """The content of event `seq`: `length` characters of a repeating text, starting at a
+    place that moves with seq. Neighbouring events differ, and subscribers compute the same
+    text, so an event with another event's content (or none) is caught, not just one of
+    the wrong length."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._text = _PAYLOAD_TEXT * (length // len(_PAYLOAD_TEXT) + 2)
+
+    def __call__(self, seq: int) -> str:
+        start = (seq * 7) % len(_PAYLOAD_TEXT)
+        return self._text[start : start + self.length]
 
 
 @dataclass
@@ -92,7 +107,7 @@ class EventSource:
         self.last_seq = 0
         self.new_event = asyncio.Event()
         self.finished = False
-        self._padding = padding_for(self.payload_bytes)
+        self._payloads = EventPayloads(padding_length(self.payload_bytes))
 
     def count(self, name: str, amount: int = 1) -> None:
         """A pattern-specific counter for the report (slow consumers dropped, retries...)."""
@@ -108,7 +123,7 @@ class EventSource:
 
     def publish(self, published_ns: int) -> Event:
         self.last_seq += 1
-        event = Event.make(self.last_seq, published_ns, self._padding)
+        event = Event.make(self.last_seq, published_ns, self._payloads(self.last_seq))
         self.buffer.append(event)
         for listener in self.listeners:
             listener(event)

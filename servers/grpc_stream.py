@@ -24,7 +24,6 @@ from servers.events import (
     SlowConsumer,
     add_push_arguments,
     control_loop,
-    padding_for,
 )
 
 try:
@@ -65,11 +64,10 @@ def main() -> None:
 
     async def run(stop: asyncio.Event) -> None:
         source = EventSource(args.payload_bytes, args.replay_events)
-        padding = padding_for(args.payload_bytes)
         fanout = Fanout(
             source,
             lambda event: events_pb2.Event(
-                seq=event.seq, published_ns=event.published_ns, payload=padding
+                seq=event.seq, published_ns=event.published_ns, payload=event.payload
             ),
             args.queue_events,
             args.slow_consumer,

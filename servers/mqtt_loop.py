@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import paho.mqtt.client as mqtt
 
@@ -29,6 +30,9 @@ class AsyncioMqtt:
         client.on_socket_unregister_write = self._done_writing
 
     def _opened(self, client, _userdata, sock) -> None:
+        # Nagle off, as every other client and server here (paho leaves it on): small
+        # packets such as PUBACKs and the tail of a large message go out at once.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.loop.add_reader(sock, client.loop_read)
         if self.misc is None or self.misc.done():
             self.misc = self.loop.create_task(self._misc_loop())

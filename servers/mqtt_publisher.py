@@ -20,7 +20,7 @@ from servers import runtime
 from servers.events import EventSource, add_push_arguments, control_loop
 from servers.mqtt_loop import AsyncioMqtt
 
-TOPIC = "bench/events"
+DEFAULT_TOPIC = "bench/events"
 INFLIGHT = 1000
 
 
@@ -29,6 +29,7 @@ def main() -> None:
     add_push_arguments(parser)
     parser.add_argument("--broker-port", type=int, required=True)
     parser.add_argument("--qos", type=int, choices=(0, 1), default=0)
+    parser.add_argument("--topic", default=DEFAULT_TOPIC)
     args = parser.parse_args()
 
     async def run(stop: asyncio.Event) -> None:
@@ -49,7 +50,7 @@ def main() -> None:
                 f"cannot connect to the broker on port {args.broker_port}: {exc}", file=sys.stderr
             )
             sys.exit(1)
-        source.listeners.append(lambda event: client.publish(TOPIC, event.data, qos=args.qos))
+        source.listeners.append(lambda event: client.publish(args.topic, event.data, qos=args.qos))
         control = asyncio.create_task(control_loop(source))
         runtime.announce_ready(args.ready_file, args.broker_port)
         await stop.wait()

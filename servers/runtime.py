@@ -35,6 +35,9 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--payload-bytes", type=int, default=DatasetSpec.payload_bytes)
     parser.add_argument("--seed", type=int, default=DatasetSpec.seed)
     parser.add_argument(
+        "--work-us", type=int, default=0, help="CPU work per request besides encoding it"
+    )
+    parser.add_argument(
         "--max-request-bytes",
         type=int,
         default=DEFAULT_MAX_REQUEST_BYTES,
@@ -44,7 +47,11 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 
 
 def dataset_from(args: argparse.Namespace) -> Dataset:
-    return Dataset(DatasetSpec(users=args.users, payload_bytes=args.payload_bytes, seed=args.seed))
+    return Dataset(
+        DatasetSpec(
+            users=args.users, payload_bytes=args.payload_bytes, seed=args.seed, work_us=args.work_us
+        )
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

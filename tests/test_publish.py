@@ -1,4 +1,5 @@
-"""Publishing and comparing, on small stored runs (tests/data/runs): no measurement here."""
+"""Publishing, ranking, claims and comparing, on small stored runs (tests/data/runs): no
+measurement here, only the rules that turn measurements into verdicts and orders."""
 
 from __future__ import annotations
 
@@ -6,20 +7,35 @@ import copy
 import json
 import re
 import shutil
+import tomllib
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from bench.charts import rank
-from bench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims, load_claims
+from bench.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_MEASURABLE,
+    NOT_MEASURED,
+    SET_BY_SCENARIO,
+    Runs,
+    check_claims,
+    claims_hash,
+    judge_conditions,
+    load_claims,
+)
+from bench.compare import _p_value, compare, holm
+from bench.ranking import order, rank, rank_runs
 from bench.results import load_run
 from bench.thresholds import breaches
 from tests.conftest import run_bench
 
 DATA = Path(__file__).parent / "data" / "runs"
-BEFORE_RR = DATA / "before" / "20261123T195220Z-rr-concurrency"
-BEFORE_PUSH = DATA / "before" / "20261123T195234Z-push-fanout"
-AFTER_RR = DATA / "after" / "20261123T195252Z-rr-concurrency"
+BEFORE_RR = next((DATA / "before").glob("*-rr-concurrency"))
+BEFORE_PUSH = next((DATA / "before").glob("*-push-fanout"))
+AFTER_RR = next((DATA / "after").glob("*-rr-concurrency"))
 
 
 @pytest.fixture
@@ -54,9 +70,13 @@ def test_publish_builds_offline_html_and_markdown_from_stored_results(runs, tmp_
     assert pictures and all((out / picture).is_file() for picture in pictures)
     # The sources travel with the report, so it can be regenerated.
     assert (out / "runs" / BEFORE_RR.name / "results.json").is_file()
+    # Every claim is listed with its rule, and the rules' hash is printed beside them.
     for claim in load_claims()["claims"]:
         assert f"| {claim['id']} |" in markdown
         assert f">{claim['id']}<" in page
+    assert f"sha256 {claims_hash()[:16]}" in markdown
+    # No percentile the samples do not support is shown as a number.
+    assert "n/a (" in markdown
 
 
 def test_make_publish_regenerates_the_same_report_from_the_stored_runs(runs, tmp_path):
@@ -74,11 +94,17 @@ def test_make_publish_regenerates_the_same_report_from_the_stored_runs(runs, tmp
     assert (out / "charts" / "overview.png").is_file()
 
 
-def test_adopting_a_newer_run_of_a_scenario_replaces_the_older_one(runs, tmp_path):
+def test_adopting_newer_runs_of_a_scenario_replaces_the_older_ones(runs, tmp_path):
     out = tmp_path / "published"
     run_bench("publish", "--out", str(out), str(runs / "before" / BEFORE_RR.name))
     run_bench("publish", "--out", str(out), str(runs / "after" / AFTER_RR.name))
     assert sorted(p.name for p in (out / "runs").iterdir()) == [AFTER_RR.name]
+    # Two runs of one scenario adopted together are both kept: replicates.
+    both = [str(runs / "before" / BEFORE_RR.name), str(runs / "after" / AFTER_RR.name)]
+    completed = run_bench("publish", "--out", str(out), *both)
+    assert completed.returncode == 0, completed.stderr
+    assert len(list((out / "runs").iterdir())) == 2
+    assert "the order 2 independent runs agree on" in (out / "README.md").read_text()
 
 
 def test_publish_without_runs_says_what_to_do(tmp_path):
@@ -87,42 +113,102 @@ def test_publish_without_runs_says_what_to_do(tmp_path):
     assert "bench publish --latest" in completed.stderr and "Traceback" not in completed.stderr
 
 
-def test_claims_get_one_of_three_verdicts_with_the_machine_they_were_measured_on():
+# Claims -----------------------------------------------------------------------------------
+VERDICTS = {HOLDS, FAILS, INCONCLUSIVE, SET_BY_SCENARIO, NOT_MEASURABLE, NOT_MEASURED}
+
+
+def test_every_claim_gets_a_verdict_and_its_rule():
     documents = {load_run(d)["run"]["scenario"]: load_run(d) for d in (BEFORE_RR, BEFORE_PUSH)}
     results = check_claims(documents)
     assert [r.id for r in results] == [c["id"] for c in load_claims()["claims"]]
-    assert {r.verdict for r in results} <= {HOLDS, FAILS, NOT_MEASURED}
+    assert {r.verdict for r in results} <= VERDICTS
     by_id = {r.id: r for r in results}
-    assert by_id["T2"].verdict in (HOLDS, FAILS)  # rr-concurrency is there: it is measured
-    assert "Xeon" in by_id["T2"].measured_on or by_id["T2"].measured_on
+    assert by_id["T2"].verdict in (HOLDS, FAILS, INCONCLUSIVE)  # rr-concurrency is there
+    assert by_id["T2"].measured_on
+    assert ">= 7" in by_id["T2"].rule
     assert by_id["W2"].verdict == NOT_MEASURED  # push-faults is not among these runs
-    assert by_id["P4"].verdict == NOT_MEASURED
+    # L1 is about internet paths: loopback figures are shown, never judged.
+    assert by_id["L1"].verdict == NOT_MEASURABLE and "loopback" in by_id["L1"].measured
+    assert by_id["P4"].verdict == NOT_MEASURABLE
 
 
-def _with_throughput(document: dict, pattern: str, label: str, factor: float) -> dict:
+def _scaled(document: dict, pattern: str, label: str, factor: float, bound: bool = False):
+    """A copy with one point's throughput scaled in every trial (what the rules read)."""
     changed = copy.deepcopy(document)
     for point in changed["points"]:
         if point["pattern"] == pattern and point["label"] == label:
-            for key in ("median", "min", "max"):
-                point["summary"]["throughput_per_s"][key] *= factor
+            for trial in point["trials"]:
+                trial["requests"] = round(trial["requests"] * factor)
+                trial["client_bound"] = bound
+            point["summary"]["client_bound"] = bound
+        elif point["label"] == label:
+            point["summary"]["client_bound"] = False
+            for trial in point["trials"]:
+                trial["client_bound"] = False
     return changed
 
 
-def test_the_grpc_speed_claim_holds_only_when_the_ratio_is_there():
+def _rate(document: dict, pattern: str, label: str) -> float:
+    point = next(p for p in document["points"] if p["pattern"] == pattern and p["label"] == label)
+    return sum(t["requests"] for t in point["trials"]) / sum(
+        t["measured_s"] for t in point["trials"]
+    )
+
+
+def _t2(document: dict) -> str:
+    return {r.id: r for r in check_claims({"rr-concurrency": document})}["T2"].verdict
+
+
+def test_the_grpc_speed_claim_holds_only_when_every_repeat_shows_the_ratio():
     document = load_run(BEFORE_RR)
-    rest = next(
-        p for p in document["points"] if p["pattern"] == "rest" and p["label"] == "concurrency=32"
-    )["summary"]["throughput_per_s"]["median"]
-    grpc = next(
-        p for p in document["points"] if p["pattern"] == "grpc" and p["label"] == "concurrency=32"
-    )["summary"]["throughput_per_s"]["median"]
-    fast = _with_throughput(document, "grpc", "concurrency=32", 8 * rest / grpc)
-    slow = _with_throughput(document, "grpc", "concurrency=32", 2 * rest / grpc)
-    assert {r.id: r for r in check_claims({"rr-concurrency": fast})}["T2"].verdict == HOLDS
-    assert {r.id: r for r in check_claims({"rr-concurrency": slow})}["T2"].verdict == FAILS
+    label = "concurrency=32"
+    ratio = _rate(document, "grpc", label) / _rate(document, "rest", label)
+    assert _t2(_scaled(document, "grpc", label, 9 / ratio)) == HOLDS
+    assert _t2(_scaled(document, "grpc", label, 2 / ratio)) == FAILS
 
 
-def _point(pattern: str, median: float, low: float, high: float) -> dict:
+def test_a_generator_bound_figure_cannot_fail_a_claim_it_might_meet():
+    document = load_run(BEFORE_RR)
+    label = "concurrency=32"
+    ratio = _rate(document, "grpc", label) / _rate(document, "rest", label)
+    # gRPC's throughput is only a lower bound: at 2x it might still be 7x, so no verdict...
+    assert _t2(_scaled(document, "grpc", label, 2 / ratio, bound=True)) == INCONCLUSIVE
+    # ...but a lower bound already at 9x proves the claim.
+    assert _t2(_scaled(document, "grpc", label, 9 / ratio, bound=True)) == HOLDS
+
+
+def test_a_claim_the_scenario_settles_is_reported_as_set_by_the_scenario():
+    runs = Runs({"rr-concurrency": [load_run(BEFORE_RR)]})
+    select = {"scenario": "rr-concurrency", "pattern": "rest", "at": 1}
+    rule = {
+        "conditions": [
+            {"select": select, "metric": "throughput_per_s", "op": ">", "value": 0, "set_by": "x"}
+        ]
+    }
+    assert judge_conditions(runs, rule).verdict == SET_BY_SCENARIO
+    rule["conditions"][0].pop("set_by")
+    assert judge_conditions(runs, rule).verdict == HOLDS
+
+
+def test_changing_a_rule_changes_the_claims_hash():
+    text = resources.files("bench").joinpath("claims.toml").read_text()
+    assert claims_hash(text.encode()) == claims_hash()
+    changed = text.replace("at_least = 7.0", "at_least = 6.0", 1)
+    assert changed != text
+    assert claims_hash(changed.encode()) != claims_hash()
+
+
+def test_every_rule_names_points_and_figures_the_judge_knows():
+    table = tomllib.loads(resources.files("bench").joinpath("claims.toml").read_text())
+    scenarios = {path.stem for path in (Path(__file__).parent.parent / "scenarios").glob("*.toml")}
+    for claim in table["claims"]:
+        text = json.dumps(claim["rule"])
+        for name in re.findall(r'"scenario": "([^"]+)"', text):
+            assert name in scenarios, (claim["id"], name)
+
+
+# Ranking ----------------------------------------------------------------------------------
+def _point(pattern: str, value: float, low: float, high: float, **summary) -> dict:
     return {
         "pattern": pattern,
         "pattern_label": pattern,
@@ -131,40 +217,112 @@ def _point(pattern: str, median: float, low: float, high: float) -> dict:
         "sweep_parameter": None,
         "config": {"model": "closed"},
         "status": "ok",
-        "summary": {"throughput_per_s": {"median": median, "min": low, "max": high}},
+        "summary": {"throughput_per_s": {"value": value, "min": low, "max": high}, **summary},
     }
 
 
-def test_ranking_ties_patterns_whose_repeats_overlap():
-    document = {
-        "run": {"workload": "request_response", "report": {}},
-        "points": [
-            _point("a", 100, 95, 105),
-            _point("b", 98, 90, 101),
-            _point("c", 50, 45, 55),
-            _point("d", 200, 190, 210),
-        ],
+def _document(*points: dict, headline: str | None = None) -> dict:
+    return {
+        "run": {"workload": "request_response", "report": {"headline": headline}},
+        "points": list(points),
     }
-    field, _, ranked = rank(document)
-    assert field == "throughput_per_s"
-    assert [(r.pattern, r.rank, r.tied) for r in ranked] == [
-        ("d", 1, False),
-        ("a", 2, True),
-        ("b", 2, True),
-        ("c", 4, False),
-    ]
 
 
+def _placed(ranked) -> list[tuple]:
+    return [(r.entry.pattern, r.rank, r.tied) for r in ranked]
+
+
+def test_ties_are_judged_against_the_leader_not_along_a_chain():
+    # b overlaps the leader a; c overlaps b but not a: c is behind a, not tied with it.
+    document = _document(
+        _point("a", 100, 95, 105), _point("b", 92, 88, 96), _point("c", 85, 80, 89)
+    )
+    _, _, ranked = rank(document)
+    assert _placed(ranked) == [("a", 1, True), ("b", 1, True), ("c", 3, False)]
+
+
+def test_a_generator_bound_point_is_shown_but_never_ranked():
+    bound = _point("fast", 500, 490, 510, client_bound=True, client_bound_reasons=["busy"])
+    _, _, ranked = rank(_document(_point("a", 100, 95, 105), bound))
+    assert _placed(ranked) == [("a", 1, False), ("fast", None, False)]
+    assert "generator-bound" in ranked[1].entry.excluded
+    assert ranked[1].entry.text("throughput_per_s") == ">= 500"
+
+
+def _latency_point(pattern: str, p99_us: int | None, count: int, lossy: bool = False) -> dict:
+    latency = {
+        "count": count,
+        "censored": 0,
+        "p99_us": p99_us,
+        "spread": {"p99_us": [p99_us, p99_us] if p99_us else None},
+        "lower_bound": [],
+    }
+    return _point(pattern, 1, 1, 1, latency_us=latency, lossy=lossy)
+
+
+def test_unsupported_percentiles_are_not_ranked_and_losses_rank_last_on_latency():
+    document = _document(
+        _latency_point("complete", 9_000, 5_000),
+        _latency_point("lossy", 1_000, 5_000, lossy=True),  # faster, but it dropped events
+        _latency_point("few", 500, 300),  # p99 from 300 samples: not a p99
+        headline="p99_us",
+    )
+    _, _, ranked = rank(document)
+    assert _placed(ranked) == [("complete", 1, False), ("lossy", 2, False), ("few", None, False)]
+    assert "n/a (300 samples" in ranked[2].entry.excluded
+
+
+def test_two_runs_that_disagree_on_an_order_show_a_tie():
+    agree = [_point("a", 100, 99, 101), _point("b", 50, 49, 51)]
+    disagree = [_point("a", 40, 39, 41), _point("b", 50, 49, 51)]
+    _, _, same = rank_runs([_document(*agree), _document(*copy.deepcopy(agree))])
+    assert _placed(same) == [("a", 1, False), ("b", 2, False)]
+    _, _, mixed = rank_runs([_document(*agree), _document(*disagree)])
+    assert [(r.rank, r.tied) for r in mixed] == [(1, True), (1, True)]
+    assert order([], "throughput_per_s") == []
+
+
+# Compare ----------------------------------------------------------------------------------
 def test_compare_reports_changes_with_their_significance(runs):
     completed = run_bench(
         "compare", str(runs / "before" / BEFORE_RR.name), str(runs / "before" / BEFORE_RR.name)
     )
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    assert "Welch" in lines[0]
-    rows = [line for line in lines[2:] if line.strip()]
-    assert len(rows) == 2 * 3 * 3  # points x patterns x (throughput, p50, p99)
-    assert all(row.rstrip().endswith("within noise") for row in rows)  # a run against itself
+    assert "Welch" in lines[0] and "Holm" in lines[0]
+    rows = [line for line in lines[2:] if " within noise" in line or "better" in line]
+    assert rows and all(row.rstrip().endswith("within noise") for row in rows)  # itself
+    assert "rank the patterns alike" in completed.stdout
+
+
+def test_compare_warns_about_differences_besides_the_code(runs):
+    completed = run_bench(
+        "compare", str(runs / "before" / BEFORE_RR.name), str(runs / "before" / BEFORE_PUSH.name)
+    )
+    assert completed.returncode == 2  # nothing in common to compare
+    assert "share no pattern and point" in completed.stderr
+
+
+def test_zero_spread_repeats_are_never_called_a_change():
+    assert _p_value([5.0, 5.0, 5.0], [6.0, 6.0, 6.0]) == (None, "no spread")
+    assert _p_value([5.0, 5.0], [5.0, 5.0]) == (None, "within noise")
+    before, after = load_run(BEFORE_RR), copy.deepcopy(load_run(BEFORE_RR))
+    for point in before["points"] + after["points"]:
+        for trial in point["trials"]:
+            trial["throughput_per_s"] = 100.0
+    for point in after["points"]:
+        for trial in point["trials"]:
+            trial["throughput_per_s"] = 101.0
+    throughput = [c for c in compare(before, after) if c.metric == "throughput"]
+    assert throughput and all(c.verdict == "no spread" for c in throughput)
+
+
+def test_holm_correction_grows_with_the_number_of_comparisons():
+    adjusted = holm([0.01, 0.04, None, 0.03])
+    assert adjusted[2] is None
+    assert adjusted[0] == pytest.approx(0.03)  # smallest of three, times three
+    assert adjusted[3] == pytest.approx(0.06)  # never below the one before it
+    assert adjusted[1] == pytest.approx(0.06)
 
 
 def test_compare_exits_non_zero_when_the_later_run_breaks_a_threshold(runs):

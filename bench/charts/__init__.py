@@ -12,14 +12,15 @@ from pathlib import Path
 from bench.charts.completeness import completeness_chart
 from bench.charts.cost import cost_chart
 from bench.charts.distribution import distribution_chart
-from bench.charts.overview import overview_chart, rank
+from bench.charts.omission import omission_chart
+from bench.charts.overview import overview_chart
 from bench.charts.rates import latency_chart, throughput_chart
 from bench.charts.style import color_of, is_push
 from bench.charts.wire import wire_chart
 
 CHART_DIR = "charts"
 
-__all__ = ["CHART_DIR", "color_of", "overview_chart", "rank", "render_charts", "render_run"]
+__all__ = ["CHART_DIR", "color_of", "overview_chart", "render_charts", "render_run"]
 
 
 def render_run(document: dict, run_dir: Path) -> list[Path]:
@@ -34,5 +35,12 @@ def render_charts(document: dict, out_dir: Path) -> list[Path]:
     if is_push(document):
         charts = (latency_chart, completeness_chart, distribution_chart, cost_chart, wire_chart)
     else:
-        charts = (throughput_chart, latency_chart, distribution_chart, cost_chart, wire_chart)
+        charts = (
+            throughput_chart,
+            latency_chart,
+            omission_chart,
+            distribution_chart,
+            cost_chart,
+            wire_chart,
+        )
     return [path for chart in charts for path in chart(document, out_dir)]

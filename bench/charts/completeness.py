@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from bench import figures
 from bench.charts.style import by_pattern, finish
 
 GOOD, WARN, BAD, NONE = "#d9f2d9", "#fff2cc", "#f8d0d0", "#eeeeee"
@@ -15,10 +16,11 @@ def _cell(point: dict) -> tuple[str, str]:
     """Text and colour for one pattern at one point."""
     if point["status"] in ("failed", "skipped", "pending"):
         return point["status"], NONE
-    delivery = (point.get("summary") or {}).get("delivery") or {}
-    completeness = (delivery.get("completeness") or {}).get("median")
-    if completeness is None:
+    delivery = figures.delivery(point)
+    found = figures.completeness(point)
+    if found is None:
         return "no events", NONE
+    completeness = found.value
     text = (
         f"{completeness:.2%}\nlost {delivery.get('lost', 0):,} · dup "
         f"{delivery.get('duplicates', 0):,} · late order {delivery.get('out_of_order', 0):,}"
@@ -60,7 +62,7 @@ def completeness_chart(document: dict, out_dir: Path) -> list[Path]:
             cell.PAD = 0.02
     figure.suptitle(
         f"{run['title']}\nDid every subscriber get every event? Delivered / expected in the "
-        "measured window (median of repeats),\nwith the totals of events lost, duplicated and "
+        "measured window (all repeats pooled),\nwith the totals of events lost, duplicated and "
         "delivered out of order",
         fontsize=9.5,
     )

@@ -1,4 +1,5 @@
-"""What each pattern costs the server: CPU per 1,000 messages and memory per connection."""
+"""What each pattern costs: CPU per 1,000 messages, the server's and the generator's side
+by side, and server memory per connection (the slope across connection counts)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from bench import figures
 from bench.charts.style import (
     by_pattern,
     color_of,
@@ -13,86 +15,126 @@ from bench.charts.style import (
     is_push,
     legend_below,
     mark,
+    notes_for,
     sweep_axis,
     whisker,
 )
+from bench.metrics import memory_per_connection
 
-PANELS = (
-    ("server_cpu_s_per_1000", "server CPU per 1,000 {unit} (ms)", 1000.0),
-    ("server_rss_per_connection_bytes", "server memory per {connection} (KiB)", 1 / 1024),
-)
+GREY = "#888888"
+
+
+def _cpu_panel(axis, document: dict, grouped: dict, unit: str) -> None:
+    swept = document["run"].get("sweep_parameter") is not None
+    if swept:
+        values = sorted({p["sweep_value"] for p in document["points"]})
+        for pattern, points in grouped.items():
+            color = color_of(pattern)
+            for name, style in (("server_cpu_s_per_1000", "-"), ("generator_cpu_s_per_1000", ":")):
+                xs, ys = [], []
+                for point in sorted(points, key=lambda p: p["sweep_value"]):
+                    found = figures.spread(point, name)
+                    if found is None:
+                        continue
+                    found = found.scaled(1000)
+                    xs.append(point["sweep_value"])
+                    ys.append(found.value)
+                    whisker(axis, point["sweep_value"], found.low, found.high, color)
+                    if style == "-":
+                        mark(axis, point["sweep_value"], found.value, point, color)
+                label = points[0]["pattern_label"] if style == "-" else None
+                axis.plot(xs, ys, color=color, linestyle=style, linewidth=1.5, label=label)
+        sweep_axis(axis, document, values)
+    else:
+        width = 0.38
+        for index, (pattern, points) in enumerate(grouped.items()):
+            color = color_of(pattern)
+            for offset, name, alpha in (
+                (-width / 2, "server_cpu_s_per_1000", 1.0),
+                (width / 2, "generator_cpu_s_per_1000", 0.35),
+            ):
+                found = figures.spread(points[0], name)
+                if found is None:
+                    continue
+                found = found.scaled(1000)
+                axis.bar(
+                    index + offset,
+                    found.value,
+                    width=width * 0.95,
+                    color=color,
+                    alpha=alpha,
+                    label=points[0]["pattern_label"] if offset < 0 else None,
+                )
+                whisker(axis, index + offset, found.low, found.high, "#333333")
+        axis.set_xticks(range(len(grouped)))
+        axis.set_xticklabels([p for p in grouped], fontsize=8, rotation=20)
+    axis.set_ylabel(f"CPU per 1,000 {unit} (ms)")
+    axis.set_title(
+        "server (solid) and load generator (dotted / light): CPU per message", fontsize=9
+    )
+    axis.set_ylim(bottom=0)
+    axis.grid(True, axis="y", alpha=0.3)
+
+
+def _memory_panel(axis, grouped: dict, connection: str) -> None:
+    drawn = False
+    for pattern, points in grouped.items():
+        slope = memory_per_connection(points)
+        if slope is None:
+            continue
+        color = color_of(pattern)
+        xs, ys = [], []
+        for point in points:
+            for trial in point.get("trials", []):
+                if trial["status"] == "ok" and trial.get("server_peak_rss_bytes"):
+                    xs.append(trial.get("tcp_connections") or 0)
+                    ys.append(trial["server_peak_rss_bytes"] / 2**20)
+        axis.scatter(xs, ys, color=color, s=14)
+        per = slope["bytes_per_connection"] / 1024
+        low, high = min(xs), max(xs)
+        intercept = sum(ys) / len(ys) - slope["bytes_per_connection"] / 2**20 * sum(xs) / len(xs)
+        axis.plot(
+            [low, high],
+            [intercept + slope["bytes_per_connection"] / 2**20 * x for x in (low, high)],
+            color=color,
+            linewidth=1.2,
+            label=f"{pattern}: {per:,.1f} KiB per {connection}",
+        )
+        drawn = True
+    if not drawn:
+        axis.text(
+            0.5,
+            0.5,
+            f"memory per {connection} needs a sweep over\nthe number of {connection}s "
+            "(the slope of peak RSS)",
+            transform=axis.transAxes,
+            ha="center",
+            va="center",
+            color=GREY,
+        )
+        axis.set_xticks([])
+        axis.set_yticks([])
+        return
+    axis.set_xlabel(f"{connection}s (TCP connections held)")
+    axis.set_ylabel("server peak resident memory (MiB)")
+    axis.set_title(f"memory per {connection}: the slope across the sweep", fontsize=9)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.grid(True, alpha=0.3)
 
 
 def cost_chart(document: dict, out_dir: Path) -> list[Path]:
     run = document["run"]
     push = is_push(document)
     unit, connection = ("delivered events", "subscriber") if push else ("requests", "connection")
-    figure, axes = plt.subplots(1, 2, figsize=(11, 5.8))
-    figure.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.33, wspace=0.25)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 6.0))
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.84, bottom=0.34, wspace=0.25)
     grouped = by_pattern(document)
-    swept = run.get("sweep_parameter") is not None
-    for axis, (field, label, scale) in zip(axes, PANELS, strict=True):
-        recorded = any((p.get("summary") or {}).get(field) for p in document["points"])
-        if not recorded:
-            axis.text(
-                0.5,
-                0.5,
-                "not recorded in this run",
-                transform=axis.transAxes,
-                ha="center",
-                color="#888888",
-            )
-        elif swept:
-            values = sorted({p["sweep_value"] for p in document["points"]})
-            for pattern, points in grouped.items():
-                xs, ys = [], []
-                for point in sorted(points, key=lambda p: p["sweep_value"]):
-                    spread = (point.get("summary") or {}).get(field)
-                    if not spread:
-                        continue
-                    x = point["sweep_value"]
-                    xs.append(x)
-                    ys.append(spread["median"] * scale)
-                    whisker(
-                        axis, x, spread["min"] * scale, spread["max"] * scale, color_of(pattern)
-                    )
-                    mark(axis, x, spread["median"] * scale, point, color_of(pattern))
-                axis.plot(
-                    xs, ys, color=color_of(pattern), linewidth=1.5, label=points[0]["pattern_label"]
-                )
-            sweep_axis(axis, document, values)
-        else:
-            for index, (pattern, points) in enumerate(grouped.items()):
-                spread = (points[0].get("summary") or {}).get(field)
-                if not spread:
-                    continue
-                axis.bar(
-                    index,
-                    spread["median"] * scale,
-                    color=color_of(pattern),
-                    label=points[0]["pattern_label"],
-                )
-                whisker(axis, index, spread["min"] * scale, spread["max"] * scale, "#333333")
-            axis.set_xticks(range(len(grouped)))
-            axis.set_xticklabels(
-                [pts[0]["pattern"] for pts in grouped.values()], fontsize=8, rotation=20
-            )
-        axis.set_ylabel(label.format(unit=unit, connection=connection))
-        axis.set_ylim(bottom=0)
-        axis.grid(True, axis="y", alpha=0.3)
-        if not axis.lines and not axis.patches:
-            axis.text(
-                0.5,
-                0.5,
-                "not recorded in this run",
-                transform=axis.transAxes,
-                ha="center",
-                color="#888888",
-            )
-    legend_below(figure, axes[0], 0.11)
+    _cpu_panel(axes[0], document, grouped, unit)
+    _memory_panel(axes[1], grouped, connection)
+    legend_below(figure, axes[0], 0.12)
     figure.suptitle(
-        f"{run['title']}\nWhat does each pattern cost the server? CPU (user + system) per "
-        f"1,000 {unit}, and resident memory added per {connection}",
+        f"{run['title']}\nWhat does each pattern cost? CPU (user + system) per 1,000 {unit}, "
+        f"on the server and in the load generator,\nand resident memory each {connection} adds",
         fontsize=10,
     )
-    return finish(figure, document, out_dir, "cost")
+    return finish(figure, document, out_dir, "cost", notes_for(document, latency=False))

@@ -12,8 +12,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
+from bench import figures
 from bench.charts.style import by_pattern, color_of, finish, is_push, log_latency_axis
-from bench.histogram import LatencyHistogram
+from bench.histogram import MIN_SAMPLES_BEYOND, LatencyHistogram
 
 TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 MAX_PANELS = 4
@@ -54,14 +55,18 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
     for axis, (index, label) in zip(axes.flat, labels, strict=False):
         for pattern, points in grouped.items():
             point = next((p for p in points if p["point"] == index), None)
-            encoded = ((point or {}).get("summary") or {}).get("latency_all_trials_histogram")
-            if not encoded:
+            summary = figures.summary(point or {})
+            if not summary.get("latency_histogram"):
                 continue
-            curve = [
-                (p, v) for p, v in LatencyHistogram.decode(encoded).percentile_curve() if p < 100
-            ]
+            merged = LatencyHistogram.merge(
+                [summary["latency_histogram"], summary.get("censored_histogram", "")]
+            )
+            # Only the percentiles the samples support: ten samples beyond the last one.
+            deepest_supported = 100 * (1 - MIN_SAMPLES_BEYOND / merged.count) if merged.count else 0
+            curve = [(p, v) for p, v in merged.percentile_curve() if p <= deepest_supported]
             if not curve:
                 continue
+            censored = (summary.get("latency_us") or {}).get("censored") or 0
             xs = [_nines(p) for p, _ in curve]
             deepest = max(deepest, xs[-1])
             axis.plot(
@@ -69,7 +74,9 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
                 [v / 1000 for _, v in curve],
                 color=color_of(pattern),
                 linewidth=1.5,
-                label=points[0]["pattern_label"],
+                linestyle="--" if censored else "-",
+                label=points[0]["pattern_label"]
+                + (f" ({censored:,} losses at the time waited)" if censored else ""),
             )
         axis.set_title(label or "all", fontsize=10)
         axis.set_xlabel("percentile")
@@ -87,8 +94,8 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
         axes.flat[0].legend(fontsize=7, loc="upper left")
     what = "publish-to-receive latency" if is_push(document) else "latency"
     figure.suptitle(
-        f"{run['title']}\nHow is the {what} distributed? Every percentile, all "
-        "repeats merged (HDR histograms)",
+        f"{run['title']}\nHow is the {what} distributed? Every percentile the samples "
+        "support, all repeats merged (HDR histograms)",
         fontsize=10,
     )
     return finish(figure, document, out_dir, "latency-distribution")

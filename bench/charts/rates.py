@@ -6,61 +6,59 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from bench import figures
 from bench.charts.style import (
-    HOLLOW_NOTE,
     PERCENTILES,
     by_pattern,
     color_of,
     finish,
     is_push,
-    latency_ms,
     legend_below,
     log_latency_axis,
     mark,
+    notes_for,
     problems,
     sweep_axis,
     whisker,
 )
 
-
-def _any_client_bound(document: dict) -> bool:
-    return any((p.get("summary") or {}).get("client_bound") for p in document["points"])
+RED = "#b00020"
 
 
 def throughput_chart(document: dict, out_dir: Path) -> list[Path]:
     run = document["run"]
     grouped = by_pattern(document)
-    figure, axis = plt.subplots(figsize=(9, 5.6))
-    figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.2)
+    figure, axis = plt.subplots(figsize=(9, 5.8))
+    figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.24)
     if run.get("sweep_parameter") is not None:
         values = sorted({p["sweep_value"] for p in document["points"]})
         for pattern, points in grouped.items():
             color = color_of(pattern)
             xs, ys = [], []
             for point in sorted(points, key=lambda p: p["sweep_value"]):
-                spread = (point.get("summary") or {}).get("throughput_per_s")
-                if not spread:
+                found = figures.throughput(point)
+                if found is None:
                     axis.annotate(
                         point["status"],
                         (point["sweep_value"], 0),
                         fontsize=7,
-                        color="#b00020",
+                        color=RED,
                         xytext=(0, 4),
                         textcoords="offset points",
                     )
                     continue
                 xs.append(point["sweep_value"])
-                ys.append(spread["median"])
-                whisker(axis, point["sweep_value"], spread["min"], spread["max"], color)
-                mark(axis, point["sweep_value"], spread["median"], point, color)
+                ys.append(found.value)
+                whisker(axis, point["sweep_value"], found.low, found.high, color)
+                mark(axis, point["sweep_value"], found.value, point, color)
             axis.plot(xs, ys, color=color, label=points[0]["pattern_label"], linewidth=1.6)
         sweep_axis(axis, document, values)
     else:
         for index, (pattern, points) in enumerate(grouped.items()):
             point, color = points[0], color_of(pattern)
-            spread = (point.get("summary") or {}).get("throughput_per_s")
-            height = spread["median"] if spread else 0
-            hollow = bool((point.get("summary") or {}).get("client_bound"))
+            found = figures.throughput(point)
+            height = found.value if found else 0
+            hollow = figures.client_bound(point)
             axis.bar(
                 index,
                 height,
@@ -69,16 +67,16 @@ def throughput_chart(document: dict, out_dir: Path) -> list[Path]:
                 linewidth=1.5,
                 label=point["pattern_label"],
             )
-            if spread:
-                whisker(axis, index, spread["min"], spread["max"], "#333333")
-            problem = problems(point)
+            if found:
+                whisker(axis, index, found.low, found.high, "#333333")
+            problem = ", ".join(filter(None, [problems(point), "generator-bound" * hollow]))
             if problem:
                 axis.annotate(
                     problem,
                     (index, height),
                     ha="center",
                     fontsize=8,
-                    color="#b00020",
+                    color=RED,
                     xytext=(0, 4),
                     textcoords="offset points",
                 )
@@ -86,93 +84,106 @@ def throughput_chart(document: dict, out_dir: Path) -> list[Path]:
         axis.set_xticklabels(
             [points[0]["pattern_label"] for points in grouped.values()], fontsize=8, rotation=10
         )
-    axis.set_ylabel("throughput (validated responses per second)")
+    axis.set_ylabel("throughput (validated answers per second)")
     axis.set_ylim(bottom=0)
     axis.grid(True, axis="y", alpha=0.3)
     axis.legend(fontsize=8, loc="best")
     figure.suptitle(
-        f"{run['title']}\nHow many requests per second does each pattern answer?", fontsize=11
+        f"{run['title']}\nHow many requests per second does each pattern answer? "
+        "(all repeats pooled)",
+        fontsize=11,
     )
-    note = HOLLOW_NOTE if _any_client_bound(document) else ""
-    return finish(figure, document, out_dir, "throughput", note)
+    return finish(figure, document, out_dir, "throughput", notes_for(document, latency=False))
+
+
+def latency_question(document: dict) -> str:
+    if is_push(document):
+        return (
+            "How long from an event's publication until each subscriber has it? "
+            "Measured from when it was due"
+        )
+    if document["points"] and document["points"][0]["config"].get("model") == "open":
+        return (
+            "How long does each pattern take to answer? Measured from the intended "
+            "send time (open loop, coordinated omission corrected)"
+        )
+    return "How long does each pattern take to answer? Measured from the actual send"
+
+
+def _unsupported(axis, x: float, point: dict, found: figures.LatencyFigure) -> None:
+    """Write 'n/a (N samples)' where a percentile the samples do not support would be."""
+    axis.annotate(
+        f"{point['pattern']}: n/a, {found.samples:,} samples" if found.samples else point["status"],
+        (x, 0),
+        xycoords=("data", "axes fraction"),
+        xytext=(0, 4),
+        textcoords="offset points",
+        fontsize=6.5,
+        color=RED,
+        ha="center",
+        rotation=90,
+        va="bottom",
+    )
 
 
 def latency_chart(document: dict, out_dir: Path) -> list[Path]:
     run = document["run"]
     grouped = by_pattern(document)
-    if is_push(document):
-        question = (
-            "How long from an event's publication until each subscriber has it? "
-            "Measured from when it was due"
-        )
-    elif document["points"] and document["points"][0]["config"].get("model") == "open":
-        question = (
-            "How long does each pattern take to answer? Measured from the intended "
-            "send time (open loop, coordinated omission corrected)"
-        )
-    else:
-        question = "How long does each pattern take to answer? Measured from the actual send"
     if run.get("sweep_parameter") is not None:
-        figure, axes = plt.subplots(2, 2, figsize=(10, 8.6), sharex=True)
-        figure.subplots_adjust(left=0.09, right=0.97, top=0.88, bottom=0.25, hspace=0.3)
+        figure, axes = plt.subplots(2, 2, figsize=(10, 8.8), sharex=True)
+        figure.subplots_adjust(left=0.09, right=0.97, top=0.88, bottom=0.27, hspace=0.3)
         values = sorted({p["sweep_value"] for p in document["points"]})
         for axis, (name, label) in zip(axes.flat, PERCENTILES, strict=True):
             for pattern, points in grouped.items():
                 color = color_of(pattern)
                 xs, ys = [], []
                 for point in sorted(points, key=lambda p: p["sweep_value"]):
-                    figures = latency_ms(point, name)
-                    if figures is None:
-                        axis.annotate(
-                            f"{point['pattern']}: {point['status']}",
-                            (point["sweep_value"], 0),
-                            xycoords=("data", "axes fraction"),
-                            xytext=(0, 4),
-                            textcoords="offset points",
-                            fontsize=7,
-                            color="#b00020",
-                            ha="center",
-                            rotation=90,
-                            va="bottom",
-                        )
+                    found = figures.latency(point, name)
+                    shown = found.as_figure()
+                    if shown is None:
+                        _unsupported(axis, point["sweep_value"], point, found)
                         continue
                     xs.append(point["sweep_value"])
-                    ys.append(figures[0])
-                    whisker(axis, point["sweep_value"], figures[1], figures[2], color)
-                    mark(axis, point["sweep_value"], figures[0], point, color)
+                    ys.append(shown.value)
+                    whisker(axis, point["sweep_value"], shown.low, shown.high, color)
+                    mark(axis, point["sweep_value"], shown.value, point, color, shown.bound)
                 axis.plot(xs, ys, color=color, label=points[0]["pattern_label"], linewidth=1.5)
             axis.set_title(f"{label} latency", fontsize=10)
             axis.set_ylabel("latency (ms)")
             log_latency_axis(axis)
             axis.grid(True, which="both", alpha=0.3)
             sweep_axis(axis, document, values)
-        legend_below(figure, axes.flat[0], 0.085)
+        legend_below(figure, axes.flat[0], 0.10)
     else:
-        figure, axis = plt.subplots(figsize=(9, 6.6))
-        figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.31)
+        figure, axis = plt.subplots(figsize=(9, 6.8))
+        figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.33)
         width = 0.8 / max(1, len(grouped))
         for offset, (pattern, points) in enumerate(grouped.items()):
             point, color = points[0], color_of(pattern)
             for index, (name, _) in enumerate(PERCENTILES):
-                figures = latency_ms(point, name)
-                if figures is None:
-                    continue
                 x = index + (offset - (len(grouped) - 1) / 2) * width
+                found = figures.latency(point, name)
+                shown = found.as_figure()
+                if shown is None:
+                    _unsupported(axis, x, point, found)
+                    continue
+                hollow = figures.client_bound(point)
                 axis.bar(
                     x,
-                    figures[0],
+                    shown.value,
                     width=width * 0.95,
-                    color=color,
+                    color="white" if hollow else color,
+                    edgecolor=color,
+                    hatch="//" if shown.bound == "at_least" else None,
                     label=point["pattern_label"] if index == 0 else None,
                 )
-                whisker(axis, x, figures[1], figures[2], "#333333")
+                whisker(axis, x, shown.low, shown.high, "#333333")
         axis.set_xticks(range(len(PERCENTILES)))
         axis.set_xticklabels([label for _, label in PERCENTILES])
-        axis.set_xlabel("percentile")
+        axis.set_xlabel("percentile (hatched: a lower bound, losses counted at the time waited)")
         axis.set_ylabel("latency (ms)")
         log_latency_axis(axis)
         axis.grid(True, axis="y", which="both", alpha=0.3)
-        legend_below(figure, axis, 0.1)
-    figure.suptitle(f"{run['title']}\n{question}", fontsize=10)
-    note = HOLLOW_NOTE if _any_client_bound(document) else ""
-    return finish(figure, document, out_dir, "latency", note)
+        legend_below(figure, axis, 0.11)
+    figure.suptitle(f"{run['title']}\n{latency_question(document)}", fontsize=10)
+    return finish(figure, document, out_dir, "latency", notes_for(document))

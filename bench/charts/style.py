@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
+from bench import figures
 from bench.environment import describe as describe_environment
 from bench.patterns import PATTERNS
 
@@ -36,7 +37,14 @@ SWEEP_AXIS_LABELS = {
     "workload.rate_per_s": "events published per second",
     "workload.subscribers": "subscribers",
 }
-HOLLOW_NOTE = "hollow: the generator was at >= 90% CPU (client-bound): the figure is a lower bound"
+HOLLOW_NOTE = (
+    "hollow marker: generator-bound (the load generator was the limit, see the README): "
+    "throughput at least, latency at most this; never ranked"
+)
+BOUND_NOTE = (
+    "upward triangle: losses (lost events, timeouts, unsent requests) counted at the time "
+    "waited reach this percentile: the latency is at least this"
+)
 
 
 def is_push(document: dict) -> bool:
@@ -56,22 +64,22 @@ def by_pattern(document: dict) -> dict[str, list[dict]]:
 
 
 def latency_ms(point: dict, name: str) -> tuple[float, float, float] | None:
-    spread = ((point.get("summary") or {}).get("latency_us") or {}).get(name)
-    if not spread:
-        return None
-    return spread["median"] / 1000, spread["min"] / 1000, spread["max"] / 1000
+    """(pooled, smallest trial, largest trial) in ms; None when the samples do not
+    support the percentile."""
+    found = figures.latency(point, name).as_figure()
+    return (found.value, found.low, found.high) if found else None
 
 
 def problems(point: dict) -> str:
     """What went wrong at a point, short enough to write next to its marker."""
-    summary = point.get("summary") or {}
+    summary = figures.summary(point)
     if point["status"] in ("failed", "skipped", "pending"):
         return point["status"]
-    faults = summary.get("errors", 0) + summary.get("timeouts", 0)
     parts = []
-    completeness = ((summary.get("delivery") or {}).get("completeness") or {}).get("median")
-    if completeness is not None and completeness < 1:
-        parts.append(f"{completeness:.1%} delivered")
+    completeness = figures.completeness(point)
+    if completeness is not None and completeness.value < 1:
+        parts.append(f"{completeness.value:.1%} delivered")
+    faults = figures.faults(point)
     if faults:
         parts.append(f"{faults:,} err")
     if summary.get("unsent"):
@@ -81,6 +89,19 @@ def problems(point: dict) -> str:
     return ", ".join(parts)
 
 
+def notes_for(document: dict, latency: bool = True) -> str:
+    """The legend lines a chart needs for the markers it draws."""
+    points = document["points"]
+    notes = []
+    if any(figures.client_bound(p) for p in points):
+        notes.append(HOLLOW_NOTE)
+    if latency and any(
+        (figures.summary(p).get("latency_us") or {}).get("lower_bound") for p in points
+    ):
+        notes.append(BOUND_NOTE)
+    return "\n".join(notes)
+
+
 def footer(document: dict) -> str:
     run = document["run"]
     lines = [f"run {run['id']} ({run['status']}), {describe_environment(document['environment'])}"]
@@ -88,17 +109,23 @@ def footer(document: dict) -> str:
     config = document["points"][0]["config"] if document["points"] else {}
     timing = (
         f"warm-up {config.get('warmup_s', 0):g} s, {config.get('duration_s', 0):g} s measured, "
-        f"{config.get('repeats', 1)} repeat(s) in rotating order; markers: medians, whiskers: "
-        "smallest to largest repeat"
+        f"{config.get('repeats', 1)} repeat(s) in rotating order; markers: all repeats pooled, "
+        "whiskers: smallest to largest repeat"
     )
     lines.append(f"{timing}; {placement}" if placement else timing)
-    ratios = (document.get("calibration") or {}).get("ratios")
-    if ratios:
-        lines.append(
-            f"generator calibration against wrk: {ratios['rate_at_32']:.2f}x wrk's rate at "
-            f"concurrency 32, {ratios['p50_at_1']:.2f}x wrk's p50 at concurrency 1"
-        )
+    lines.append(calibration_line(document))
     return "\n".join(lines)
+
+
+def calibration_line(document: dict) -> str:
+    """One line on the generator calibration a run used, or why it has none."""
+    calibration = document.get("calibration")
+    if not calibration:
+        why = document["run"].get("calibration_problem") or "run `bench calibrate`"
+        return f"no generator calibration for this run: {why}"
+    from bench.calibrate import describe_ratios
+
+    return describe_ratios(calibration)
 
 
 # Where charts go and in which formats; publishing sets PNG only (SVGs stay with the runs).
@@ -156,12 +183,14 @@ def log_latency_axis(axis, x: bool = False) -> None:
     which.set_minor_formatter(NullFormatter())
 
 
-def mark(axis, x: float, y: float, point: dict, color: str) -> None:
-    hollow = (point.get("summary") or {}).get("client_bound")
+def mark(axis, x: float, y: float, point: dict, color: str, bound: str = "") -> None:
+    """A point's marker: filled; hollow when generator-bound; a triangle pointing up when
+    the figure is a lower bound (losses counted at the time waited)."""
+    hollow = figures.client_bound(point)
     axis.plot(
         [x],
         [y],
-        marker="o",
+        marker="^" if bound == "at_least" and not hollow else "o",
         markersize=7,
         color=color,
         markerfacecolor="white" if hollow else color,

@@ -7,20 +7,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
+from bench import figures
 from bench.charts.style import SWEEP_AXIS_LABELS, by_pattern, color_of, finish, is_push
 
 
 def _wire(point: dict) -> tuple[float, float] | None:
     """(payload, protocol overhead) bytes per message: what the application sends and
     receives (bodies, messages), and everything else the protocol puts on the wire."""
-    summary = point.get("summary") or {}
-    total = summary.get("wire_bytes_per_message")
-    payload = summary.get("payload_bytes_per_message")
+    total = figures.value(point, "wire_bytes_per_message")
+    payload = figures.value(point, "payload_bytes_per_message")
     if not total:
         return None
     if not payload:
-        return 0.0, total["median"]
-    return payload["median"], total["median"] - payload["median"]
+        return 0.0, total
+    return payload, total - payload
 
 
 def wire_chart(document: dict, out_dir: Path) -> list[Path]:

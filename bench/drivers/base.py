@@ -24,7 +24,6 @@ from bench.wire import (
     socket_counters,
 )
 from bench.workload import ExpectedAnswers, Operation
-from servers.events import padding_length
 
 
 class ResponseInvalid(Exception):
@@ -51,11 +50,28 @@ class DriverContext:
 
 
 class Connection(ABC):
-    """One client connection (or stream) that carries one request at a time."""
+    """One client connection (or stream) that carries one request at a time.
+
+    A request is two steps, so that the clock stops when the answer has arrived, not when
+    the generator has finished judging it: `send()` returns as soon as the answer's last
+    byte is in (with that moment), and `check()` then validates it, outside the timed
+    region. Every answer is checked all the same.
+    """
 
     @abstractmethod
+    async def send(self, operation: Operation) -> tuple[int, object]:
+        """Send `operation`; return (monotonic ns at which the answer was complete, the
+        answer as it arrived). Decode only what is needed to know the answer is complete."""
+
+    @abstractmethod
+    def check(self, operation: Operation, answer: object) -> None:
+        """Validate an answer from `send()` against the dataset, every field; raise
+        ResponseInvalid if it is wrong. Counts the payload bytes (see PayloadCounter)."""
+
     async def call(self, operation: Operation) -> None:
-        """Perform `operation` and validate the answer; raise ResponseInvalid if it is wrong."""
+        """Send and check: one request, validated (health checks, tests)."""
+        _, answer = await self.send(operation)
+        self.check(operation, answer)
 
     @abstractmethod
     async def close(self) -> None:
@@ -68,15 +84,21 @@ class Driver(ABC):
     def __init__(self, target: Target, context: DriverContext) -> None:
         self.target = target
         self.context = context
-        self.payload = PayloadCounter()  # connections add their request and answer bodies
+        self.payload = PayloadCounter()  # checks add the application data of each exchange
+        self.connections_opened = 0  # TCP connections opened so far (drivers count them)
+        self.closed_wire = WireBytes()  # what connections carried before the driver closed them
+
+    def prepare(self, operations: list[Operation]) -> None:  # noqa: B027 - optional hook
+        """Build what checking these operations' answers needs, before the clock starts."""
 
     @abstractmethod
     async def connect(self) -> Connection:
         """Open a new connection to the server."""
 
     def wire_bytes(self) -> WireBytes:
-        """Bytes this process has exchanged with the server so far (kernel TCP counters)."""
-        return process_wire_bytes(self.target.port)
+        """Bytes this process has exchanged with the server so far (kernel TCP counters):
+        on the connections open now, and on those the driver closed and counted."""
+        return process_wire_bytes(self.target.port) + self.closed_wire
 
     def tcp_connections(self) -> int:
         """TCP connections this process holds to the server now."""
@@ -87,7 +109,11 @@ class Driver(ABC):
 
 
 # Push patterns --------------------------------------------------------------------------
-EventCallback = Callable[[int, int], None]  # (sequence number, published at, monotonic ns)
+# What a subscription reports for every event it receives, as soon as the bytes are in:
+# (arrived at, monotonic ns; seq; the time the event says it was due; its payload text;
+# its size as the pattern encodes it). The engine checks seq, due time and payload
+# against what the publisher must have sent (bench/push.py), for every pattern alike.
+EventCallback = Callable[[int, int, int, str, int], bool]
 
 
 class Subscription(ABC):
@@ -132,30 +158,26 @@ class PushContext:
     options: PatternOptions
     payload_bytes: int  # the event size the scenario asked for
 
-    @property
-    def padding_length(self) -> int:
-        """Length of the `payload` string inside each event (see servers/events.py)."""
-        return padding_length(self.payload_bytes)
 
-
-def decode_event(data: bytes | str, padding_length: int) -> tuple[int, int]:
-    """(seq, published_ns) of a JSON event, checked; ResponseInvalid if it is not one."""
+def decode_event(data: bytes | str) -> tuple[int, int, str]:
+    """(seq, due ns, payload) of a JSON event; ResponseInvalid if it is not one."""
     try:
         event = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise ResponseInvalid("not an event: not JSON") from None
-    return event_fields(event, padding_length)
+    return event_fields(event)
 
 
-def event_fields(event: object, padding_length: int) -> tuple[int, int]:
-    """(seq, published_ns) of a decoded event, checked down to its payload's length."""
+def event_fields(event: object) -> tuple[int, int, str]:
+    """(seq, due ns, payload) of a decoded JSON event; ResponseInvalid if the fields are
+    missing or of the wrong type. Their values are checked by the engine."""
     try:
         seq, published_ns, payload = event["seq"], event["t"], event["payload"]
     except (KeyError, TypeError):
         raise ResponseInvalid("not an event: expected seq, t and payload") from None
-    if type(seq) is not int or type(published_ns) is not int or len(payload) != padding_length:
-        raise ResponseInvalid(f"event {seq!r} is malformed or has a wrong-size payload")
-    return seq, published_ns
+    if type(seq) is not int or type(published_ns) is not int or type(payload) is not str:
+        raise ResponseInvalid(f"event {seq!r} has fields of the wrong type")
+    return seq, published_ns, payload
 
 
 class PushDriver(ABC):

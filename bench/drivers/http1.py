@@ -10,18 +10,22 @@ time would be measured as the pattern's latency; the calibration benchmark
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import NamedTuple
 
 import httptools
 
 from bench.drivers.base import ResponseInvalid
-from bench.wire import PayloadCounter
+from bench.wire import WireBytes, tcp_wire_bytes
+
+monotonic_ns = time.monotonic_ns
 
 
 class HttpResponse(NamedTuple):
     status: int
     headers: dict[bytes, bytes]  # names lower-cased
     body: bytes
+    arrived_ns: int  # when the parser saw the response's last byte
 
 
 class ConnectionClosed(ConnectionError):
@@ -31,9 +35,8 @@ class ConnectionClosed(ConnectionError):
 class Http1Connection(asyncio.Protocol):
     """One TCP connection speaking HTTP/1.1; `request()` sends raw bytes, returns the response."""
 
-    def __init__(self, payload: PayloadCounter | None = None) -> None:
+    def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        self._payload = PayloadCounter() if payload is None else payload
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -41,12 +44,9 @@ class Http1Connection(asyncio.Protocol):
         self.reusable = True
 
     @classmethod
-    async def open(
-        cls, host: str, port: int, payload: PayloadCounter | None = None
-    ) -> Http1Connection:
-        """Connect; bodies sent and received are added to `payload`."""
+    async def open(cls, host: str, port: int) -> Http1Connection:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(lambda: cls(payload), host, port)
+        _, protocol = await loop.create_connection(cls, host, port)
         return protocol
 
     # asyncio.Protocol callbacks -------------------------------------------------------
@@ -72,8 +72,10 @@ class Http1Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        response = HttpResponse(self._parser.get_status_code(), self._headers, b"".join(self._body))
-        self._payload.received += len(response.body)
+        arrived_ns = monotonic_ns()  # first: the clock stops with the last byte
+        response = HttpResponse(
+            self._parser.get_status_code(), self._headers, b"".join(self._body), arrived_ns
+        )
         self._headers = {}
         self._body = []
         if not self._parser.should_keep_alive():
@@ -85,19 +87,23 @@ class Http1Connection(asyncio.Protocol):
             waiter.set_result(response)
 
     # Client API -----------------------------------------------------------------------
-    def request(self, raw_request: bytes, body_bytes: int = 0) -> asyncio.Future[HttpResponse]:
-        """Send `raw_request` (whose body is `body_bytes` long); its response, when it comes."""
+    def request(self, raw_request: bytes) -> asyncio.Future[HttpResponse]:
+        """Send `raw_request`; its response, when it comes."""
         if not self.reusable or self._transport is None:
             raise ConnectionClosed("connection is not reusable")
         if self._waiter is not None:
             raise RuntimeError("one request at a time on an HTTP/1.1 connection")
         self._waiter = asyncio.get_running_loop().create_future()
-        self._payload.sent += body_bytes
         self._transport.write(raw_request)
         return self._waiter
 
     def close(self) -> None:
         self._close_transport()
+
+    def wire_bytes(self) -> WireBytes:
+        """What this connection has carried so far (read it before closing)."""
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        return tcp_wire_bytes(sock) or WireBytes()
 
     def _close_transport(self) -> None:
         self.reusable = False
@@ -133,11 +139,13 @@ def post_request(
 
 class Http1Stream(asyncio.Protocol):
     """One long-lived HTTP/1.1 response, such as an event stream: the status and headers
-    once, then the body (de-chunked) handed to `on_body` as it arrives."""
+    once, then the body (de-chunked) handed to `on_body(data, arrived_ns)` as it arrives,
+    stamped with the moment its bytes came in, before anything parses them."""
 
     def __init__(self, on_body) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        self._on_body = on_body  # it counts what it takes as payload
+        self._on_body = on_body
+        self._arrived_ns = 0
         self._headers: dict[bytes, bytes] = {}
         loop = asyncio.get_running_loop()
         self.response: asyncio.Future[tuple[int, dict[bytes, bytes]]] = loop.create_future()
@@ -157,6 +165,7 @@ class Http1Stream(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self._arrived_ns = monotonic_ns()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -174,7 +183,7 @@ class Http1Stream(asyncio.Protocol):
             self.response.set_result((self._parser.get_status_code(), self._headers))
 
     def on_body(self, body: bytes) -> None:
-        self._on_body(body)
+        self._on_body(body, self._arrived_ns)
 
     def on_message_complete(self) -> None:
         self.close()  # the server ended the stream

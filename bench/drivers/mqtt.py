@@ -10,23 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Literal
 
 import paho.mqtt.client as mqtt
+from pydantic import Field
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.options import PatternOptions
 from servers.mqtt_loop import AsyncioMqtt
-from servers.mqtt_publisher import INFLIGHT, TOPIC
+from servers.mqtt_publisher import DEFAULT_TOPIC, INFLIGHT
 
 CONNECT_TIMEOUT_S = 10.0
+monotonic_ns = time.monotonic_ns
 
 
 class MqttOptions(PatternOptions):
     qos: Literal[0, 1] = 0
+    topic: str = Field(
+        DEFAULT_TOPIC,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^#+\x00]+$",
+        description="the topic events are published to (every PUBLISH carries it)",
+    )
 
     def server_args(self) -> list[str]:
-        return ["--qos", str(self.qos)]
+        return ["--qos", str(self.qos), "--topic", self.topic]
 
 
 class MqttSubscription(Subscription):
@@ -50,19 +60,19 @@ class MqttSubscription(Subscription):
         self.leaving = False
 
     def _message(self, _client, _userdata, message) -> None:
-        self.driver.payload.received += len(message.payload)
+        arrived_ns = monotonic_ns()  # paho has just read the packet: stamp before parsing
         try:
-            seq, published_ns = decode_event(message.payload, self.driver.context.padding_length)
+            seq, published_ns, payload = decode_event(message.payload)
         except ResponseInvalid as exc:
             self.problem(exc)
             return
-        self.on_event(seq, published_ns)
+        self.on_event(arrived_ns, seq, published_ns, payload, len(message.payload))
 
     def _connected(self, client, _userdata, _flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
             self._settle(ConnectionError(f"broker refused the connection: {reason_code}"))
             return
-        client.subscribe(TOPIC, qos=self.driver.options.qos)
+        client.subscribe(self.driver.options.topic, qos=self.driver.options.qos)
 
     def _subscribed(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
         if any(code.is_failure for code in reason_codes):

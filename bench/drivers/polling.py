@@ -45,9 +45,7 @@ class PollingSubscription(Subscription):
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.http = await Http1Connection.open(
-            self.driver.target.host, self.driver.target.port, self.driver.payload
-        )
+        self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
         response = await self.http.request(
             b"GET /events?after=latest HTTP/1.1\r\nHost: %s\r\n\r\n" % self.driver.host
         )
@@ -67,14 +65,15 @@ class PollingSubscription(Subscription):
         events = orjson.loads(response.body).get("events") or []
         if not events:
             self.driver.empty_polls += 1
-        padding = self.driver.context.padding_length
         for event in events:
             try:
-                seq, published_ns = event_fields(event, padding)
+                seq, published_ns, payload = event_fields(event)
             except ResponseInvalid as exc:
                 self.problem(exc)
                 continue
-            self.on_event(seq, published_ns)
+            # An event's own bytes are its payload; the answer around it is overhead.
+            size = len(orjson.dumps(event))
+            self.on_event(response.arrived_ns, seq, published_ns, payload, size)
             self.cursor = max(self.cursor, seq)
 
     async def _loop(self, delay_s: float = 0.0) -> None:
@@ -99,9 +98,7 @@ class PollingSubscription(Subscription):
         if self.http is not None:
             self.http.close()
         with contextlib.suppress(OSError):
-            self.http = await Http1Connection.open(
-                self.driver.target.host, self.driver.target.port, self.driver.payload
-            )
+            self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
 
     async def disconnect(self) -> None:
         if self.task is not None:

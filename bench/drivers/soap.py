@@ -6,8 +6,8 @@ from __future__ import annotations
 from xml.etree import ElementTree
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid
-from bench.drivers.checks import check_created_order, check_page, check_user
-from bench.drivers.http1 import Http1Connection, host_header, post_request
+from bench.drivers.checks import check_created_order, check_page, check_user, snake_case
+from bench.drivers.http1 import Http1Connection, HttpResponse, host_header, post_request
 from bench.workload import ExpectedAnswers, Operation
 from servers.soap import NS, SOAP_ENV
 
@@ -20,31 +20,93 @@ _BODY = f"{{{SOAP_ENV}}}Body"
 _FAULT = f"{{{SOAP_ENV}}}Fault"
 
 
+_INTEGER_FIELDS = frozenset(
+    (
+        "id",
+        "userId",
+        "quantity",
+        "priceCents",
+        "totalCents",
+        "orderCount",
+        "page",
+        "perPage",
+        "total",
+    )
+)
+_LIST_FIELDS = frozenset(("orders", "items", "users"))  # containers of repeated elements
+
+
 def _q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
-def _int(element: ElementTree.Element | None, name: str) -> int | None:
-    child = element.find(_q(name)) if element is not None else None
-    try:
-        return int(child.text) if child is not None else None
-    except (TypeError, ValueError):
-        return None
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def record(element: ElementTree.Element) -> dict:
+    """An answer element as a record with the dataset's field names: integers where the
+    WSDL says so, lists for repeated elements. A malformed value raises ResponseInvalid."""
+    fields: dict = {}
+    for child in element:
+        name = _local(child.tag)
+        if name in _LIST_FIELDS:
+            fields[name] = [record(item) for item in child]
+        elif name in _INTEGER_FIELDS:
+            try:
+                fields[name] = int(child.text or "")
+            except ValueError:
+                raise ResponseInvalid(f"{name} is not an integer: {child.text!r}") from None
+        else:
+            fields[name] = child.text or ""
+    return snake_case(fields)
+
+
+def request_of(operation: Operation) -> tuple[str, str]:
+    """(operation name, its parameters as XML elements)."""
+    if operation.name == "get_user":
+        return "GetUser", f"<u:id>{operation.user_id}</u:id>"
+    if operation.name == "list_users":
+        return "ListUsers", (
+            f"<u:page>{operation.page}</u:page><u:perPage>{operation.per_page}</u:perPage>"
+        )
+    items = "".join(
+        f"<u:item><u:sku>{sku}</u:sku><u:quantity>{quantity}</u:quantity>"
+        f"<u:priceCents>{price}</u:priceCents></u:item>"
+        for sku, quantity, price in operation.items
+    )
+    return "CreateOrder", (
+        f"<u:userId>{operation.user_id}</u:userId>"
+        f"<u:currency>{operation.currency}</u:currency><u:items>{items}</u:items>"
+    )
+
+
+def answer_payload_bytes(body: bytes, name: str) -> int:
+    """The bytes inside the answer's `<u:{name}Response>` element: its record(s). The XML
+    declaration, the envelope and the response element itself are overhead."""
+    start = body.find(b"<u:%sResponse" % name.encode())
+    end = body.rfind(b"</u:%sResponse>" % name.encode())
+    if start < 0 or end < 0:
+        return 0
+    return end - (body.index(b">", start) + 1)
 
 
 class SoapConnection(Connection):
-    def __init__(self, http: Http1Connection, host: bytes, expected: ExpectedAnswers) -> None:
+    def __init__(self, driver: SoapDriver, http: Http1Connection) -> None:
+        self.driver = driver
         self.http = http
-        self.host = host
-        self.expected = expected
+        self.expected: ExpectedAnswers = driver.context.expected
 
-    async def _call(self, name: str, body: str, operation: Operation) -> ElementTree.Element:
+    async def send(self, operation: Operation) -> tuple[int, HttpResponse]:
+        name, parameters = request_of(operation)
         action = b'SOAPAction: "%s#%s"\r\n' % (NS.encode(), name.encode())
-        envelope = _OPEN + body.encode() + _CLOSE
+        envelope = _OPEN + f"<u:{name}>{parameters}</u:{name}>".encode() + _CLOSE
         response = await self.http.request(
-            post_request(b"/soap", self.host, b"text/xml; charset=utf-8", envelope, action),
-            len(envelope),
+            post_request(b"/soap", self.driver.host, b"text/xml; charset=utf-8", envelope, action)
         )
+        return response.arrived_ns, response
+
+    def _answer(self, name: str, response: HttpResponse, operation: Operation):
         try:
             envelope = ElementTree.fromstring(response.body)
         except ElementTree.ParseError as exc:
@@ -59,65 +121,35 @@ class SoapConnection(Connection):
             raise ResponseInvalid(f"{operation.name}: HTTP {response.status}, {answer.tag}")
         return answer
 
-    async def call(self, operation: Operation) -> None:
+    def check(self, operation: Operation, response: HttpResponse) -> None:
+        name, parameters = request_of(operation)
+        answer = self._answer(name, response, operation)
         if operation.name == "get_user":
-            answer = await self._call(
-                "GetUser", f"<u:GetUser><u:id>{operation.user_id}</u:id></u:GetUser>", operation
-            )
             user = answer.find(_q("user"))
             if user is None:
                 raise ResponseInvalid("get_user: no user in the answer")
-            totals = [
-                _int(order, "totalCents")
-                for order in user.iterfind(f"{_q('orders')}/{_q('order')}")
-            ]
-            check_user(
-                operation, self.expected, _int(user, "id"), user.findtext(_q("email")), totals
-            )
+            check_user(operation, self.expected, record(user))
         elif operation.name == "list_users":
-            answer = await self._call(
-                "ListUsers",
-                f"<u:ListUsers><u:page>{operation.page}</u:page>"
-                f"<u:perPage>{operation.per_page}</u:perPage></u:ListUsers>",
-                operation,
-            )
-            users = list(answer.iterfind(f"{_q('users')}/{_q('user')}"))
-            check_page(
-                operation,
-                self.expected,
-                [_int(user, "id") for user in users],
-                _int(users[0], "orderCount") if users else None,
-            )
+            page = record(answer)
+            page["items"] = page.pop("users", None)
+            check_page(operation, self.expected, page)
         else:
-            items = "".join(
-                f"<u:item><u:sku>{sku}</u:sku><u:quantity>{quantity}</u:quantity>"
-                f"<u:priceCents>{price}</u:priceCents></u:item>"
-                for sku, quantity, price in operation.items
-            )
-            answer = await self._call(
-                "CreateOrder",
-                f"<u:CreateOrder><u:userId>{operation.user_id}</u:userId>"
-                f"<u:currency>{operation.currency}</u:currency><u:items>{items}</u:items>"
-                "</u:CreateOrder>",
-                operation,
-            )
             order = answer.find(_q("order"))
-            item_count = (
-                len(order.findall(f"{_q('items')}/{_q('item')}")) if order is not None else 0
-            )
-            check_created_order(
-                operation,
-                _int(order, "id"),
-                _int(order, "userId"),
-                _int(order, "totalCents"),
-                item_count,
-            )
+            check_created_order(operation, record(order) if order is not None else None)
+        payload = self.driver.payload
+        payload.sent += len(parameters.encode())
+        payload.received += answer_payload_bytes(response.body, name)
 
     async def close(self) -> None:
         self.http.close()
 
 
 class SoapDriver(Driver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.host = host_header(target)
+
     async def connect(self) -> SoapConnection:
-        http = await Http1Connection.open(self.target.host, self.target.port, self.payload)
-        return SoapConnection(http, host_header(self.target), self.context.expected)
+        self.connections_opened += 1
+        http = await Http1Connection.open(self.target.host, self.target.port)
+        return SoapConnection(self, http)

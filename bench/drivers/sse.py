@@ -3,6 +3,9 @@
 It keeps the last event id and, when the stream drops, reconnects after the server's
 `retry:` delay with `Last-Event-ID`, so the server can replay what was missed. Events are
 parsed from the stream as it arrives (`id:`, `data:`, `retry:`, comment lines).
+
+With `resume = false` the subscriber never sends `Last-Event-ID`: the variant that shows
+what the resume mechanism is worth under the same faults.
 """
 
 from __future__ import annotations
@@ -10,10 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from pydantic import Field
+
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Stream, host_header
+from bench.options import PushServerOptions
 
 DEFAULT_RETRY_S = 3.0  # the standard's suggestion until the server says otherwise
+
+
+class SseOptions(PushServerOptions):
+    resume: bool = Field(True, description="reconnect with Last-Event-ID (False: from now)")
 
 
 class SseSubscription(Subscription):
@@ -30,7 +40,11 @@ class SseSubscription(Subscription):
 
     async def connect(self) -> None:
         self._buffer = b""
-        resume = b"Last-Event-ID: %s\r\n" % self.last_event_id if self.last_event_id else b""
+        resume = (
+            b"Last-Event-ID: %s\r\n" % self.last_event_id
+            if self.last_event_id and self.driver.options.resume
+            else b""
+        )
         request = (
             b"GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
             b"Cache-Control: no-cache\r\n%s\r\n" % (self.driver.host, resume)
@@ -46,13 +60,13 @@ class SseSubscription(Subscription):
         self.stream = stream
         self._watcher = asyncio.create_task(self._reconnect_when_dropped(stream))
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes, arrived_ns: int) -> None:
         self._buffer += data.replace(b"\r\n", b"\n")
         *blocks, self._buffer = self._buffer.split(b"\n\n")
         for block in blocks:
-            self._dispatch(block)
+            self._dispatch(block, arrived_ns)
 
-    def _dispatch(self, block: bytes) -> None:
+    def _dispatch(self, block: bytes, arrived_ns: int) -> None:
         data = []
         event_id = None
         for line in block.split(b"\n"):
@@ -69,13 +83,12 @@ class SseSubscription(Subscription):
         if not data:
             return  # a comment, or only a retry hint
         event = b"\n".join(data)
-        self.driver.payload.received += len(event)
         try:
-            seq, published_ns = decode_event(event, self.driver.context.padding_length)
+            seq, published_ns, payload = decode_event(event)
         except ResponseInvalid as exc:
             self.problem(exc)
             return
-        self.on_event(seq, published_ns)
+        self.on_event(arrived_ns, seq, published_ns, payload, len(event))
 
     async def _reconnect_when_dropped(self, stream: Http1Stream) -> None:
         """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat."""

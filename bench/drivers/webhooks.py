@@ -5,7 +5,12 @@ only with a valid signature (HMAC-SHA256 over "<t>.<raw body>", compared in cons
 and a timestamp within the tolerance; anything else gets 401 and is counted. Deliveries are
 deduplicated by their Webhook-Id (a retried event whose first answer was lost arrives
 twice) and acknowledged at once. For fault injection a receiver can answer 500 to the first
-attempts of every event, or be unavailable (503) for a moment when asked to "reconnect".
+attempts of every event, or be unavailable (503) for a moment when asked to "reconnect",
+and a forger can post deliveries signed with a key it guessed.
+
+Each mechanism can be switched off (`deduplicate`, `verify_signatures`, and the
+provider's retries with `max_attempts = 1`), so that a scenario can show what goes wrong
+without it under the same faults: events lost, processed twice, or forged ones accepted.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
+import random
 import secrets
 import time
 
+import aiohttp
 import orjson
 from aiohttp import web
 from pydantic import Field
@@ -25,9 +33,10 @@ from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode
 from bench.drivers.http1 import Http1Connection, host_header, post_request
 from bench.options import PushServerOptions
 from bench.wire import WireMeter
-from servers.webhooks import ID_HEADER, SIGNATURE_HEADER
+from servers.webhooks import ID_HEADER, SIGNATURE_HEADER, sign
 
 UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503 when no time is given
+monotonic_ns = time.monotonic_ns
 
 
 class WebhookOptions(PushServerOptions):
@@ -40,6 +49,11 @@ class WebhookOptions(PushServerOptions):
         0, ge=0, le=10, description="...then process it but answer 500 N more times (a lost ack)"
     )
     tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
+    deduplicate: bool = Field(True, description="receivers drop redeliveries by Webhook-Id")
+    verify_signatures: bool = Field(True, description="receivers check the HMAC signature")
+    forged_per_s: float = Field(
+        0.0, ge=0, le=1000, description="fault injection: forged deliveries a second"
+    )
 
     def server_args(self) -> list[str]:
         return [
@@ -98,36 +112,43 @@ class Receiver:
         if endpoint is None:
             return web.Response(status=404)
         body = await request.read()
-        self.driver.payload.received += len(body)
+        arrived_ns = monotonic_ns()  # the delivery is in: stamp before judging it
         if time.monotonic() < endpoint.unavailable_until:
             counters["unavailable_answers"] += 1
             return web.Response(status=503)
-        problem = verify(
-            request.headers.get(SIGNATURE_HEADER, ""),
-            body,
-            endpoint.secret,
-            self.driver.options.tolerance_s,
-        )
-        if problem is not None:
-            counters["stale_rejected" if problem == "stale" else "signatures_rejected"] += 1
-            return web.Response(status=401, text=problem)
+        options = self.driver.options
+        if options.verify_signatures:
+            problem = verify(
+                request.headers.get(SIGNATURE_HEADER, ""),
+                body,
+                endpoint.secret,
+                options.tolerance_s,
+            )
+            if problem is not None:
+                if body in self.driver.forged_bodies:
+                    counters["forgeries_rejected"] += 1
+                else:  # a genuine delivery refused: must never happen
+                    counters["stale_rejected" if problem == "stale" else "signatures_rejected"] += 1
+                return web.Response(status=401, text=problem)
         event_id = request.headers.get(ID_HEADER, "")
         attempt = endpoint.attempts.get(event_id, 0) + 1
         endpoint.attempts[event_id] = attempt
-        options = self.driver.options
         if attempt <= options.receiver_failures:
             counters["failures_injected"] += 1
             return web.Response(status=500)
-        if event_id in endpoint.seen:  # a redelivery: acknowledge, do not process again
-            counters["duplicates_suppressed"] += 1
+        if options.deduplicate and event_id in endpoint.seen:
+            counters["duplicates_suppressed"] += 1  # a redelivery: acknowledge, skip
         else:
             endpoint.seen.add(event_id)
+            if body in self.driver.forged_bodies:
+                counters["forgeries_accepted"] += 1  # what the application now believes
             try:
-                seq, published_ns = decode_event(body, self.driver.context.padding_length)
+                seq, published_ns, payload = decode_event(body)
             except ResponseInvalid as exc:
                 self.driver.invalid.append(exc)
                 return web.Response(status=400)
-            endpoint.on_event(seq, published_ns)
+            if not endpoint.on_event(arrived_ns, seq, published_ns, payload, len(body)):
+                return web.Response(status=400)
         if attempt <= options.receiver_failures + options.receiver_lost_acks:
             counters["acks_lost"] += 1  # processed, but the provider never hears so
             return web.Response(status=500)
@@ -195,10 +216,15 @@ class WebhookDriver(PushDriver):
                 "failures_injected",
                 "acks_lost",
                 "unavailable_answers",
+                "forgeries_sent",
+                "forgeries_rejected",
+                "forgeries_accepted",
             ),
             0,
         )
         self.invalid: list[Exception] = []
+        self.forged_bodies: set[bytes] = set()
+        self.forger: asyncio.Task | None = None
         self.control: Http1Connection | None = None
         self.receiver_started: asyncio.Task | None = None
         self.control_lock = asyncio.Lock()  # one request at a time on the control connection
@@ -219,12 +245,49 @@ class WebhookDriver(PushDriver):
         self.receiver.endpoints[subscriber] = endpoint
         subscription = WebhookSubscription(self, subscriber, endpoint)
         await subscription.register()
+        if self.forger is None and self.options.forged_per_s > 0:
+            self.forger = asyncio.create_task(self._forge())
         return subscription
+
+    async def _forge(self) -> None:
+        """Post deliveries no provider sent: the id of an event still to come, content of
+        the forger's choosing, a signature made with a guessed key. A receiver that
+        checks signatures refuses them; one that does not takes the forged event for the
+        real one, and drops the real one as a duplicate when it arrives."""
+        interval_s = 1 / self.options.forged_per_s
+        guessed_key = secrets.token_hex(16).encode()
+        session = aiohttp.ClientSession()
+        try:
+            for _ in itertools.count():
+                await asyncio.sleep(interval_s)
+                if not self.receiver.endpoints:
+                    continue
+                subscriber = random.choice(list(self.receiver.endpoints))
+                endpoint = self.receiver.endpoints[subscriber]
+                seq = max((int(i[4:]) for i in endpoint.seen if i[4:].isdigit()), default=0) + 2
+                body = orjson.dumps({"seq": seq, "t": 0, "payload": "forged"})
+                self.forged_bodies.add(body)
+                self.receiver_counters["forgeries_sent"] += 1
+                headers = {
+                    ID_HEADER: f"evt_{seq}",
+                    SIGNATURE_HEADER: sign(guessed_key, int(time.time()), body),
+                    "Content-Type": "application/json",
+                }
+                url = f"http://127.0.0.1:{self.receiver.port}/hooks/{subscriber}"
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.post(url, data=body, headers=headers) as answer:
+                        await answer.read()
+        finally:
+            await session.close()
 
     def counters(self) -> dict[str, int]:
         return {**self.receiver_counters, "invalid_deliveries": len(self.invalid)}
 
     async def close(self) -> None:
+        if self.forger is not None:
+            self.forger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.forger
         await self.receiver.stop()
         if self.control is not None:
             self.control.close()

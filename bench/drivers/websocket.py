@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import orjson
 from pydantic import Field
@@ -17,10 +18,13 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid
 from bench.drivers.checks import check_created_order, check_page, check_user
+from bench.drivers.jsonrpc import params_of
 from bench.drivers.shared import SharedConnections
 from bench.options import PatternOptions
 from bench.workload import Operation
 from servers.dataset import MAX_PAYLOAD_BYTES
+
+monotonic_ns = time.monotonic_ns
 
 
 class WebsocketOptions(PatternOptions):
@@ -32,9 +36,8 @@ class WebsocketOptions(PatternOptions):
 class _Socket:
     """One WebSocket connection; answers are matched to requests by correlation id."""
 
-    def __init__(self, websocket: ClientConnection, payload) -> None:
+    def __init__(self, websocket: ClientConnection) -> None:
         self.websocket = websocket
-        self.payload = payload
         self.pending: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
         self.reader = asyncio.create_task(self._read())
@@ -44,11 +47,12 @@ class _Socket:
         try:
             while True:
                 data = await self.websocket.recv(decode=False)
-                self.payload.received += len(data)
+                # The answer is complete now; parsing it only finds out whose it is.
+                arrived_ns = monotonic_ns()
                 reply = orjson.loads(data)
                 waiter = self.pending.pop(reply.get("id"), None)
                 if waiter is not None and not waiter.done():
-                    waiter.set_result(reply)
+                    waiter.set_result((arrived_ns, reply))
         except Exception as exc:  # the connection is gone: fail whoever still waits
             problem = exc
         for waiter in self.pending.values():
@@ -56,13 +60,12 @@ class _Socket:
                 waiter.set_exception(ConnectionError(f"WebSocket closed: {problem}"))
         self.pending.clear()
 
-    async def request(self, operation: str, params: dict) -> dict:
+    async def request(self, operation: str, params: dict) -> tuple[int, dict]:
         correlation = next(self.ids)
         waiter = asyncio.get_running_loop().create_future()
         self.pending[correlation] = waiter
         try:
             message = orjson.dumps({"id": correlation, "op": operation, "params": params})
-            self.payload.sent += len(message)
             await self.websocket.send(message, text=True)
             return await waiter
         finally:
@@ -73,16 +76,15 @@ class _Socket:
         await self.reader
 
 
-def _result(reply: dict, operation: Operation) -> dict:
+def _result(reply: dict, operation: Operation) -> object:
     if "error" in reply:
         error = reply["error"]
         raise ResponseInvalid(
             f"{operation.name}: error {error.get('code')}: {error.get('message')}"
         )
-    result = reply.get("result")
-    if not isinstance(result, dict):
+    if "result" not in reply:
         raise ResponseInvalid(f"{operation.name}: no result in the answer")
-    return result
+    return reply["result"]
 
 
 class WebsocketConnection(Connection):
@@ -91,46 +93,24 @@ class WebsocketConnection(Connection):
         self.socket = socket
         self.expected = driver.context.expected
 
-    async def call(self, operation: Operation) -> None:
+    async def send(self, operation: Operation) -> tuple[int, dict]:
+        name, params = params_of(operation)
+        return await self.socket.request(name, params)
+
+    def check(self, operation: Operation, reply: dict) -> None:
+        result = _result(reply, operation)
         if operation.name == "get_user":
-            reply = await self.socket.request("get_user", {"id": operation.user_id})
-            user = _result(reply, operation)
-            check_user(
-                operation,
-                self.expected,
-                user.get("id"),
-                user.get("email"),
-                (order["total_cents"] for order in user.get("orders") or ()),
-            )
+            check_user(operation, self.expected, result)
+            received = len(self.expected.user_json(operation.user_id))  # equal, so same size
         elif operation.name == "list_users":
-            params = {"page": operation.page, "per_page": operation.per_page}
-            items = (
-                _result(await self.socket.request("list_users", params), operation).get("items")
-                or []
-            )
-            check_page(
-                operation,
-                self.expected,
-                [item.get("id") for item in items],
-                items[0].get("order_count") if items else None,
-            )
+            check_page(operation, self.expected, result)
+            received = len(orjson.dumps(result))
         else:
-            params = {
-                "user_id": operation.user_id,
-                "currency": operation.currency,
-                "items": [
-                    {"sku": sku, "quantity": quantity, "price_cents": price}
-                    for sku, quantity, price in operation.items
-                ],
-            }
-            order = _result(await self.socket.request("create_order", params), operation)
-            check_created_order(
-                operation,
-                order.get("id"),
-                order.get("user_id"),
-                order.get("total_cents"),
-                len(order.get("items") or ()),
-            )
+            check_created_order(operation, result)
+            received = len(orjson.dumps(result))
+        payload = self.driver.payload
+        payload.sent += len(orjson.dumps(params_of(operation)[1]))
+        payload.received += received
 
     async def close(self) -> None:
         broken = self.socket.reader.done()
@@ -146,6 +126,7 @@ class WebsocketDriver(Driver):
         )
 
     async def _open(self) -> _Socket:
+        self.connections_opened += 1
         websocket = await connect(
             self.uri,
             compression=None,
@@ -153,7 +134,7 @@ class WebsocketDriver(Driver):
             user_agent_header=None,
             proxy=None,
         )
-        return _Socket(websocket, self.payload)
+        return _Socket(websocket)
 
     async def connect(self) -> WebsocketConnection:
         return WebsocketConnection(self, await self.shared.acquire())

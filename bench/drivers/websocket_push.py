@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from pydantic import Field
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedOK
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.options import PushServerOptions
 
 RECONNECT_DELAY_S = 0.1
+monotonic_ns = time.monotonic_ns
 
 
 class WebsocketPushOptions(PushServerOptions):
@@ -46,16 +49,18 @@ class WebsocketPushSubscription(Subscription):
         self.reader = asyncio.create_task(self._read(self.websocket))
 
     async def _read(self, websocket) -> None:
-        padding = self.driver.context.padding_length
         try:
-            async for message in websocket:
-                self.driver.payload.received += len(message)
+            while True:
+                message = await websocket.recv(decode=False)
+                arrived_ns = monotonic_ns()  # the message is in: stamp before parsing
                 try:
-                    seq, published_ns = decode_event(message, padding)
+                    seq, published_ns, payload = decode_event(message)
                 except ResponseInvalid as exc:
                     self.problem(exc)
                     continue
-                self.on_event(seq, published_ns)
+                self.on_event(arrived_ns, seq, published_ns, payload, len(message))
+        except ConnectionClosedOK:
+            pass
         except Exception as exc:
             self.problem(exc)
         if not self.closing:  # dropped by the server: reconnect, from now on

@@ -1,0 +1,152 @@
+"""Reading what a stored point reports: one place that knows the summary's shape.
+
+Charts, tables, rankings, claims, thresholds and comparisons all read a point's figures
+through these functions, so each figure means the same everywhere: pooled over the
+trials, with the smallest and largest trial as its spread, latencies with the sample
+count behind them and whether they are lower bounds (losses counted at the time waited).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.histogram import percentile_of, samples_needed
+
+LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us")
+LATENCY_LABELS = {"p50_us": "p50", "p90_us": "p90", "p99_us": "p99", "p999_us": "p99.9"}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a point: its pooled value and the trials' range.
+
+    `bound` says which way the truth may lie: "at_least" for a latency with censored
+    losses at or below it, or a generator-bound throughput; "at_most" for a
+    generator-bound latency (the generator's own delay is in it); "" when exact."""
+
+    value: float
+    low: float
+    high: float
+    bound: str = ""
+
+    def scaled(self, factor: float) -> Figure:
+        return Figure(self.value * factor, self.low * factor, self.high * factor, self.bound)
+
+
+def summary(point: dict) -> dict:
+    return point.get("summary") or {}
+
+
+def spread(point: dict, name: str) -> Figure | None:
+    """A pooled figure with its spread (`throughput_per_s`, `server_cpu_s_per_1000`...)."""
+    found = summary(point).get(name)
+    if not found or found.get("value") is None:
+        return None
+    return Figure(found["value"], found["min"], found["max"])
+
+
+def value(point: dict, name: str) -> float | None:
+    found = spread(point, name)
+    return found.value if found else None
+
+
+def throughput(point: dict) -> Figure | None:
+    found = spread(point, "throughput_per_s")
+    if found is None:
+        return None
+    return Figure(found.value, found.low, found.high, "at_least" if client_bound(point) else "")
+
+
+@dataclass(frozen=True)
+class LatencyFigure:
+    """A latency percentile of a point, or why there is none."""
+
+    name: str  # "p99_us"
+    value_us: int | None  # None: not supported by the samples
+    low_us: int | None
+    high_us: int | None
+    samples: int  # answered + censored, pooled over the trials
+    lower_bound: bool  # losses counted at the time waited reach this percentile
+    generator_bound: bool
+
+    @property
+    def supported(self) -> bool:
+        return self.value_us is not None
+
+    @property
+    def needed(self) -> int:
+        return samples_needed(percentile_of(self.name))
+
+    def as_figure(self) -> Figure | None:
+        """In milliseconds; `bound` says which way the truth may lie."""
+        if self.value_us is None:
+            return None
+        bound = "at_least" if self.lower_bound else ("at_most" if self.generator_bound else "")
+        return Figure(
+            self.value_us / 1000, (self.low_us or 0) / 1000, (self.high_us or 0) / 1000, bound
+        )
+
+    def text(self) -> str:
+        """ "1.23 ms", ">= 2.5 s", "n/a (340 samples)"."""
+        if self.value_us is None:
+            return f"n/a ({self.samples:,} samples)"
+        prefix = ">= " if self.lower_bound else ("<= " if self.generator_bound else "")
+        return prefix + format_ms(self.value_us / 1000)
+
+
+def latency(point: dict, name: str) -> LatencyFigure:
+    figures = summary(point).get("latency_us") or {}
+    spread_of = (figures.get("spread") or {}).get(name) or [None, None]
+    samples = (figures.get("count") or 0) + (figures.get("censored") or 0)
+    # The sample rule again, so that no stored figure can show a percentile it lacks.
+    supported = samples >= samples_needed(percentile_of(name))
+    return LatencyFigure(
+        name=name,
+        value_us=figures.get(name) if supported else None,
+        low_us=spread_of[0],
+        high_us=spread_of[1],
+        samples=samples,
+        lower_bound=name in (figures.get("lower_bound") or ()),
+        generator_bound=client_bound(point),
+    )
+
+
+def format_ms(ms: float) -> str:
+    if ms >= 1000:
+        return f"{ms / 1000:,.3g} s"
+    return f"{ms:.3g} ms" if ms < 100 else f"{ms:,.0f} ms"
+
+
+def client_bound(point: dict) -> bool:
+    return bool(summary(point).get("client_bound"))
+
+
+def completeness(point: dict) -> Figure | None:
+    found = (summary(point).get("delivery") or {}).get("completeness")
+    if not found or found.get("value") is None:
+        return None
+    return Figure(found["value"], found["min"], found["max"])
+
+
+def delivery(point: dict) -> dict:
+    return summary(point).get("delivery") or {}
+
+
+def lossy(point: dict) -> bool:
+    """Lost events, timed-out or unsent requests, or errors: not every answer counted."""
+    return bool(summary(point).get("lossy"))
+
+
+def faults(point: dict) -> int:
+    found = summary(point)
+    return (found.get("errors") or 0) + (found.get("timeouts") or 0)
+
+
+def counter_total(point: dict, group: str, name: str) -> int:
+    """A pattern counter summed over the point's trials that ran to the end
+    (`group`: "subscriber_counters" or "server_counters")."""
+    return sum(
+        (trial.get("extra") or {}).get(group, {}).get(name, 0)
+        for trial in point.get("trials", [])
+        if trial["status"] == "ok"
+    )

@@ -1,0 +1,80 @@
+"""Is the load generator, not the pattern, what a point measured?
+
+A point is generator-bound (client-bound) when the harness's own generator processes
+were at their limit: then its throughput is only a lower bound on what the pattern can
+do, and its latency includes time the answers spent waiting for the generator. Such a
+point is shown, with the reasons, but never ranked and never allowed to fail a claim.
+
+Four symptoms, any one of which is enough:
+
+- **Total CPU.** The generator processes together used nearly all the CPUs they were
+  given. Judging each process against one CPU misses two processes sharing one CPU (each
+  at 50%, the CPU at 100%).
+- **One event loop.** A single generator process (one event loop, one thread of Python)
+  used nearly a whole CPU.
+- **Loop lag.** The generator's event loop woke a probe late (bench/looplag.py): work
+  waited for the loop, whatever the CPU share says (a loop blocked in system calls is
+  saturated below 100%).
+- **Send lag** (open loop). Requests went out late although a connection was free: the
+  generator could not keep its own schedule.
+
+The thresholds are set from measurements on the reference machine (2 vCPUs, one for
+the generators): see `THRESHOLDS_MEASURED` and the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Thresholds, from measurements on the reference machine (README: "When is a point
+# generator-bound?"): saturated generator loops ran at PLACEHOLDER of a CPU
+LOOP_CPU_SATURATED = 0.90
+TOTAL_CPU_SATURATED = 0.90
+CPUS_BUSY_SATURATED = 0.95
+LOOP_LAG_P50_US = 300
+SEND_LAG_P90_US = 1_000
+
+
+@dataclass(frozen=True)
+class GeneratorLoad:
+    """What the generator processes of one trial used and showed."""
+
+    cpu_s: list[float]  # per process, in the measured window
+    measured_s: float
+    cpus_held: int  # CPUs the generators were pinned to (or could use)
+    loop_lag_p50_us: int | None  # None: too few probe samples
+    send_lag_p90_us: int | None = None  # open loop only
+    cpus_busy: float | None = None  # the generators' CPUs, busy by anyone (pinned only)
+
+    @property
+    def total_cpu_share(self) -> float:
+        """Generator CPU over what the processes could use: at most one CPU each, and no
+        more than the CPUs they were given."""
+        capacity = min(len(self.cpu_s), self.cpus_held) * self.measured_s
+        return sum(self.cpu_s) / capacity if capacity > 0 else 0.0
+
+    @property
+    def loop_cpu_shares(self) -> list[float]:
+        return [cpu / self.measured_s if self.measured_s else 0.0 for cpu in self.cpu_s]
+
+
+def judge(load: GeneratorLoad) -> list[str]:
+    """Why the generator was the limit at this trial; empty if it was not."""
+    reasons = []
+    if load.total_cpu_share >= TOTAL_CPU_SATURATED:
+        reasons.append(
+            f"generators used {load.total_cpu_share:.0%} of the {load.cpus_held} CPU(s) they held"
+        )
+    busiest = max(load.loop_cpu_shares, default=0.0)
+    if busiest >= LOOP_CPU_SATURATED and not reasons:
+        reasons.append(f"a generator's event loop used {busiest:.0%} of a CPU")
+    if load.cpus_busy is not None and load.cpus_busy >= CPUS_BUSY_SATURATED and not reasons:
+        reasons.append(f"the generators' CPU(s) were {load.cpus_busy:.0%} busy")
+    if load.loop_lag_p50_us is not None and load.loop_lag_p50_us >= LOOP_LAG_P50_US:
+        reasons.append(f"its event loop woke {load.loop_lag_p50_us / 1000:.2f} ms late (median)")
+    if load.send_lag_p90_us is not None and load.send_lag_p90_us >= SEND_LAG_P90_US:
+        reasons.append(
+            f"it sent requests {load.send_lag_p90_us / 1000:.1f} ms late (p90) with a "
+            "connection free"
+        )
+    return reasons

@@ -1,0 +1,50 @@
+"""The generator's own symptom of saturation: how late its event loop wakes up.
+
+Every generator process (request/response load or push subscribers) runs one event loop.
+When the loop has more work than it can do, every callback waits its turn: answers sit
+in socket buffers, timers fire late, and the delay is measured as the pattern's latency.
+A probe asks to be woken at fixed instants and records how late it was (as Node.js's
+`monitorEventLoopDelay` does); a loop with headroom wakes it within tens of
+microseconds, a saturated one milliseconds late. CPU share alone misses this: a loop can
+be saturated at 80% CPU when it blocks in system calls, and a share of one CPU means
+nothing when several generator processes share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.histogram import LatencyHistogram
+from bench.timer import DeadlineTimer
+
+PROBE_INTERVAL_NS = 2_000_000  # 500 wake-ups a second: enough samples, under 1% of a CPU
+
+
+class LoopLagProbe:
+    """Records, inside the measured window, how late the loop wakes a sleeper."""
+
+    def __init__(self, timer: DeadlineTimer, interval_ns: int = PROBE_INTERVAL_NS) -> None:
+        self.timer = timer
+        self.interval_ns = interval_ns
+        self.lag = LatencyHistogram()
+
+    async def run(self, measure_from_ns: int, end_ns: int) -> None:
+        """Probe from `measure_from_ns` until `end_ns` (or until cancelled)."""
+        due = measure_from_ns
+        while due < end_ns:
+            await self.timer.sleep_until(due)
+            woke = time.monotonic_ns()
+            self.lag.record_ns(woke - due)
+            # The next wake-up is one interval after this one was due, not after it woke:
+            # a late loop is probed at the same instants, not less often.
+            due += self.interval_ns
+            if due <= woke:  # missed instants are skipped: the next is still on the grid
+                due += ((woke - due) // self.interval_ns + 1) * self.interval_ns
+
+
+def start_probe(
+    timer: DeadlineTimer, measure_from_ns: int, end_ns: int
+) -> tuple[LoopLagProbe, asyncio.Task]:
+    probe = LoopLagProbe(timer)
+    return probe, asyncio.create_task(probe.run(measure_from_ns, end_ns))
