@@ -134,8 +134,7 @@ def entries(document: dict, field: str, at: object) -> list[Entry]:
         if figure is None:
             excluded = why_not or point["status"]
         elif figures.client_bound(point) and field in GENERATOR_SENSITIVE:
-            reasons = "; ".join(figures.summary(point).get("client_bound_reasons") or [])
-            excluded = f"generator-bound, not ranked ({reasons})" if reasons else "generator-bound"
+            excluded = "generator-bound: not ranked"  # the reasons are in the tables
         else:
             excluded = ""
         found.append(

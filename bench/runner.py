@@ -82,8 +82,12 @@ def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) ->
     }
 
 
-def _ms(value_us: int | None) -> str:
-    return "n/a" if value_us is None else f"{value_us / 1000:.2f} ms"
+def _ms(latency: dict, name: str) -> str:
+    """ "1.23 ms", ">= 2,500.00 ms" (losses counted at the time waited), or "n/a"."""
+    value_us = latency[name]
+    if value_us is None:
+        return "n/a"
+    return (">= " if name in latency["lower_bound"] else "") + f"{value_us / 1000:,.2f} ms"
 
 
 def _format_trial(trial: TrialResult) -> str:
@@ -91,8 +95,8 @@ def _format_trial(trial: TrialResult) -> str:
         return f"  {trial.status.upper()}: {trial.error}"
     latency = trial.latency_us
     line = (
-        f"  {trial.throughput_per_s:,.0f}/s  p50 {_ms(latency['p50_us'])}  "
-        f"p99 {_ms(latency['p99_us'])}  errors {trial.errors}  timeouts {trial.timeouts}"
+        f"  {trial.throughput_per_s:,.0f}/s  p50 {_ms(latency, 'p50_us')}  "
+        f"p99 {_ms(latency, 'p99_us')}  errors {trial.errors}  timeouts {trial.timeouts}"
     )
     if trial.unsent:
         line += f"  unsent {trial.unsent}"

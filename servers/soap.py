@@ -142,9 +142,19 @@ def create_order(dataset: Dataset, request: ElementTree.Element) -> str:
 OPERATIONS = {"GetUser": get_user, "ListUsers": list_users, "CreateOrder": create_order}
 
 
+def enveloped(body: str) -> str:
+    """A SOAP 1.1 envelope around `body`, as this server writes it."""
+    return _ENVELOPE_OPEN + body + _ENVELOPE_CLOSE
+
+
+def get_user_answer(user: dict) -> str:
+    """The whole answer to GetUser for `user`, as this server writes it."""
+    return enveloped(f"<u:GetUserResponse>{user_xml(user)}</u:GetUserResponse>")
+
+
 def envelope(body: str, status: int = 200) -> web.Response:
     return web.Response(
-        text=_ENVELOPE_OPEN + body + _ENVELOPE_CLOSE,
+        text=enveloped(body),
         status=status,
         content_type="text/xml",
         charset="utf-8",

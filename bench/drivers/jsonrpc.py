@@ -41,6 +41,15 @@ class JsonRpcConnection(Connection):
 
     def check(self, operation: Operation, answer: tuple[int, HttpResponse]) -> None:
         request_id, response = answer
+        payload = self.driver.payload
+        if operation.name == "get_user" and response.status == 200:
+            # The answer as the reference encoding writes it is right without decoding it;
+            # any other answer, even a valid one, is decoded and compared field by field.
+            user = self.expected.user_json(operation.user_id)
+            if response.body == b'{"jsonrpc":"2.0","result":%s,"id":%d}' % (user, request_id):
+                payload.sent += len(orjson.dumps(params_of(operation)[1]))
+                payload.received += len(user)
+                return
         reply = json_body(response, 200, operation)
         if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
             raise ResponseInvalid(f"{operation.name}: not a JSON-RPC 2.0 answer")
@@ -52,7 +61,6 @@ class JsonRpcConnection(Connection):
                 f"{operation.name}: error {error.get('code')}: {error.get('message')}"
             )
         result = reply.get("result")
-        payload = self.driver.payload
         if operation.name == "get_user":
             check_user(operation, self.expected, result)
             received = len(self.expected.user_json(operation.user_id))  # equal, so same size

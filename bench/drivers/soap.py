@@ -9,7 +9,7 @@ from bench.drivers.base import Connection, Driver, ResponseInvalid
 from bench.drivers.checks import check_created_order, check_page, check_user, snake_case
 from bench.drivers.http1 import Http1Connection, HttpResponse, host_header, post_request
 from bench.workload import ExpectedAnswers, Operation
-from servers.soap import NS, SOAP_ENV
+from servers.soap import NS, SOAP_ENV, get_user_answer
 
 _OPEN = (
     f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP_ENV}" '
@@ -123,6 +123,17 @@ class SoapConnection(Connection):
 
     def check(self, operation: Operation, response: HttpResponse) -> None:
         name, parameters = request_of(operation)
+        payload = self.driver.payload
+        payload.sent += len(parameters.encode())
+        payload.received += answer_payload_bytes(response.body, name)
+        # An answer identical to the record's reference encoding is right without walking
+        # its XML; any other answer, even a valid one, is parsed and compared.
+        if (
+            operation.name == "get_user"
+            and response.status == 200
+            and response.body == self.driver.expected_answer(operation.user_id)
+        ):
+            return
         answer = self._answer(name, response, operation)
         if operation.name == "get_user":
             user = answer.find(_q("user"))
@@ -136,9 +147,6 @@ class SoapConnection(Connection):
         else:
             order = answer.find(_q("order"))
             check_created_order(operation, record(order) if order is not None else None)
-        payload = self.driver.payload
-        payload.sent += len(parameters.encode())
-        payload.received += answer_payload_bytes(response.body, name)
 
     async def close(self) -> None:
         self.http.close()
@@ -148,6 +156,20 @@ class SoapDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.host = host_header(target)
+        self._answers: dict[int, bytes] = {}
+
+    def expected_answer(self, user_id: int) -> bytes:
+        """The GetUser answer a correct server sends, in the reference encoding."""
+        found = self._answers.get(user_id)
+        if found is None:
+            user = self.context.expected.user(user_id)
+            found = self._answers[user_id] = get_user_answer(user).encode()
+        return found
+
+    def prepare(self, operations: list[Operation]) -> None:
+        for operation in operations:
+            if operation.name == "get_user":
+                self.expected_answer(operation.user_id)
 
     async def connect(self) -> SoapConnection:
         self.connections_opened += 1
