@@ -9,6 +9,7 @@ trial beside it as the spread.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from bench.generator_bound import GeneratorLoad, judge
@@ -503,8 +504,17 @@ def memory_per_connection(points: list[dict]) -> dict | None:
     mean_y = sum(y for _, y in samples) / n
     sxx = sum((x - mean_x) ** 2 for x, _ in samples)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in samples) / sxx
+    intercept = mean_y - slope * mean_x
+    # The slope's standard error, from the scatter of the trials around the line: RSS
+    # moves by more than a connection's few KiB between runs, so a small sweep may not
+    # resolve it, and then says so instead of printing noise as a figure.
+    residual = sum((y - intercept - slope * x) ** 2 for x, y in samples)
+    error = math.sqrt(residual / (n - 2) / sxx) if n > 2 else math.inf
     return {
         "bytes_per_connection": round(slope),
+        "standard_error_bytes": round(error) if error != math.inf else None,
+        "resolved": abs(slope) > 2 * error,
+        "intercept_bytes": round(intercept),
         "connections": sorted({x for x, _ in samples}),
         "samples": n,
     }

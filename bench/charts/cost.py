@@ -91,14 +91,18 @@ def _memory_panel(axis, grouped: dict, connection: str) -> None:
                     ys.append(trial["server_peak_rss_bytes"] / 2**20)
         axis.scatter(xs, ys, color=color, s=14)
         per = slope["bytes_per_connection"] / 1024
+        error = slope["standard_error_bytes"]
+        spread = f" +/- {error / 1024:,.1f}" if error is not None else ""
+        verdict = "" if slope["resolved"] else ", not resolved by this sweep"
         low, high = min(xs), max(xs)
-        intercept = sum(ys) / len(ys) - slope["bytes_per_connection"] / 2**20 * sum(xs) / len(xs)
+        intercept = slope["intercept_bytes"] / 2**20
         axis.plot(
             [low, high],
             [intercept + slope["bytes_per_connection"] / 2**20 * x for x in (low, high)],
             color=color,
             linewidth=1.2,
-            label=f"{pattern}: {per:,.1f} KiB per {connection}",
+            linestyle="-" if slope["resolved"] else ":",
+            label=f"{pattern}: {per:,.1f}{spread} KiB per {connection}{verdict}",
         )
         drawn = True
     if not drawn:

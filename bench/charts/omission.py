@@ -46,14 +46,14 @@ def omission_chart(document: dict, out_dir: Path) -> list[Path]:
                 unsent = figures.summary(point).get("unsent")
                 if unsent:
                     axis.annotate(
-                        f"{unsent:,} never sent",
+                        f"{unsent:,} never sent: >=",
                         (x, 1),
                         xycoords=("data", "axes fraction"),
-                        xytext=(0, -12),
+                        xytext=(-4, -12),
                         textcoords="offset points",
                         fontsize=7,
                         color="#b00020",
-                        ha="center",
+                        ha="right",
                     )
         axis.set_title(f"{label} latency", fontsize=10)
         log_latency_axis(axis)

@@ -110,10 +110,16 @@ def latency_question(document: dict) -> str:
     return "How long does each pattern take to answer? Measured from the actual send"
 
 
-def _unsupported(axis, x: float, point: dict, found: figures.LatencyFigure) -> None:
-    """Write 'n/a (N samples)' where a percentile the samples do not support would be."""
+def _unsupported(axis, x: float, missing: list[tuple[dict, figures.LatencyFigure]]) -> None:
+    """One note where percentiles the samples do not support (or points that did not run)
+    would be: which, and how many samples they had against how many were needed."""
+    names = [point["pattern"] for point, _ in missing]
+    shown = ", ".join(names) if len(names) <= 2 else f"{len(names)} patterns"
+    counts = [found.samples for _, found in missing if found.samples]
+    needed = missing[0][1].needed
+    why = f"n/a: {max(counts):,} samples at most, {needed:,} needed" if counts else "did not run"
     axis.annotate(
-        f"{point['pattern']}: n/a, {found.samples:,} samples" if found.samples else point["status"],
+        f"{shown}: {why}",
         (x, 0),
         xycoords=("data", "axes fraction"),
         xytext=(0, 4),
@@ -134,6 +140,7 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
         figure.subplots_adjust(left=0.09, right=0.97, top=0.88, bottom=0.27, hspace=0.3)
         values = sorted({p["sweep_value"] for p in document["points"]})
         for axis, (name, label) in zip(axes.flat, PERCENTILES, strict=True):
+            missing: dict[object, list] = {}
             for pattern, points in grouped.items():
                 color = color_of(pattern)
                 xs, ys = [], []
@@ -141,13 +148,15 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
                     found = figures.latency(point, name)
                     shown = found.as_figure()
                     if shown is None:
-                        _unsupported(axis, point["sweep_value"], point, found)
+                        missing.setdefault(point["sweep_value"], []).append((point, found))
                         continue
                     xs.append(point["sweep_value"])
                     ys.append(shown.value)
                     whisker(axis, point["sweep_value"], shown.low, shown.high, color)
                     mark(axis, point["sweep_value"], shown.value, point, color, shown.bound)
                 axis.plot(xs, ys, color=color, label=points[0]["pattern_label"], linewidth=1.5)
+            for x, found in missing.items():
+                _unsupported(axis, x, found)
             axis.set_title(f"{label} latency", fontsize=10)
             axis.set_ylabel("latency (ms)")
             log_latency_axis(axis)
@@ -165,7 +174,7 @@ def latency_chart(document: dict, out_dir: Path) -> list[Path]:
                 found = figures.latency(point, name)
                 shown = found.as_figure()
                 if shown is None:
-                    _unsupported(axis, x, point, found)
+                    _unsupported(axis, x, [(point, found)])
                     continue
                 hollow = figures.client_bound(point)
                 axis.bar(
