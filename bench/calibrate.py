@@ -146,6 +146,7 @@ def measured_on(env: dict) -> dict:
         "kernel": env.get("kernel"),
         "commit": git.get("commit"),
         "dirty": git.get("dirty"),
+        "diff_sha256": git.get("diff_sha256"),
     }
 
 
@@ -193,17 +194,13 @@ def calibration_for_run(results_dir: Path, environment: dict) -> tuple[dict | No
             f"the calibration was measured at commit {_commit_text(stored)}, this is "
             f"{_commit_text(here)}: run `bench calibrate`"
         )
+    if stored.get("diff_sha256") != here.get("diff_sha256"):
+        return None, (
+            "the calibration was measured with other uncommitted changes to the code than "
+            "this tree has: run `bench calibrate`"
+        )
     record.pop("environment", None)
     return record, None
-
-
-def load_calibration(results_dir: Path) -> dict | None:
-    """The stored calibration without its environment, whatever it was measured on.
-    Kept for the runner until it calls `calibration_for_run`."""
-    record = read_calibration(results_dir)
-    if record is not None:
-        record.pop("environment", None)
-    return record
 
 
 # Measuring ------------------------------------------------------------------------------
@@ -636,3 +633,32 @@ def describe_ratios(record: dict) -> str:
         else "generator not calibrated"
     )
     return f"{line}; {_join(unmeasured)} uncalibrated" if unmeasured else line
+
+
+def added_latency_us(entry: dict) -> float | None:
+    """How much later the harness's client saw its answers than the reference tool did,
+    at the calibration's rate (mean latency, harness minus tool): what the harness's
+    client stack adds to every latency of that pattern, on top of the pattern itself."""
+    harness = (entry.get("harness_figures") or {}).get("mean_us")
+    tool = (entry.get("tool_figures") or {}).get("mean_us")
+    if entry.get("status") != "calibrated" or harness is None or tool is None:
+        return None
+    return round(harness - tool, 1)
+
+
+def describe_latency(record: dict) -> str:
+    """One line on the latency the harness's clients add over the reference tools."""
+    patterns = record.get("patterns")
+    if not isinstance(patterns, dict):
+        return ""
+    parts = [
+        f"{name} {added:+,.0f} us"
+        for name, entry in patterns.items()
+        if (added := added_latency_us(entry)) is not None
+    ]
+    if not parts:
+        return ""
+    return (
+        f"latency the harness's client adds over the reference tool at "
+        f"{record['rate_per_s']:,.0f}/s (mean): {', '.join(parts)}"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import operator
 import tomllib
 from collections.abc import Callable
@@ -119,10 +120,13 @@ class Value:
     pooled: float | None
     repeats: list[float | None]
     bound: str = ""
+    slack: float = 0.0  # the truth may be this much lower (the generator's own delay)
 
     def spread(self) -> tuple[float, float] | None:
         seen = [v for v in [*self.repeats, self.pooled] if v is not None]
-        return (min(seen), max(seen)) if seen else None
+        if not seen:
+            return None
+        return min(seen) - self.slack, max(seen)
 
 
 @dataclass(frozen=True)
@@ -176,10 +180,13 @@ class Runs:
             for point in document["points"]
             if point["pattern"] == select["pattern"]
             and ("at" not in select or point["sweep_value"] == select["at"])
-            and figures.summary(point).get("trials_ok")
         ]
         if len(found) < len(runs):
             raise Missing(f"no results for {where(select)}")
+        failed = [p for p in found if p["status"] != "ok"]
+        if failed:
+            # A trial that did not run is not a repeat that agreed: judge nothing on it.
+            raise Missing(f"{where(select)} is {failed[0]['status']}: {failed[0].get('error')}")
         return found
 
     def environment(self, scenario: str) -> str:
@@ -245,15 +252,25 @@ def _latency_value(points: list[dict], name: str) -> Value:
         if censored_bound and generator
         else ("at_least" if censored_bound else "at_most" if generator else "")
     )
-    return Value(pooled[name], repeats, bound)
+    lag = LatencyHistogram.merge(
+        [t.get("generator", {}).get("loop_lag_histogram", "") for _, t in trials]
+    )
+    slack = 0.0
+    if lag.count:
+        loop = latency_figures(lag)
+        slack = loop[name] if loop[name] is not None else (loop["max_us"] or 0)
+    return Value(pooled[name], repeats, bound, slack)
 
 
 _COMBINE_BOUNDS = {
-    # (left bound, right bound) -> bound of left / right and of left - right
+    # (left bound, right bound) -> bound of left / right and of left - right (positive
+    # figures): a bigger left or a smaller right makes either bigger.
     ("at_least", ""): "at_least",
     ("at_most", ""): "at_most",
     ("", "at_least"): "at_most",
     ("", "at_most"): "at_least",
+    ("at_least", "at_most"): "at_least",
+    ("at_most", "at_least"): "at_most",
     ("", ""): "",
 }
 
@@ -276,9 +293,18 @@ def combine(left: Value, right: Value, function) -> Value:
         except ZeroDivisionError:
             return None
 
-    repeats = [apply(a, b) for a, b in zip(left.repeats, right.repeats, strict=False)]
+    if len(left.repeats) != len(right.repeats):
+        raise Missing("the two points have different numbers of trials to pair")
+    repeats = [apply(a, b) for a, b in zip(left.repeats, right.repeats, strict=True)]
     bound = _COMBINE_BOUNDS.get((left.bound, right.bound), "unknown")
-    return Value(apply(left.pooled, right.pooled), repeats, bound)
+    # A generator's delay on a latency leaves it up to that much lower: carried through
+    # a difference whose right side is exact, otherwise the result is left open.
+    slack = 0.0
+    if left.slack and not right.slack and function is operator.sub:
+        slack = left.slack
+    elif left.slack or right.slack:
+        bound = "unknown"
+    return Value(apply(left.pooled, right.pooled), repeats, bound, slack)
 
 
 # Judging ------------------------------------------------------------------------------
@@ -291,29 +317,35 @@ OPERATORS = {
 }
 
 
-def _compare(value: float | None, op: str, target: float, bound: str) -> bool | None:
-    """True, False, or None when the bound leaves it open."""
-    if value is None:
+def _compare(
+    value: float | None, op: str, target: float, bound: str, slack: float = 0.0
+) -> bool | None:
+    """True, False, or None when what is known leaves it open: the truth lies in
+    [value - slack, value], or beyond `value` in the bound's direction."""
+    if value is None or bound == "unknown":
         return None
-    result = OPERATORS[op](value, target)
-    if not bound:
-        return result
-    if bound == "unknown":
-        return None
-    # The truth is at least (or at most) `value`: only one answer is certain.
-    rising = op in (">", ">=")
+    low = value - slack
+    high = value
     if bound == "at_least":
-        if rising:
-            return True if result else None
-        return False if not result else None
-    if rising:  # at_most
-        return False if not result else None
-    return True if result else None
+        high = math.inf
+    elif bound == "at_most":
+        low = -math.inf
+    compare = OPERATORS[op]
+    if op == "==":
+        if low == high:
+            return compare(value, target)
+        return False if not low <= target <= high else None
+    at_low, at_high = compare(low, target), compare(high, target)
+    if at_low and at_high:
+        return True
+    if not at_low and not at_high:
+        return False
+    return None
 
 
 def judge_value(value: Value, op: str, target: float) -> str:
-    pooled = _compare(value.pooled, op, target, value.bound)
-    repeats = [_compare(v, op, target, value.bound) for v in value.repeats]
+    pooled = _compare(value.pooled, op, target, value.bound, value.slack)
+    repeats = [_compare(v, op, target, value.bound, value.slack) for v in value.repeats]
     if pooled is True and all(r is True for r in repeats):
         return HOLDS
     if pooled is False and all(r is False for r in repeats):

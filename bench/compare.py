@@ -4,9 +4,15 @@ figures, as pyperf's compare_to does with its samples), corrected for the number
 comparisons made (Holm's method: with 50 comparisons at p < 0.05, two or three would
 otherwise look significant by chance alone).
 
-Beside the numbers it says what else differs between the runs (machine, software,
-scenario settings), since a change there explains a difference as well as the code
-could, and where the two runs rank the patterns differently.
+The figures shown are pooled over each run's trials, as everywhere else; the test uses
+the per-trial figures. With three repeats a side only large changes can be told from
+noise: "not resolved" means no change was shown, not that there was none. A point whose
+generator was the limit in either run is marked: a change there may be the generator's.
+
+Beside the numbers it says what else differs between the runs (machine, software, CPU
+placement, calibration, scenario settings, uncommitted code), since a change there
+explains a difference as well as the code could, and where the two runs rank the
+patterns differently.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from scipy import stats
 
+from bench import figures
 from bench.ranking import rank, ranking_text, signature
 
 ALPHA = 0.05
@@ -38,7 +45,8 @@ class Change:
     after: float
     change: float  # relative: +0.10 is 10% more
     p_value: float | None  # Holm-adjusted
-    verdict: str  # "better", "worse", "within noise", "too few repeats", "no spread"
+    verdict: str  # "better", "worse", "not resolved", "too few repeats", "no spread"
+    generator_bound: bool = False  # in either run: a change may be the generator's
 
 
 def _trial_values(point: dict, field: str) -> list[float]:
@@ -60,8 +68,15 @@ def _p_value(before: list[float], after: list[float]) -> tuple[float | None, str
     if statistics.pstdev(before) == 0 and statistics.pstdev(after) == 0:
         # No spread on either side: a t-test has nothing to weigh the difference
         # against, and "significant" would only mean "a different integer".
-        return None, "within noise" if before[0] == after[0] else "no spread"
+        return None, "not resolved" if before[0] == after[0] else "no spread"
     return float(stats.ttest_ind(before, after, equal_var=False).pvalue), ""
+
+
+def _pooled(point: dict, field: str) -> float | None:
+    if field == "throughput_per_s":
+        return figures.value(point, field)
+    found = figures.latency(point, field)
+    return found.value_us / 1000 if found.value_us is not None else None
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:
@@ -87,8 +102,10 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
             a, b = _trial_values(match, field), _trial_values(point, field)
             if not a or not b:
                 continue
+            first, second = _pooled(match, field), _pooled(point, field)
+            if first is None or second is None:
+                continue  # a percentile one of the runs has too few samples for
             p_value, reason = _p_value(a, b)
-            first, second = statistics.median(a), statistics.median(b)
             raw.append((p_value, reason, second > first, higher_is_better))
             changes.append(
                 Change(
@@ -101,6 +118,7 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
                     (second - first) / first if first else 0.0,
                     None,
                     reason,
+                    figures.client_bound(match) or figures.client_bound(point),
                 )
             )
     adjusted = holm([p for p, *_ in raw])
@@ -111,7 +129,7 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
         if p_value is None:
             verdict = reason
         elif p_value >= alpha:
-            verdict = "within noise"
+            verdict = "not resolved"
         else:
             verdict = "better" if increased == higher_is_better else "worse"
         result.append(replace(change, p_value=p_value, verdict=verdict))
@@ -131,6 +149,7 @@ def format_changes(changes: list[Change]) -> str:
             f"{fmt.format(c.before) + ('' if c.unit == '/s' else ' ms'):>12}"
             f"{fmt.format(c.after) + ('' if c.unit == '/s' else ' ms'):>12}"
             f"{c.change:>+9.1%}{p_value:>10}  {c.verdict}"
+            + ("  (generator-bound)" if c.generator_bound else "")
         )
     return "\n".join(lines)
 
@@ -143,6 +162,17 @@ def differences(before: dict, after: dict) -> list[str]:
             a, b = before["environment"].get(name), after["environment"].get(name)
             if a != b:
                 found.append(f"the runs differ in {what}: {name} {a!r} -> {b!r}")
+    for name, what in (
+        ("placement", "CPU placement"),
+        ("generator_bound_thresholds", "generator-bound thresholds"),
+    ):
+        if before["run"].get(name) != after["run"].get(name):
+            found.append(f"the runs differ in {what}")
+    if bool(before.get("calibration")) != bool(after.get("calibration")):
+        found.append("one run has a generator calibration and the other has none")
+    for run, name in ((before, "first"), (after, "second")):
+        if (run["environment"].get("git") or {}).get("dirty"):
+            found.append(f"the {name} run was made with uncommitted changes to the code")
     configs = {(p["label"], p["pattern"]): p["config"] for p in before["points"]}
     for point in after["points"]:
         config = configs.get((point["label"], point["pattern"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -57,9 +58,16 @@ def git_commit(directory: Path) -> dict:
         ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        commit = git("rev-parse", "HEAD")
+        # Changes to tracked files change the code that ran; a new scenario file does not.
+        changes = git("diff", "HEAD")
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "diff_sha256": None}
+    return {
+        "commit": commit,
+        "dirty": bool(changes),
+        "diff_sha256": hashlib.sha256(changes.encode()).hexdigest() if changes else None,
+    }
 
 
 def tool_versions() -> dict[str, str]:

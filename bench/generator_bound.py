@@ -84,3 +84,14 @@ def judge(load: GeneratorLoad) -> list[str]:
             "connection free"
         )
     return reasons
+
+
+def thresholds() -> dict:
+    """The thresholds in force, recorded with every run so a reader knows what judged it."""
+    return {
+        "loop_cpu_share": LOOP_CPU_SATURATED,
+        "total_cpu_share": TOTAL_CPU_SATURATED,
+        "cpus_busy": CPUS_BUSY_SATURATED,
+        "loop_lag_p50_us": LOOP_LAG_P50_US,
+        "send_lag_p90_us": SEND_LAG_P90_US,
+    }

@@ -16,6 +16,7 @@ Two rules decide what a latency figure may claim:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,3 +174,21 @@ def latency_figures(answered: LatencyHistogram, censored: LatencyHistogram | Non
     figures["lower_bound"] = lower_bound
     figures["unsupported"] = unsupported
     return figures
+
+
+def percentile_interval(histogram: LatencyHistogram, percentile: float) -> tuple[int, int]:
+    """A distribution-free 95% confidence interval for a percentile of the population the
+    histogram samples: the values at the order statistics around it (binomial normal
+    approximation). Without assuming a distribution, it says how far the percentile of
+    another run of the same size could lie."""
+    n = histogram.count
+    if not n:
+        return 0, 0
+    q = percentile / 100
+    half_width = 1.96 * math.sqrt(n * q * (1 - q))
+    low_rank = max(0.0, n * q - half_width)
+    high_rank = min(float(n), n * q + half_width + 1)
+    hdr = histogram.hdr
+    low = hdr.get_value_at_percentile(100 * low_rank / n) if low_rank > 0 else hdr.get_min_value()
+    high = hdr.get_value_at_percentile(min(100.0, 100 * high_rank / n))
+    return low, high

@@ -13,7 +13,12 @@ import math
 from dataclasses import dataclass, field
 
 from bench.generator_bound import GeneratorLoad, judge
-from bench.histogram import LatencyHistogram, latency_figures
+from bench.histogram import (
+    LatencyHistogram,
+    latency_figures,
+    percentile_interval,
+    percentile_of,
+)
 from bench.resources import ServerUsage
 from bench.schedule import DueTimes
 
@@ -103,6 +108,7 @@ def _generator_figures(
         "total_cpu_share": round(load.total_cpu_share, 3),
         "cpus_busy": load.cpus_busy,
         "loop_lag_us": loop_lag,
+        "loop_lag_histogram": _merged(results, "loop_lag").encode(),
         "send_lag_us": send_lag,
         "cpu_us_per_message": round(sum(cpu) / messages * 1e6, 2) if messages else None,
         "check_us_per_message": (
@@ -285,6 +291,7 @@ def build_push_trial(
         "server_counters": (report or {}).get("counters", {}),
         "publish_lag_us": (report or {}).get("publish_lag_us"),
         "events_published": (report or {}).get("published"),
+        "faults_skipped": sum(g.get("faults_skipped", 0) for g in results),
     }
     if counters.get("polls") and all_deliveries:
         extra["polls_per_delivered_event"] = round(counters["polls"] / all_deliveries, 3)
@@ -351,19 +358,40 @@ def _pooled_ratio(trials: list[TrialResult], top: str, bottom: str, scale: float
     return _spread(value, [_ratio(a, b, scale) for a, b in pairs])
 
 
-def _latency_spread(trials: list[TrialResult], figures: dict) -> dict:
-    """Each reported percentile's smallest and largest value across the trials."""
+def _latency_spread(trials: list[TrialResult], figures: dict, pooled: LatencyHistogram) -> dict:
+    """Each reported percentile's range: the trials' own values (where a trial alone has
+    the samples for it) and the pooled sample's 95% confidence interval, whichever is
+    wider. A point whose trials are too thin to give a percentile each still gets an
+    honest width, never a zero-width 'range' of one pooled value."""
     spread = {}
     for name in ("p50_us", "p90_us", "p99_us", "p999_us"):
-        values = [
+        if figures.get(name) is None:
+            spread[name] = None
+            continue
+        low, high = percentile_interval(pooled, percentile_of(name))
+        values = [figures[name], low, high]
+        values += [
             t.latency_us[name]
             for t in trials
             if t.latency_us.get(name) is not None and t.latency_us["count"]
         ]
-        if figures.get(name) is not None:
-            values.append(figures[name])  # the pooled value lies inside its own spread
-        spread[name] = [min(values), max(values)] if values else None
+        spread[name] = [min(values), max(values)]
     return spread
+
+
+def _generator_delay(trials: list[TrialResult]) -> dict:
+    """How late the generators' event loops woke, at each reported percentile, pooled over
+    the trials: an answer or event can have waited that long for the generator, so the
+    pattern's own latency at that percentile may be as much lower (see ranking.py)."""
+    merged = LatencyHistogram.merge([t.generator.get("loop_lag_histogram", "") for t in trials])
+    if not merged.count:
+        return {}
+    lag = latency_figures(merged)
+    deepest = lag["max_us"] or 0
+    return {
+        name: lag[name] if lag[name] is not None else deepest
+        for name in ("p50_us", "p90_us", "p99_us", "p999_us")
+    }
 
 
 def summarize(trials: list[TrialResult]) -> dict:
@@ -374,7 +402,11 @@ def summarize(trials: list[TrialResult]) -> dict:
     answered = LatencyHistogram.merge([t.latency_histogram for t in measured])
     censored = LatencyHistogram.merge([t.censored_histogram for t in measured])
     latency = latency_figures(answered, censored)
-    latency["spread"] = _latency_spread(measured, latency)
+    together = LatencyHistogram()
+    together.add(answered)
+    together.add(censored)
+    latency["spread"] = _latency_spread(measured, latency, together)
+    latency["generator_delay"] = _generator_delay(measured)
     summary: dict = {
         "trials": len(trials),
         "trials_ok": len(measured),
@@ -485,18 +517,41 @@ def _pooled_delivery(deliveries: list[dict]) -> dict:
     }
 
 
+MEMORY_SWEEPS = {
+    # the sweep parameter -> what each trial's count is of, and where to read it
+    "workload.subscribers": "subscriber",
+    "load.connections": "connection",
+    "load.concurrency": "request in flight",
+}
+
+
+def memory_unit(sweep_parameter: str | None) -> str | None:
+    """What server memory can be given per, for a sweep: per subscriber, per connection,
+    or (sweeping concurrency, where HTTP/2 and WebSocket carry several requests on one
+    connection) per request in flight; None when the sweep does not vary any of them."""
+    return MEMORY_SWEEPS.get(sweep_parameter or "")
+
+
+def memory_count(point: dict, trial: dict) -> int | None:
+    if point["sweep_parameter"] == "load.concurrency":
+        return point["config"].get("concurrency")
+    return trial.get("tcp_connections")
+
+
 def memory_per_connection(points: list[dict]) -> dict | None:
-    """Server memory per connection, as the slope of peak RSS against connections across
-    the points of one pattern (least squares over every trial): what each connection adds,
-    not the whole process divided by its connections. None without at least two
-    different connection counts."""
+    """Server memory per subscriber, connection or request in flight (memory_unit), as
+    the slope of peak RSS across the points of one pattern (least squares over every
+    trial): what each one adds, not the whole process divided by their number. None when
+    the sweep does not vary them, or without two different counts."""
     samples = []
     for point in points:
+        if memory_unit(point["sweep_parameter"]) is None:
+            return None
         for trial in point.get("trials", []):
             if trial["status"] == "ok" and trial.get("server_peak_rss_bytes"):
-                connections = trial.get("tcp_connections")
-                if connections:
-                    samples.append((connections, trial["server_peak_rss_bytes"]))
+                count = memory_count(point, trial)
+                if count:
+                    samples.append((count, trial["server_peak_rss_bytes"]))
     if len({x for x, _ in samples}) < 2:
         return None
     n = len(samples)

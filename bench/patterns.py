@@ -39,6 +39,9 @@ class Pattern:
     # A variant with one of its pattern's mechanisms switched off, to show by ablation
     # what that mechanism is worth: says which one.
     ablation: str = ""
+    # An option of the scenario's that decides the pattern's latency (a polling interval):
+    # rankings on latency say so beside it.
+    latency_set_by: str = ""
     launcher_path: str | None = None  # "module:function" for patterns needing more processes
 
     def driver_class(self) -> type[Driver]:
@@ -205,6 +208,7 @@ PATTERNS: dict[str, Pattern] = {
             server_module="servers.polling",
             driver_path="bench.drivers.polling:PollingDriver",
             options_path="bench.drivers.polling:ShortPollingOptions",
+            latency_set_by="interval_s",
             color="#7f7f7f",
         ),
         Pattern(

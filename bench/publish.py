@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import figures
+from bench.calibrate import describe_latency
 from bench.charts import overview_chart, render_charts
 from bench.charts.style import FORMATS, calibration_line
 from bench.claims import ClaimResult, check_claims, claims_hash
@@ -158,17 +159,45 @@ class Report:
         )
 
     def rules_line(self) -> str:
-        git = git_commit(PROJECT_DIR)
-        commit = (git.get("commit") or "unknown")[:12] + (
-            " (with uncommitted changes)" if git.get("dirty") else ""
-        )
-        return (
+        rules = claims_hash()
+        made_at = sorted({_commit(d["environment"].get("git") or {}) for d in self.every_run})
+        text = (
             f"Verdicts computed from every trial of {len(self.every_run)} runs by the rules in "
-            f"`bench/claims.toml` (sha256 {claims_hash()[:16]}), code at commit {commit}."
+            f"`bench/claims.toml` (sha256 {rules[:16]}), judged by the code at commit "
+            f"{_commit(git_commit(PROJECT_DIR))}; the runs were made at commit(s) "
+            f"{', '.join(made_at)}."
         )
+        older = sorted(
+            d["run"]["id"] for d in self.every_run if d["run"].get("claims_sha256") != rules
+        )
+        if older:
+            text += (
+                f" The rules changed after runs {', '.join(older)} were made: those runs are "
+                "judged by rules written after them."
+            )
+        return text
+
+    def replicate_warnings(self) -> list[str]:
+        """What makes a scenario's runs something other than repeats of the same thing."""
+        found = []
+        for document in self.documents:
+            name = document["run"]["scenario"]
+            runs = [*self.replicates[name], document]
+            commits = {_commit(d["environment"].get("git") or {}) for d in runs}
+            configs = {str([p["config"] for p in d["points"]]) for d in runs}
+            if len(commits) > 1:
+                found.append(f"{name}: its runs were made at different commits")
+            if len(configs) > 1:
+                found.append(f"{name}: its runs were made with different settings")
+        return found
 
 
 # Shared pieces ---------------------------------------------------------------------------
+def _commit(git: dict) -> str:
+    commit = (git.get("commit") or "unknown")[:12]
+    return commit + (" with uncommitted changes" if git.get("dirty") else "")
+
+
 def _stack(documents: list[dict]) -> str:
     environment = documents[0]["environment"]
     packages = environment.get("packages", {})
@@ -270,7 +299,9 @@ def _generator_bound(report: Report) -> list[str]:
 
 
 def _calibration_lines(report: Report) -> list[str]:
-    return sorted({calibration_line(d) for d in report.every_run})
+    lines = {calibration_line(d) for d in report.every_run}
+    lines |= {describe_latency(d["calibration"]) for d in report.every_run if d.get("calibration")}
+    return sorted(line for line in lines if line)
 
 
 READING = (
@@ -330,6 +361,8 @@ def render_markdown(report: Report) -> str:
         "Generator-bound points (shown, never ranked; see the README):",
         "",
         *([f"- {line}" for line in _generator_bound(report)] or ["- none"]),
+        "",
+        *[f"Warning: {line}.  " for line in report.replicate_warnings()],
         "",
     ]
     for document in documents:

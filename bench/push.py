@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -103,7 +104,8 @@ class PushResult:
     counts: list[bytes] = field(default_factory=list)  # per subscriber, indexed by seq
     out_of_order: int = 0
     duplicates_in_window: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # faults injected and recovered from
+    faults_skipped: int = 0  # turns that came while the subscriber was still away
     errors: int = 0
     invalid_events: int = 0  # events that were not what the publisher sent (in errors too)
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -134,6 +136,7 @@ class PushEngine:
         self._payloads = EventPayloads(padding_length(plan.payload_bytes))
         self._stop = asyncio.Event()
         self._running = True
+        self._faulting = True
 
     async def open(self) -> None:
         """Subscribe everyone before the schedule starts; returns once all are listening."""
@@ -165,6 +168,9 @@ class PushEngine:
             await self._sleep_until(self.end_ns)
             cpu_end = time.process_time()
             measured_end = min(self.end_ns, monotonic_ns())
+            # Faults stop with the window, the same for every pattern whatever its drain:
+            # the drain is for getting back what is still on its way.
+            self._faulting = False
             await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
         finally:
             self._running = False
@@ -213,19 +219,43 @@ class PushEngine:
             )
 
     async def _inject_disconnects(self) -> None:
-        """Each subscriber in turn drops its connection and resumes, spread over the period."""
+        """Each subscriber drops and resumes at fixed instants, in turn, spread over the
+        period: subscriber i at (i + 1) steps, then every period, whatever its last
+        reconnection took, until the measured window ends. A subscriber still away when
+        its next turn comes misses that turn (counted as skipped), so every pattern gets
+        the same faults at the same times, and a fast reconnection does not earn more."""
         period = self.plan.disconnect_every_s
-        step = period / max(1, len(self.subscriptions))
-        while self._running:
-            for subscription in self.subscriptions:
-                await asyncio.sleep(step)
-                if not self._running:
+        count = len(self.subscriptions)
+        step = period / max(1, count)
+        loop = asyncio.get_running_loop()
+        origin = loop.time()
+        away: set[int] = set()
+        running: set[asyncio.Task] = set()
+        try:
+            for turn in itertools.count():
+                index = turn % count
+                await asyncio.sleep(max(0.0, origin + (turn + 1) * step - loop.time()))
+                if not self._faulting:
                     return
-                try:
-                    await subscription.reconnect(self.plan.away_s)
-                    self.result.reconnects += 1
-                except Exception as exc:
-                    self._count_error(exc)
+                if index in away:
+                    self.result.faults_skipped += 1
+                    continue
+                away.add(index)
+                task = asyncio.create_task(self._fault(index, away))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                await _cancel(task)
+
+    async def _fault(self, index: int, away: set[int]) -> None:
+        try:
+            await self.subscriptions[index].reconnect(self.plan.away_s)
+            self.result.reconnects += 1
+        except Exception as exc:
+            self._count_error(exc)
+        finally:
+            away.discard(index)
 
     async def _scan_wire(self) -> None:
         """Read the socket counters now and then, so that connections that close (a

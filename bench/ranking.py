@@ -3,19 +3,23 @@ support.
 
 The rules, in order:
 
-1. **Not ranked** (listed with the reason): a point that did not run, one whose headline
-   percentile the samples do not support ("n/a (340 samples)"), and a generator-bound one
-   where the generator can decide the figure (throughput, latency, completeness, server
-   CPU per message): its figure is only a bound, so it can neither win nor lose.
-2. **Losses last on latency**: a point that lost events, timed out, left requests unsent
+1. **Not ranked** (listed with the reason): a point that did not run every trial, one
+   whose headline percentile the samples do not support ("n/a (340 samples)"), and an
+   ablation variant (a pattern with a mechanism switched off: it is there to be compared
+   with its pattern, not to compete).
+2. **Bounds, not ranks**: a generator-bound point, where the generator can move the
+   figure, counts only as the bound it is (throughput at least, latency at most this): it
+   gets no rank of its own, but no other point is ranked ahead of it unless clearly ahead
+   of even that bound. It can neither win nor lose, and nobody wins a contest it might.
+3. **Losses last on latency**: a point that lost events, timed out, left requests unsent
    or answered wrongly never ranks ahead of a complete one on a latency figure (its
    losses are also counted in the latency itself, at the time waited).
-3. **Ties against the leader**: the best remaining point leads a group; every other point
-   whose range across repeats overlaps the leader's (or that no run puts clearly behind
-   it) shares its rank. Then the next best remaining point leads the next group. Ties are
-   judged pairwise against the leader, never by chains of neighbours.
-4. **Across runs**: with several independent runs of the same scenario, one point is
-   ranked ahead of another only if every run puts it clearly ahead; elsewhere they tie.
+4. **Clearly ahead, pairwise**: a point's rank is one more than the number of points
+   clearly ahead of it (its range across repeats entirely better, widened by the
+   generator's own delay on latency); points no other point is clearly ahead of share
+   rank 1, and so on. Nothing is inferred along chains of neighbours.
+5. **Across runs**: with several independent runs of the same scenario, one point is
+   clearly ahead of another only if every run puts it clearly ahead.
 """
 
 from __future__ import annotations
@@ -67,9 +71,10 @@ class Entry:
     pattern: str
     label: str
     figure: figures.Figure | None  # in display units (ms for latency)
-    excluded: str  # "" when ranked; otherwise the reason
+    excluded: str  # "" when it takes part; otherwise why it does not
     lossy: bool
     caveat: str  # short notes for the reader: "95.1% delivered", "1,204 errors"
+    bounded: bool = False  # generator-bound: takes part as a bound, without a rank
 
     def text(self, field: str) -> str:
         if self.figure is None:
@@ -113,6 +118,12 @@ def _figure(point: dict, field: str) -> tuple[figures.Figure | None, str]:
 
 def caveat(point: dict, field: str) -> str:
     notes = []
+    if figures.client_bound(point) and field in GENERATOR_SENSITIVE:
+        notes.append("generator-bound: a bound, not ranked")
+    option = point.get("latency_set_by")
+    if option and field in LATENCY_HEADLINES:
+        value = point["config"].get("options", {}).get(option)
+        notes.append(f"set by {option} = {value:g}" if value is not None else f"set by {option}")
     completeness = figures.completeness(point)
     if field != "completeness" and completeness is not None and completeness.value < 1:
         notes.append(f"{completeness.value:.1%} delivered")
@@ -131,12 +142,22 @@ def entries(document: dict, field: str, at: object) -> list[Entry]:
         if point["sweep_value"] != at:
             continue
         figure, why_not = _figure(point, field)
+        bounded = figures.client_bound(point) and field in GENERATOR_SENSITIVE
         if figure is None:
             excluded = why_not or point["status"]
-        elif figures.client_bound(point) and field in GENERATOR_SENSITIVE:
-            excluded = "generator-bound: not ranked"  # the reasons are in the tables
+        elif point["status"] != "ok":
+            excluded = f"{point['status']}: not every trial ran"
+        elif point.get("ablation"):
+            excluded = f"without {point['ablation']}: compared, not ranked"
         else:
             excluded = ""
+        if figure is not None and bounded and not excluded:
+            figure = figures.Figure(
+                figure.value,
+                figure.low,
+                figure.high,
+                "at_least" if field in HIGHER_IS_BETTER else "at_most",
+            )
         found.append(
             Entry(
                 point["pattern"],
@@ -145,6 +166,7 @@ def entries(document: dict, field: str, at: object) -> list[Entry]:
                 excluded,
                 figures.lossy(point),
                 caveat(point, field),
+                bounded,
             )
         )
     return found
@@ -179,31 +201,35 @@ def _sort_key(entry: Entry, field: str) -> tuple:
 
 
 def order(runs: list[list[Entry]], field: str) -> list[Ranked]:
-    """Rank one pattern set measured in one or more runs (rules 3 and 4)."""
+    """Rank one pattern set measured in one or more runs (rules 2 to 5)."""
     by_pattern: dict[str, list[Entry]] = {}
     for run in runs:
         for entry in run:
             by_pattern.setdefault(entry.pattern, []).append(entry)
-    ranked_ones, excluded = [], []
-    for pattern, seen in by_pattern.items():
+    taking_part, excluded = [], []
+    for seen in by_pattern.values():
         reason = next((e.excluded for e in seen if e.excluded), "")
         if reason or len(seen) < len(runs):
             excluded.append(Ranked(None, False, _combined(seen, reason or "not in every run")))
         else:
-            ranked_ones.append((pattern, seen))
+            taking_part.append(seen)
 
     def ahead(a: list[Entry], b: list[Entry]) -> bool:
         return all(clearly_better(x, y, field) for x, y in zip(a, b, strict=True))
 
-    remaining = sorted(ranked_ones, key=lambda item: _sort_key(_combined(item[1]), field))
-    result: list[Ranked] = []
-    while remaining:
-        _, leader = remaining[0]
-        group = [item for item in remaining if item[1] is leader or not ahead(leader, item[1])]
-        rank = len(result) + 1
-        for _, seen in group:
-            result.append(Ranked(rank, len(group) > 1, _combined(seen)))
-        remaining = [item for item in remaining if item not in group]
+    ranks = []
+    for seen in taking_part:
+        beaten_by = sum(1 for other in taking_part if other is not seen and ahead(other, seen))
+        ranks.append((1 + beaten_by, seen))
+    ranks.sort(key=lambda item: (item[0], _sort_key(_combined(item[1]), field)))
+    shared: dict[int, int] = {}
+    for rank, _ in ranks:
+        shared[rank] = shared.get(rank, 0) + 1
+    result = []
+    for rank, seen in ranks:
+        entry = _combined(seen)
+        placed = None if any(e.bounded for e in seen) else rank
+        result.append(Ranked(placed, shared[rank] > 1, entry))
     return result + excluded
 
 
@@ -226,6 +252,7 @@ def _combined(seen: list[Entry], excluded: str | None = None) -> Entry:
         first.excluded if excluded is None else excluded,
         any(e.lossy for e in seen),
         "; ".join(sorted({e.caveat for e in seen if e.caveat})),
+        any(e.bounded for e in seen),
     )
 
 
@@ -244,7 +271,11 @@ def rank_runs(documents: list[dict]) -> tuple[str, object, list[Ranked]]:
 def ranking_text(ranked: list[Ranked]) -> str:
     """'1. rest, 2= grpc, 2= websocket; not ranked: soap (generator-bound)'."""
     placed = [f"{r.rank}{'=' if r.tied else '.'} {r.entry.pattern}" for r in ranked if r.rank]
-    others = [f"{r.entry.pattern} ({r.entry.excluded})" for r in ranked if r.rank is None]
+    others = [
+        f"{r.entry.pattern} ({r.entry.excluded or 'generator-bound: a bound, not ranked'})"
+        for r in ranked
+        if r.rank is None
+    ]
     text = ", ".join(placed) or "nothing ranked"
     return text + (f"; not ranked: {', '.join(others)}" if others else "")
 

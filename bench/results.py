@@ -39,6 +39,8 @@ class PointRecord:
     pattern: str
     pattern_label: str
     config: dict
+    ablation: str = ""  # a variant with a mechanism switched off: which (see patterns.py)
+    latency_set_by: str = ""  # the option that decides its latency, if one does
     # "ok" | "partial" | "failed" | "skipped" | "interrupted" | "pending"
     status: str = "pending"
     error: str | None = None

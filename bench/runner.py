@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import charts, environment
+from bench import charts, environment, generator_bound
 from bench.calibrate import calibration_for_run
+from bench.claims import claims_hash
 from bench.metrics import TrialResult
 from bench.options import PatternOptions
 from bench.patterns import PUSH, get_pattern
@@ -148,6 +149,10 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
             "thresholds": scenario.thresholds.model_dump() if scenario.thresholds else None,
             "report": scenario.report.model_dump(),
             "calibration_problem": stale,
+            # The rules in force when the run was made: a report that judges it later
+            # says so if they have changed since.
+            "generator_bound_thresholds": generator_bound.thresholds(),
+            "claims_sha256": claims_hash(),
         },
         measured_on,
         calibration,
@@ -162,6 +167,8 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
                 pattern=pattern.name,
                 pattern_label=pattern.label,
                 config=point_config(point.scenario, timing, loaded.options[pattern.name]),
+                ablation=pattern.ablation,
+                latency_set_by=pattern.latency_set_by,
             )
         )
         for point in loaded.points

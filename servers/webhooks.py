@@ -36,6 +36,8 @@ from servers.events import Event, EventSource, add_push_arguments, control_loop
 
 SIGNATURE_HEADER = "Webhook-Signature"
 ID_HEADER = "Webhook-Id"
+RETRY_BASE_BACKOFF_S = 0.1
+RETRY_MAX_BACKOFF_S = 2.0
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -69,8 +71,11 @@ class Provider:
         source.listeners.append(self._enqueue)
 
     async def start(self) -> None:
-        # One connection pool for all deliveries, kept alive between them.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.in_flight * 4)
+        # One connection pool for all deliveries, kept alive between them. No pool limit:
+        # every receiver may sit behind the same host and port (here they do), and a
+        # shared cap would throttle a hundred subscriptions to a handful of connections;
+        # each subscription's own in-flight bound is what limits deliveries.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.attempt_timeout_s)
         )
@@ -195,8 +200,8 @@ def main() -> None:
     add_push_arguments(parser)
     parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--attempt-timeout-s", type=float, default=2.0)
-    parser.add_argument("--base-backoff-s", type=float, default=0.1)
-    parser.add_argument("--max-backoff-s", type=float, default=2.0)
+    parser.add_argument("--base-backoff-s", type=float, default=RETRY_BASE_BACKOFF_S)
+    parser.add_argument("--max-backoff-s", type=float, default=RETRY_MAX_BACKOFF_S)
     parser.add_argument("--in-flight", type=int, default=4, help="deliveries per subscription")
     args = parser.parse_args()
     sock = runtime.bind(args.host, args.port)

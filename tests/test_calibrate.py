@@ -22,7 +22,6 @@ from bench.calibrate import (
     NO_TOOL,
     calibration_for_run,
     describe_ratios,
-    load_calibration,
 )
 from bench.loadtools import (
     ToolFailed,
@@ -290,6 +289,16 @@ def test_a_calibration_from_another_commit_is_refused_naming_both(tmp_path):
     )
 
 
+def test_a_calibration_made_with_other_uncommitted_changes_is_refused(tmp_path):
+    _stored(tmp_path, dirty=True, diff_sha256="c" * 64)
+    record, problem = calibration_for_run(tmp_path, HERE)
+    assert record is None
+    assert "other uncommitted changes" in problem
+    changed = {**HERE, "git": {"commit": "a" * 40, "dirty": True, "diff_sha256": "c" * 64}}
+    record, problem = calibration_for_run(tmp_path, changed)
+    assert problem is None  # the same changes: the same code
+
+
 @pytest.mark.parametrize(
     "other", [{"cpu_model": "Intel Xeon"}, {"usable_cpus": 4}, {"kernel": "6.8.0"}]
 )
@@ -307,13 +316,6 @@ def test_no_calibration_and_an_old_one_say_to_run_bench_calibrate(tmp_path):
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps({"ratios": {"rate_at_32": 0.5}}))
     record, problem = calibration_for_run(tmp_path, HERE)
     assert record is None and "older format" in problem
-
-
-def test_load_calibration_still_gives_the_record_without_its_environment(tmp_path):
-    assert load_calibration(tmp_path) is None
-    stored = _stored(tmp_path, commit="b" * 40)
-    stored.pop("environment")
-    assert load_calibration(tmp_path) == stored
 
 
 def test_describe_ratios_names_each_ratio_and_what_has_none():

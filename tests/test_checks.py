@@ -57,6 +57,13 @@ def test_the_shared_checks_name_the_first_field_that_differs():
         check_user(USER, expected(), wrong)
 
 
+def test_a_number_of_another_type_is_a_wrong_answer():
+    user = build_user(DATASET, 7)
+    floated = {**user, "id": 7.0}  # equal to 7 in Python, not what the schema says
+    with pytest.raises(ResponseInvalid, match="float"):
+        check_user(USER, expected(), floated)
+
+
 def test_every_user_of_a_page_is_checked_not_only_the_first_and_last():
     items = [user_summary(build_user(DATASET, i)) for i in range(11, 21)]
     page = {"page": 2, "per_page": 10, "total": 30, "items": items}
@@ -165,6 +172,24 @@ def test_grpc_refuses_a_message_with_one_wrong_field():
     message = user_message(build_user(DATASET, 7))
     good = message.SerializeToString()
     conn.check(USER, (b"", good))
+    conn.check(USER, (b"", good))  # the second time, byte-identical to a checked answer
     message.orders[-1].items[-1].quantity += 1
     with pytest.raises(ResponseInvalid):
         conn.check(USER, (b"", message.SerializeToString()))
+
+
+def test_a_field_the_servers_own_encoder_dropped_is_caught():
+    # The drivers judge Protobuf and XML answers by their own decoding against the
+    # dataset, never by re-running the server's encoder: a converter that loses a field
+    # would otherwise agree with itself.
+    from bench.drivers.grpc import GrpcConnection
+    from bench.drivers.soap import SoapConnection
+
+    message = user_message(build_user(DATASET, 7))
+    message.ClearField("bio")
+    with pytest.raises(ResponseInvalid, match="bio"):
+        GrpcConnection(connection("grpc"), None).check(USER, (b"", message.SerializeToString()))
+    user = build_user(DATASET, 7)
+    without_tier = get_user_answer({**user, "tier": ""}).encode()
+    with pytest.raises(ResponseInvalid, match="tier"):
+        SoapConnection(connection("soap"), None).check(USER, response(without_tier))

@@ -19,7 +19,7 @@ from bench.charts.style import (
     sweep_axis,
     whisker,
 )
-from bench.metrics import memory_per_connection
+from bench.metrics import memory_count, memory_per_connection, memory_unit
 
 GREY = "#888888"
 
@@ -76,7 +76,9 @@ def _cpu_panel(axis, document: dict, grouped: dict, unit: str) -> None:
     axis.grid(True, axis="y", alpha=0.3)
 
 
-def _memory_panel(axis, grouped: dict, connection: str) -> None:
+def _memory_panel(axis, grouped: dict, document: dict) -> None:
+    unit = memory_unit(document["run"].get("sweep_parameter"))
+    connection = unit or ("subscriber" if is_push(document) else "connection")
     drawn = False
     for pattern, points in grouped.items():
         slope = memory_per_connection(points)
@@ -87,7 +89,7 @@ def _memory_panel(axis, grouped: dict, connection: str) -> None:
         for point in points:
             for trial in point.get("trials", []):
                 if trial["status"] == "ok" and trial.get("server_peak_rss_bytes"):
-                    xs.append(trial.get("tcp_connections") or 0)
+                    xs.append(memory_count(point, trial) or 0)
                     ys.append(trial["server_peak_rss_bytes"] / 2**20)
         axis.scatter(xs, ys, color=color, s=14)
         per = slope["bytes_per_connection"] / 1024
@@ -119,10 +121,12 @@ def _memory_panel(axis, grouped: dict, connection: str) -> None:
         axis.set_xticks([])
         axis.set_yticks([])
         return
-    axis.set_xlabel(f"{connection}s (TCP connections held)")
+    axis.set_xlabel(
+        "requests in flight (concurrency)" if unit == "request in flight" else f"{connection}s"
+    )
     axis.set_ylabel("server peak resident memory (MiB)")
     axis.set_title(f"memory per {connection}: the slope across the sweep", fontsize=9)
-    axis.legend(fontsize=7, loc="upper left")
+    axis.legend(fontsize=7, loc="best", framealpha=0.85)
     axis.grid(True, alpha=0.3)
 
 
@@ -134,11 +138,12 @@ def cost_chart(document: dict, out_dir: Path) -> list[Path]:
     figure.subplots_adjust(left=0.08, right=0.98, top=0.84, bottom=0.34, wspace=0.25)
     grouped = by_pattern(document)
     _cpu_panel(axes[0], document, grouped, unit)
-    _memory_panel(axes[1], grouped, connection)
+    _memory_panel(axes[1], grouped, document)
     legend_below(figure, axes[0], 0.12)
     figure.suptitle(
         f"{run['title']}\nWhat does each pattern cost? CPU (user + system) per 1,000 {unit}, "
-        f"on the server and in the load generator,\nand resident memory each {connection} adds",
+        "on the server and in the load generator,\nand the resident memory each "
+        f"{memory_unit(run.get('sweep_parameter')) or connection} adds",
         fontsize=10,
     )
     return finish(figure, document, out_dir, "cost", notes_for(document, latency=False))

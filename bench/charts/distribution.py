@@ -76,7 +76,8 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
                 linewidth=1.5,
                 linestyle="--" if censored else "-",
                 label=points[0]["pattern_label"]
-                + (f" ({censored:,} losses at the time waited)" if censored else ""),
+                + (f" ({censored:,} losses at the time waited)" if censored else "")
+                + (" (generator-bound)" if figures.client_bound(point) else ""),
             )
         axis.set_title(label or "all", fontsize=10)
         axis.set_xlabel("percentile")

@@ -40,8 +40,9 @@ def omission_chart(document: dict, out_dir: Path) -> list[Path]:
             xs = [p["sweep_value"] if swept else i for i, p in enumerate(ordered)]
             corrected = [figures.latency(p, name).value_us for p in ordered]
             service = [_service(p, name) for p in ordered]
-            _line(axis, xs, corrected, color, "-", f"{pattern}: from the intended send")
-            _line(axis, xs, service, color, "--", f"{pattern}: from the actual send")
+            bound = " (generator-bound)" if any(figures.client_bound(p) for p in ordered) else ""
+            _line(axis, xs, corrected, color, "-", f"{pattern}: from the intended send{bound}")
+            _line(axis, xs, service, color, "--", f"{pattern}: from the actual send{bound}")
             for x, point in zip(xs, ordered, strict=True):
                 unsent = figures.summary(point).get("unsent")
                 if unsent:

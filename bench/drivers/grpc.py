@@ -18,13 +18,12 @@ import grpc
 from pydantic import Field
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid
-from bench.drivers.checks import check_created_order
+from bench.drivers.checks import CheckedAnswers, check_created_order, check_page, check_user
 from bench.drivers.shared import SharedConnections
 from bench.options import PatternOptions
-from bench.workload import ExpectedAnswers, Operation
+from bench.workload import Operation
 from servers.dataset import MAX_PAYLOAD_BYTES
 from servers.generated import users_pb2
-from servers.grpc import page_message, summary_message, user_message
 
 SERVICE = "/patternbench.v1.UserService/"
 monotonic_ns = time.monotonic_ns
@@ -66,29 +65,52 @@ def request_message(operation: Operation):
     )
 
 
-class ExpectedMessages:
-    """The answers a correct server sends, as Protobuf bytes, built before the clock
-    starts from the same dataset the JSON drivers check against."""
+def _order_record(order) -> dict:
+    return {
+        "id": order.id,
+        "user_id": order.user_id,
+        "status": order.status,
+        "currency": order.currency,
+        "total_cents": order.total_cents,
+        "created_at": order.created_at,
+        "items": [
+            {"sku": item.sku, "quantity": item.quantity, "price_cents": item.price_cents}
+            for item in order.items
+        ],
+    }
 
-    def __init__(self, expected: ExpectedAnswers) -> None:
-        self.expected = expected
-        self._users: dict[int, bytes] = {}
-        self._pages: dict[tuple[int, int], bytes] = {}
 
-    def user(self, user_id: int) -> bytes:
-        found = self._users.get(user_id)
-        if found is None:
-            message = user_message(self.expected.user(user_id))
-            found = self._users[user_id] = message.SerializeToString()
-        return found
+def _user_record(user) -> dict:
+    """A User message as a record with the dataset's field names (this driver's own
+    decoding, not the server's encoder)."""
+    return {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "tier": user.tier,
+        "created_at": user.created_at,
+        "bio": user.bio,
+        "orders": [_order_record(order) for order in user.orders],
+    }
 
-    def page(self, page: int, per_page: int) -> bytes:
-        found = self._pages.get((page, per_page))
-        if found is None:
-            items = [summary_message(s) for s in self.expected.page(page, per_page)]
-            message = page_message(page, per_page, self.expected.dataset.users, items)
-            found = self._pages[(page, per_page)] = message.SerializeToString()
-        return found
+
+def _page_record(page) -> dict:
+    return {
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "items": [
+            {
+                "id": item.id,
+                "name": item.name,
+                "email": item.email,
+                "tier": item.tier,
+                "created_at": item.created_at,
+                "order_count": item.order_count,
+            }
+            for item in page.items
+        ],
+    }
 
 
 class GrpcConnection(Connection):
@@ -109,22 +131,21 @@ class GrpcConnection(Connection):
 
     def check(self, operation: Operation, sent_and_answer: tuple[bytes, bytes]) -> None:
         request, answer = sent_and_answer
-        expected = self.driver.messages
+        checked = self.driver.checked
+        expected = self.driver.context.expected
         if operation.name == "get_user":
-            want = expected.user(operation.user_id)
-            # Equal bytes are the same message; otherwise decode and compare the messages
-            # (another encoder may order or pack the same fields differently).
-            if answer != want and _decode(users_pb2.User, answer) != _decode(users_pb2.User, want):
-                raise ResponseInvalid(f"get_user {operation.user_id}: the user differs")
+            key = ("user", operation.user_id)
+            if not checked.known(key, answer):
+                user = _user_record(_decode(users_pb2.User, answer))
+                check_user(operation, expected, user)
+                checked.remember(key, answer)
         elif operation.name == "list_users":
-            want = expected.page(operation.page, operation.per_page)
-            if answer != want and _decode(users_pb2.UserPage, answer) != _decode(
-                users_pb2.UserPage, want
-            ):
-                raise ResponseInvalid(f"list_users page {operation.page}: the page differs")
+            key = ("page", operation.page, operation.per_page)
+            if not checked.known(key, answer):
+                check_page(operation, expected, _page_record(_decode(users_pb2.UserPage, answer)))
+                checked.remember(key, answer)
         else:
-            order = _decode(users_pb2.Order, answer)
-            check_created_order(operation, _order_record(order))
+            check_created_order(operation, _order_record(_decode(users_pb2.Order, answer)))
         payload = self.driver.payload
         payload.sent += len(request)  # the message; its 5-byte frame prefix is overhead
         payload.received += len(answer)
@@ -140,36 +161,14 @@ def _decode(message_type, data: bytes):
         raise ResponseInvalid(f"not a {message_type.__name__} message: {exc}") from None
 
 
-def _order_record(order) -> dict:
-    return {
-        "id": order.id,
-        "user_id": order.user_id,
-        "status": order.status,
-        "currency": order.currency,
-        "total_cents": order.total_cents,
-        "created_at": order.created_at,
-        "items": [
-            {"sku": item.sku, "quantity": item.quantity, "price_cents": item.price_cents}
-            for item in order.items
-        ],
-    }
-
-
 class GrpcDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         address = f"{target.host}:{target.port}"
-        self.messages = ExpectedMessages(context.expected)
+        self.checked = CheckedAnswers()
         self.shared: SharedConnections[_Channel] = SharedConnections(
             lambda: self._open(address), self._close, context.options.streams_per_connection
         )
-
-    def prepare(self, operations: list[Operation]) -> None:
-        for operation in operations:
-            if operation.name == "get_user":
-                self.messages.user(operation.user_id)
-            elif operation.name == "list_users":
-                self.messages.page(operation.page, operation.per_page)
 
     async def _open(self, address: str) -> _Channel:
         self.connections_opened += 1

@@ -33,10 +33,17 @@ from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode
 from bench.drivers.http1 import Http1Connection, host_header, post_request
 from bench.options import PushServerOptions
 from bench.wire import WireMeter
-from servers.webhooks import ID_HEADER, SIGNATURE_HEADER, sign
+from servers.webhooks import (
+    ID_HEADER,
+    RETRY_BASE_BACKOFF_S,
+    RETRY_MAX_BACKOFF_S,
+    SIGNATURE_HEADER,
+    sign,
+)
 
 UNAVAILABLE_S = 0.2  # how long a "reconnecting" receiver answers 503 when no time is given
 monotonic_ns = time.monotonic_ns
+FAULT_SEED = 20261125
 
 
 class WebhookOptions(PushServerOptions):
@@ -47,6 +54,12 @@ class WebhookOptions(PushServerOptions):
     )
     receiver_lost_acks: int = Field(
         0, ge=0, le=10, description="...then process it but answer 500 N more times (a lost ack)"
+    )
+    receiver_failure_rate: float = Field(
+        0.0, ge=0, le=1, description="receivers answer 500 to this share of attempts, at random"
+    )
+    receiver_lost_ack_rate: float = Field(
+        0.0, ge=0, le=1, description="...and process but answer 500 to this share (lost acks)"
     )
     tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
     deduplicate: bool = Field(True, description="receivers drop redeliveries by Webhook-Id")
@@ -63,6 +76,15 @@ class WebhookOptions(PushServerOptions):
             "--in-flight",
             str(self.in_flight),
         ]
+
+    def min_drain_s(self) -> float:
+        """Long enough for the provider's retries to run their course: its backoff
+        ceilings over every retry (servers/webhooks.py), so that an event still being
+        retried is not counted lost while the provider has not given up on it."""
+        return sum(
+            min(RETRY_MAX_BACKOFF_S, RETRY_BASE_BACKOFF_S * 2**attempt)
+            for attempt in range(self.max_attempts - 1)
+        )
 
 
 def verify(header: str, body: bytes, secret: bytes, tolerance_s: float) -> str | None:
@@ -92,6 +114,7 @@ class Receiver:
     def __init__(self, driver: WebhookDriver) -> None:
         self.driver = driver
         self.endpoints: dict[int, Endpoint] = {}
+        self.faults = random.Random(FAULT_SEED)  # the same faults in every run
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -133,7 +156,10 @@ class Receiver:
         event_id = request.headers.get(ID_HEADER, "")
         attempt = endpoint.attempts.get(event_id, 0) + 1
         endpoint.attempts[event_id] = attempt
-        if attempt <= options.receiver_failures:
+        if (
+            attempt <= options.receiver_failures
+            or self.faults.random() < options.receiver_failure_rate
+        ):
             counters["failures_injected"] += 1
             return web.Response(status=500)
         if options.deduplicate and event_id in endpoint.seen:
@@ -149,7 +175,8 @@ class Receiver:
                 return web.Response(status=400)
             if not endpoint.on_event(arrived_ns, seq, published_ns, payload, len(body)):
                 return web.Response(status=400)
-        if attempt <= options.receiver_failures + options.receiver_lost_acks:
+        lost_ack = attempt <= options.receiver_failures + options.receiver_lost_acks
+        if lost_ack or self.faults.random() < options.receiver_lost_ack_rate:
             counters["acks_lost"] += 1  # processed, but the provider never hears so
             return web.Response(status=500)
         return web.Response(status=200)
