@@ -581,16 +581,21 @@ def describe(record: dict) -> list[str]:
         ),
     ]
     others = []
+    unmeasured: dict[str, list[str]] = {}  # why -> the patterns it applies to
     for name, entry in record.get("patterns", {}).items():
         if entry.get("tool_figures") is None:
-            others.append(f"{name}: {entry['status']}: {entry['reason']}")
+            unmeasured.setdefault(f"{entry['status']}: {entry['reason']}", []).append(name)
             continue
         lines.append(_table_row(name, entry))
         if entry["status"] == "failed":
             others.append(f"{name}: failed: {entry['reason']}")
         others += [f"{name}: note: {note}" for note in entry.get("notes") or []]
     lines += others
+    lines += [f"{', '.join(names)}: {why}" for why, names in unmeasured.items()]
     lines.append(describe_ratios(record))
+    latency = describe_latency(record)
+    if latency:
+        lines.append(latency)
     if record.get("elapsed_s"):
         lines.append(f"calibration took {record['elapsed_s']:.0f} s")
     return lines

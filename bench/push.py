@@ -236,7 +236,7 @@ class PushEngine:
                 index = turn % count
                 await asyncio.sleep(max(0.0, origin + (turn + 1) * step - loop.time()))
                 if not self._faulting:
-                    return
+                    break
                 if index in away:
                     self.result.faults_skipped += 1
                     continue
@@ -244,8 +244,12 @@ class PushEngine:
                 task = asyncio.create_task(self._fault(index, away))
                 running.add(task)
                 task.add_done_callback(running.discard)
+            # The last subscribers away come back as their pattern allows: a fault is
+            # over when it has been recovered from, not when the window closes.
+            if running:
+                await asyncio.wait(set(running), timeout=CANCEL_WAIT_S + self.plan.away_s)
         finally:
-            for task in list(running):
+            for task in list(running):  # only if the engine itself is being torn down
                 await _cancel(task)
 
     async def _fault(self, index: int, away: set[int]) -> None:

@@ -119,7 +119,7 @@ def _figure(point: dict, field: str) -> tuple[figures.Figure | None, str]:
 def caveat(point: dict, field: str) -> str:
     notes = []
     if figures.client_bound(point) and field in GENERATOR_SENSITIVE:
-        notes.append("generator-bound: a bound, not ranked")
+        notes.append("generator-bound, not ranked")
     option = point.get("latency_set_by")
     if option and field in LATENCY_HEADLINES:
         value = point["config"].get("options", {}).get(option)
@@ -148,7 +148,7 @@ def entries(document: dict, field: str, at: object) -> list[Entry]:
         elif point["status"] != "ok":
             excluded = f"{point['status']}: not every trial ran"
         elif point.get("ablation"):
-            excluded = f"without {point['ablation']}: compared, not ranked"
+            excluded = "an ablation: compared, not ranked"
         else:
             excluded = ""
         if figure is not None and bounded and not excluded:
@@ -272,7 +272,7 @@ def ranking_text(ranked: list[Ranked]) -> str:
     """'1. rest, 2= grpc, 2= websocket; not ranked: soap (generator-bound)'."""
     placed = [f"{r.rank}{'=' if r.tied else '.'} {r.entry.pattern}" for r in ranked if r.rank]
     others = [
-        f"{r.entry.pattern} ({r.entry.excluded or 'generator-bound: a bound, not ranked'})"
+        f"{r.entry.pattern} ({r.entry.excluded or 'generator-bound: a bound, not a rank'})"
         for r in ranked
         if r.rank is None
     ]

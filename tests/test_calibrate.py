@@ -364,7 +364,7 @@ def test_calibrate_without_the_tools_lists_their_patterns_as_uncalibrated(tmp_pa
     assert patterns["grpc"]["reason"] == (
         "h2load is not installed (apt-get install nghttp2-client)"
     )
-    assert "rest: uncalibrated: wrk is not installed" in completed.stdout
+    assert "rest, graphql, jsonrpc, soap: uncalibrated: wrk is not installed" in completed.stdout
 
 
 @pytest.mark.skipif(

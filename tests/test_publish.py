@@ -289,7 +289,7 @@ def test_ablation_variants_and_partial_points_are_shown_not_ranked():
         "rest-no-keepalive": None,
         "flaky": None,
     }
-    assert "without keep-alive" in ranked[1].entry.excluded
+    assert "ablation" in ranked[1].entry.excluded
 
 
 def _latency_point(pattern: str, p99_us: int | None, count: int, lossy: bool = False) -> dict:

@@ -480,3 +480,44 @@ def test_the_ablations_produce_the_failure_they_exist_to_show(tmp_path):
         name: trial(name)["reconnects"] + trial(name)["extra"]["faults_skipped"] for name in points
     }
     assert max(faults.values()) - min(faults.values()) <= 2, faults
+
+
+class CountingSubscription(StubbornSubscription):
+    """Counts how often it was dropped and how often it came back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = self.resumed = 0
+
+    async def disconnect(self) -> None:
+        self.dropped += 1
+
+    async def resume(self) -> None:
+        self.resumed += 1
+
+
+class CountingDriver(PushDriver):
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.made: list[CountingSubscription] = []
+
+    async def subscribe(self, subscriber: int, on_event) -> Subscription:
+        self.made.append(CountingSubscription())
+        return self.made[-1]
+
+
+def test_a_subscriber_away_when_the_window_closes_still_comes_back():
+    # Faults every 0.1 s, each away for 0.15 s: when the window closes, some subscriber
+    # is always away. It must be brought back, not left disconnected through the drain.
+    async def main():
+        driver = CountingDriver(Target("127.0.0.1", 9), PushContext(PatternOptions(), 256))
+        plan = PushPlan(2, 0, 0.0, 0.5, 0.3, 100, disconnect_every_s=0.1, away_s=0.15)
+        engine = PushEngine(driver, plan)
+        await engine.open()
+        result = await engine.run(time.monotonic_ns())
+        return driver.made, result
+
+    made, result = asyncio.run(main())
+    assert sum(s.dropped for s in made) >= 3
+    assert all(s.resumed == s.dropped for s in made), [(s.dropped, s.resumed) for s in made]
+    assert result.reconnects == sum(s.dropped for s in made)

@@ -45,8 +45,8 @@ def overview_chart(
     agreed = f"; the order {runs} independent runs agree on" if runs > 1 else ""
     figure.suptitle(
         "Which pattern leads on each question? Ranked on each scenario's headline figure"
-        f"{agreed};\n'=' marks a tie (ranges overlap the leader's); generator-bound points "
-        "and unsupported percentiles are not ranked",
+        f"{agreed};\na rank counts the patterns clearly ahead, '=' marks a shared rank; "
+        "generator-bound points (hollow) are bounds, not ranks",
         fontsize=10,
     )
     environments = {describe_environment(d["environment"]) for d in documents}
@@ -109,10 +109,10 @@ def _panel(axis, document: dict, field: str, at: object, ranked: list[Ranked], r
     values = [e.entry.figure for e in ranked if e.entry.figure is not None]
     if latency and values:
         log_latency_axis(axis, x=True)
-        low = min(min(f.low, f.value) for f in values if f.value > 0)
+        low = min(x for f in values for x in (f.low, f.value) if x > 0)
         axis.set_xlim(low / 1.5, max(max(f.high, f.value) for f in values) * 8)
     elif values:
-        axis.set_xlim(0, max(max(f.high, f.value) for f in values) * 1.45)
+        axis.set_xlim(0, max(max(f.high, f.value) for f in values) * 1.8)
     axis.grid(True, axis="x", which="both", alpha=0.3)
     axis.tick_params(axis="x", labelsize=7)
     parameter = document["points"][0]["sweep_parameter"]
