@@ -123,7 +123,11 @@ class Value:
     slack: float = 0.0  # the truth may be this much lower (the generator's own delay)
 
     def spread(self) -> tuple[float, float] | None:
-        seen = [v for v in [*self.repeats, self.pooled] if v is not None]
+        """The smallest and largest repeat (a sum over the trials, for a count, is no
+        repeat of its own), reaching down by the slack."""
+        seen = [v for v in self.repeats if v is not None]
+        if not seen and self.pooled is not None:
+            seen = [self.pooled]
         if not seen:
             return None
         return min(seen) - self.slack, max(seen)
