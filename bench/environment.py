@@ -59,8 +59,9 @@ def git_commit(directory: Path) -> dict:
 
     try:
         commit = git("rev-parse", "HEAD")
-        # Changes to tracked files change the code that ran; a new scenario file does not.
-        changes = git("diff", "HEAD")
+        # Changes to tracked files change the code that ran; a new scenario file does not,
+        # and neither do results (publishing rewrites the tracked results/published/).
+        changes = git("diff", "HEAD", "--", ".", ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None, "diff_sha256": None}
     return {

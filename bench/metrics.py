@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bench.generator_bound import GeneratorLoad, judge
+from bench.generator_bound import GeneratorLoad, judge, merged_reasons
 from bench.histogram import (
     LatencyHistogram,
     latency_figures,
@@ -416,7 +416,7 @@ def summarize(trials: list[TrialResult]) -> dict:
         "timeouts": sum(t.timeouts for t in measured),
         "unsent": sum(t.unsent for t in measured),
         "client_bound": any(t.client_bound for t in measured),
-        "client_bound_reasons": sorted({r for t in measured for r in t.client_bound_reasons}),
+        "client_bound_reasons": merged_reasons([t.client_bound_reasons for t in measured]),
         "throughput_per_s": _spread(
             round(requests / seconds, 1) if seconds else None,
             [t.throughput_per_s for t in measured],

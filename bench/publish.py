@@ -27,6 +27,7 @@ from bench.charts.style import FORMATS, calibration_line
 from bench.claims import ClaimResult, check_claims, claims_hash
 from bench.environment import describe as describe_environment
 from bench.environment import git_commit
+from bench.generator_bound import merged_reasons
 from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, rank_runs, ranking_text
 from bench.results import RESULTS_FILE, ResultsUnreadable, load_run
 
@@ -287,21 +288,31 @@ def _generator_bound(report: Report) -> list[str]:
     found = []
     for document in report.every_run:
         for point in document["points"]:
-            summary = figures.summary(point)
-            if summary.get("client_bound"):
+            if figures.client_bound(point):
                 where = f" at {point['label']}" if point["label"] else ""
+                trials = [t.get("client_bound_reasons") or [] for t in point["trials"]]
                 found.append(
                     f"{document['run']['scenario']} {point['pattern']}{where} (run "
-                    f"{document['run']['id']}): "
-                    + "; ".join(summary.get("client_bound_reasons") or [])
+                    f"{document['run']['id']}): " + "; ".join(merged_reasons(trials))
                 )
     return found
 
 
 def _calibration_lines(report: Report) -> list[str]:
-    lines = {calibration_line(d) for d in report.every_run}
-    lines |= {describe_latency(d["calibration"]) for d in report.every_run if d.get("calibration")}
-    return sorted(line for line in lines if line)
+    """Each distinct calibration the runs used (each run's own `bench calibrate`)."""
+    lines = []
+    seen = set()
+    for document in report.every_run:
+        calibration = document.get("calibration") or {}
+        key = calibration.get("measured_at") or document["run"]["id"]
+        if key in seen:
+            continue
+        seen.add(key)
+        when = f"calibration of {calibration['measured_at']}: " if calibration else ""
+        lines.append(when + calibration_line(document))
+        if calibration and describe_latency(calibration):
+            lines.append(when + describe_latency(calibration))
+    return lines
 
 
 READING = (

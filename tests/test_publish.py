@@ -404,3 +404,19 @@ def test_bench_run_exits_non_zero_when_a_threshold_is_broken(tmp_path):
     assert "threshold broken: rest: p50" in completed.stderr
     stored = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())
     assert stored["run"]["thresholds"]["max_p50_ms"] == 0.0001
+
+
+def test_generator_bound_reasons_of_several_trials_read_as_one_line_per_symptom():
+    from bench.generator_bound import merged_reasons
+
+    merged = merged_reasons(
+        [
+            ["its event loop woke 1.40 ms late (median)"],
+            ["its event loop woke 1.47 ms late (median)", "generators used 99% of the 1 CPU"],
+            [],
+        ]
+    )
+    assert merged == [
+        "its event loop woke 1.4 to 1.47 ms late (median), 2 of 3 trials",
+        "generators used 99% of the 1 CPU, 1 of 3 trials",
+    ]
