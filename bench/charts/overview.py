@@ -32,12 +32,12 @@ def overview_chart(
     if not panels:
         return []
     heights = [0.8 + 0.32 * len(p[3]) for p in panels]
-    height = sum(heights) + 1.8
+    height = sum(heights) + 2.1
     figure, axes = plt.subplots(
         len(panels), 1, figsize=(10, height), squeeze=False, gridspec_kw={"height_ratios": heights}
     )
     figure.subplots_adjust(
-        left=0.36, right=0.97, top=1 - 1.05 / height, bottom=0.75 / height, hspace=0.9
+        left=0.36, right=0.97, top=1 - 1.35 / height, bottom=0.75 / height, hspace=0.9
     )
     for axis, panel in zip(axes[:, 0], panels, strict=True):
         _panel(axis, *panel)
