@@ -461,13 +461,15 @@ def test_the_ablations_produce_the_failure_they_exist_to_show(tmp_path):
     def receivers(name):
         return trial(name)["extra"]["subscriber_counters"]
 
-    # With every mechanism: nothing lost, nothing processed twice, no forgery accepted.
-    assert trial("webhooks")["delivery"]["lost"] == 0
+    # With every mechanism: (almost) nothing lost, nothing processed twice, no forgery
+    # accepted. Retries are bounded: under random faults one event in several hundred may
+    # still fail every attempt, which is why the claim compares, not demands perfection.
+    assert trial("webhooks")["delivery"]["completeness"] >= 0.99
     assert trial("webhooks")["delivery"]["duplicates"] == 0
     assert receivers("webhooks")["forgeries_accepted"] == 0
     assert receivers("webhooks")["forgeries_rejected"] > 0
-    # Each one switched off shows what it was for.
-    assert trial("webhooks-no-retry")["delivery"]["lost"] > 0
+    # Each one switched off shows what it was for: one attempt loses what failed.
+    assert trial("webhooks-no-retry")["delivery"]["completeness"] <= 0.9
     assert trial("webhooks-no-dedup")["delivery"]["duplicates"] > 0
     assert receivers("webhooks-no-verify")["forgeries_accepted"] > 0
     assert trial("webhooks-no-verify")["errors"] > 0  # the forged events were wrong data

@@ -61,7 +61,9 @@ def test_every_request_response_pattern_runs_a_scenario_without_errors(tmp_path)
         < by_pattern["graphql"]["wire_bytes_received_per_message"]["value"]
     )
     # Without keep-alive every request has its own TCP connection; with it, many share one.
-    assert 0.8 <= by_pattern["rest-no-keepalive"]["requests_per_connection"]["value"] <= 1
+    # (About 1: a connection opened a moment before the window's first snapshot can carry
+    # a request of the window, and one still open at its end is counted twice.)
+    assert 0.9 <= by_pattern["rest-no-keepalive"]["requests_per_connection"]["value"] <= 1.1
     assert by_pattern["rest"]["requests_per_connection"]["value"] > 50
 
 
