@@ -138,7 +138,7 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
 
 def format_changes(changes: list[Change]) -> str:
     lines = [
-        f"{'point':18}{'pattern':16}{'metric':12}{'before':>12}{'after':>12}{'change':>9}"
+        f"{'point':18}{'pattern':16}{'metric':12}{'before':>15}{'after':>15}{'change':>9}"
         f"{'p (Holm)':>10}  verdict"
     ]
     for c in changes:
@@ -146,8 +146,8 @@ def format_changes(changes: list[Change]) -> str:
         p_value = f"{c.p_value:.3f}" if c.p_value is not None else "-"
         lines.append(
             f"{c.label or '-':18}{c.pattern:16}{c.metric:12}"
-            f"{fmt.format(c.before) + ('' if c.unit == '/s' else ' ms'):>12}"
-            f"{fmt.format(c.after) + ('' if c.unit == '/s' else ' ms'):>12}"
+            f"{fmt.format(c.before) + ('' if c.unit == '/s' else ' ms'):>15}"
+            f"{fmt.format(c.after) + ('' if c.unit == '/s' else ' ms'):>15}"
             f"{c.change:>+9.1%}{p_value:>10}  {c.verdict}"
             + ("  (generator-bound)" if c.generator_bound else "")
         )
