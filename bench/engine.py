@@ -189,7 +189,9 @@ class LoadEngine:
             except Exception as exc:
                 await self._failed(slot, sent, exc)
                 continue
-            if not await self._checked(slot, sent, connection, operation, answer):
+            problem = self._check(sent, connection, operation, answer)
+            if problem is not None:
+                await self._failed(slot, sent, problem)
                 continue
             if sent >= self._measure_from_ns:
                 latency.record_ns(arrived - sent)
@@ -223,7 +225,9 @@ class LoadEngine:
                 await self._failed(slot, intended, exc)
                 free_since = monotonic_ns()
                 continue
-            if not await self._checked(slot, intended, connection, operation, answer):
+            problem = self._check(intended, connection, operation, answer)
+            if problem is not None:
+                await self._failed(slot, intended, problem)
                 free_since = monotonic_ns()
                 continue
             # Due at `intended`, its connection free from `ready`: waiting until `ready` was
@@ -237,20 +241,19 @@ class LoadEngine:
                 waited.record_ns(ready - intended)
                 self.result.ok += 1
 
-    async def _checked(
-        self, slot: int, started_ns: int, connection: Connection, operation: Operation, answer
-    ) -> bool:
-        """Check an answer (timed apart from the latency); count a wrong one as an error."""
+    def _check(
+        self, started_ns: int, connection: Connection, operation: Operation, answer
+    ) -> Exception | None:
+        """Check an answer, timed apart from the latency; what is wrong with it, or None."""
         began = perf_counter_ns()
         try:
             connection.check(operation, answer)
         except Exception as exc:
-            await self._failed(slot, started_ns, exc)
-            return False
+            return exc
         finally:
             if started_ns >= self._measure_from_ns:
                 self._check_ns += perf_counter_ns() - began
-        return True
+        return None
 
     # Failures -------------------------------------------------------------------------
     async def _failed(self, slot: int, started_ns: int, exc: Exception) -> None:

@@ -50,7 +50,7 @@ class TrialResult:
     generator: dict = field(default_factory=dict)  # what the generators used: see below
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
-    totals: dict = field(default_factory=dict)  # raw sums the point pools: see TOTALS
+    totals: dict = field(default_factory=dict)  # raw sums the point pools: see below
     server_cpu_share: float | None = None  # of the CPUs the server was given
     server_peak_rss_bytes: int | None = None
     tcp_connections: int | None = None  # at the end of the window (push: subscribers')
@@ -66,6 +66,16 @@ class TrialResult:
 #     trial, warm-up and drain included, as the bytes are)
 #   connections_opened, connections_used: TCP connections opened in the window, and
 #     those that carried its requests (request/response)
+
+
+def _server_figures(usage: ServerUsage | None, measured_s: float, server_cpus: int) -> dict:
+    """What the server used in a trial's window, for either kind of trial."""
+    return {
+        "server_cpu_share": (
+            round(usage.cpu_s / (measured_s * server_cpus), 3) if usage and measured_s else None
+        ),
+        "server_peak_rss_bytes": usage.peak_rss_bytes if usage else None,
+    }
 
 
 def _merged(results: list[dict], key: str) -> LatencyHistogram:
@@ -185,10 +195,7 @@ def build_trial(
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
         totals=totals,
-        server_cpu_share=(
-            round(usage.cpu_s / (measured_s * server_cpus), 3) if usage and measured_s else None
-        ),
-        server_peak_rss_bytes=usage.peak_rss_bytes if usage else None,
+        **_server_figures(usage, measured_s, server_cpus),
         tcp_connections=sum(g.get("tcp_connections", 0) for g in results) or None,
     )
 
@@ -318,10 +325,7 @@ def build_push_trial(
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
         totals=totals,
-        server_cpu_share=(
-            round(usage.cpu_s / (measured_s * server_cpus), 3) if usage and measured_s else None
-        ),
-        server_peak_rss_bytes=usage.peak_rss_bytes if usage else None,
+        **_server_figures(usage, measured_s, server_cpus),
         tcp_connections=delivery["subscribers"] or None,
         delivery=delivery,
         extra=extra,
