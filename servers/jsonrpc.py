@@ -97,11 +97,12 @@ def call(dataset: Dataset, request: object) -> dict | None:
     request_id = request.get("id")
     if not isinstance(request_id, str | int | None) or isinstance(request_id, bool):
         return error(INVALID_REQUEST, "id must be a string, a number or null")
-    method = METHODS.get(request.get("method"))
     params = request.get("params", {})
     try:
+        # Checked before the lookup: a list or an object as the method cannot be hashed.
         if not isinstance(request.get("method"), str):
             raise RpcError(INVALID_REQUEST, "method must be a string")
+        method = METHODS.get(request["method"])
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"no method {request['method']!r}")
         if not isinstance(params, dict | list):

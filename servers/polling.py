@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 from aiohttp import web
 
@@ -43,7 +44,8 @@ async def events(request: web.Request) -> web.Response:
             body=b'{"last":%d,"events":[]}' % source.last_seq, content_type="application/json"
         )
     after, wait_s = _number(request, "after", "0"), _number(request, "wait_s", "0")
-    if after is None or after < 0 or after != int(after):
+    # nan and inf parse as floats but are no sequence number (int() of them raises).
+    if after is None or not math.isfinite(after) or after < 0 or after != int(after):
         return web.json_response({"error": "after must be a sequence number"}, status=422)
     if wait_s is None or not 0 <= wait_s <= MAX_HOLD_S:
         return web.json_response({"error": f"wait_s must be from 0 to {MAX_HOLD_S:g}"}, status=422)

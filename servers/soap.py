@@ -15,6 +15,7 @@ Run it by hand with `python -m servers.soap --port 8080`.
 from __future__ import annotations
 
 import asyncio
+import re
 from xml.etree import ElementTree
 
 from aiohttp import web
@@ -94,9 +95,12 @@ def _text(element: ElementTree.Element, name: str) -> str:
     return child.text.strip()
 
 
+INTEGER = re.compile(r"-?[0-9]{1,18}")  # "--5" and "²" are not integers, nor 19 digits
+
+
 def _integer(element: ElementTree.Element, name: str) -> int:
     text = _text(element, name)
-    if not (text.isascii() and text.lstrip("-").isdigit() and len(text) <= 18):
+    if not INTEGER.fullmatch(text):
         raise Fault(422, f"{name} must be an integer")
     return int(text)
 
@@ -179,6 +183,8 @@ def operation_of(raw: bytes) -> ElementTree.Element:
         root = ElementTree.fromstring(raw)
     except ElementTree.ParseError as exc:
         raise Fault(400, f"not well-formed XML: {exc}") from None
+    except LookupError as exc:  # an XML declaration naming an encoding Python lacks
+        raise Fault(400, f"unsupported encoding: {exc}") from None
     if root.tag != f"{{{SOAP_ENV}}}Envelope":
         raise Fault(400, "not a SOAP 1.1 envelope", "soap:VersionMismatch")
     body = root.find(_BODY)

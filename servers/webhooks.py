@@ -183,7 +183,9 @@ async def subscribe(request: web.Request) -> web.Response:
 
 async def unsubscribe(request: web.Request) -> web.Response:
     text = request.match_info["id"]
-    removed = text.isdigit() and await request.app[PROVIDER].remove(int(text))
+    # isdigit() also takes "²" and other digits int() refuses; ids are short ASCII numbers.
+    is_id = text.isascii() and text.isdigit() and len(text) <= 18
+    removed = is_id and await request.app[PROVIDER].remove(int(text))
     return (
         web.Response(status=204)
         if removed

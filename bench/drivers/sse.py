@@ -2,7 +2,10 @@
 
 It keeps the last event id and, when the stream drops, reconnects after the server's
 `retry:` delay with `Last-Event-ID`, so the server can replay what was missed. Events are
-parsed from the stream as it arrives (`id:`, `data:`, `retry:`, comment lines).
+parsed from the stream as it arrives (`id:`, `event:`, `data:`, `retry:`, comment lines).
+Only `message` events (those without an `event:` type) are data, as for an EventSource's
+onmessage; a `reset` (the server could not resume from the id sent, see servers/sse.py)
+is counted apart, neither data nor an error, and its `id:` is kept like any other.
 
 With `resume = false` the subscriber never sends `Last-Event-ID`: the variant that shows
 what the resume mechanism is worth under the same faults.
@@ -69,6 +72,7 @@ class SseSubscription(Subscription):
     def _dispatch(self, block: bytes, arrived_ns: int) -> None:
         data = []
         event_id = None
+        event_type = b"message"
         for line in block.split(b"\n"):
             field, _, value = line.partition(b":")
             value = value[1:] if value.startswith(b" ") else value
@@ -76,12 +80,18 @@ class SseSubscription(Subscription):
                 data.append(value)
             elif field == b"id":
                 event_id = value
+            elif field == b"event":
+                event_type = value or b"message"
             elif field == b"retry" and value.isdigit():
                 self.retry_s = int(value) / 1000
         if event_id is not None:
             self.last_event_id = event_id
         if not data:
             return  # a comment, or only a retry hint
+        if event_type != b"message":
+            if event_type == b"reset":
+                self.driver.resume_resets += 1
+            return  # a control event: for its own listeners, not onmessage
         event = b"\n".join(data)
         try:
             seq, published_ns, payload = decode_event(event)
@@ -131,6 +141,7 @@ class SseDriver(PushDriver):
         super().__init__(target, context)
         self.host = host_header(target)
         self.automatic_reconnects = 0
+        self.resume_resets = 0  # reconnects the server could not resume from the id sent
 
     async def subscribe(self, subscriber: int, on_event) -> SseSubscription:
         subscription = SseSubscription(self, on_event)
@@ -138,4 +149,7 @@ class SseDriver(PushDriver):
         return subscription
 
     def counters(self) -> dict[str, int]:
-        return {"automatic_reconnects": self.automatic_reconnects}
+        return {
+            "automatic_reconnects": self.automatic_reconnects,
+            "resume_resets": self.resume_resets,
+        }
