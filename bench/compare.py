@@ -186,13 +186,43 @@ def differences(before: dict, after: dict) -> list[str]:
         if changed:
             where = f"{point['pattern']}" + (f" at {point['label']}" if point["label"] else "")
             found.append(f"scenario settings differ for {where}: {', '.join(changed)}")
-    for run, name in ((before, "first"), (after, "second")):
-        status = run["run"].get("status")
-        if status != "complete":
-            found.append(f"the {name} run is {status}: {run['run'].get('error') or ''}".rstrip())
-        if run["run"].get("quick"):
-            found.append(f"the {name} run was a --quick smoke run, not a measurement")
+    return found + run_warnings(before, "first") + run_warnings(after, "second")
+
+
+# Point statuses that leave a point out of a comparison in part (partial) or altogether.
+INCOMPLETE_POINTS = ("partial", "invalid", "failed", "skipped", "interrupted", "pending")
+
+
+def run_warnings(document: dict, name: str = "") -> list[str]:
+    """Why a run is not a full measurement, each a warning to print and to flag: it did
+    not complete (interrupted, failed, or still running when it was read), it was a
+    --quick smoke run, or some of its points did not count in full (which, and why).
+    `name` says which run ("first", "second"); empty when there is only one."""
+    run = document["run"]
+    which = f"the {name} run" if name else "the run"
+    found = []
+    status = run.get("status")
+    if status != "complete":
+        error = run.get("error")
+        found.append(f"{which} is {status}" + (f": {error}" if error else ""))
+    if run.get("quick"):
+        found.append(f"{which} was a --quick smoke run, not a measurement")
+    for point_status in INCOMPLETE_POINTS:
+        points = [p for p in document["points"] if p["status"] == point_status]
+        if point_status == "pending" and points:
+            found.append(f"{which} never reached {len(points)} point(s)")
+        elif points:
+            found.append(
+                f"{which} has {len(points)} {point_status} point(s): "
+                + "; ".join(_point_problem(p) for p in points)
+            )
     return found
+
+
+def _point_problem(point: dict) -> str:
+    where = point["pattern"] + (f" at {point['label']}" if point["label"] else "")
+    why = figures.trials_note(point) or point.get("error")
+    return f"{where} ({why})" if why else where
 
 
 def ranking_disagreement(before: dict, after: dict) -> str | None:

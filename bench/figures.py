@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.histogram import percentile_of, samples_needed
+from bench.metrics import partial_note, requests_due
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us")
 LATENCY_LABELS = {"p50_us": "p50", "p90_us": "p90", "p99_us": "p99", "p999_us": "p99.9"}
@@ -140,6 +141,33 @@ def delivery(point: dict) -> dict:
 def lossy(point: dict) -> bool:
     """Lost events, timed-out or unsent requests, or errors: not every answer counted."""
     return bool(summary(point).get("lossy"))
+
+
+def trials_counted(point: dict) -> tuple[int, int]:
+    """(trials that count, trials run): the figures are pooled over the first."""
+    found = summary(point)
+    total = found.get("trials_total", found.get("trials", len(point.get("trials", []))))
+    return found.get("trials_ok", 0), total
+
+
+def trials_note(point: dict) -> str | None:
+    """ "2 of 3 trials; 1 failed: <reason>" when some trials do not count, else None
+    (worked out from the trials for runs stored before summaries carried it)."""
+    found = summary(point)
+    if "partial_note" in found:
+        return found["partial_note"]
+    return partial_note([(t["status"], t.get("error")) for t in point.get("trials", [])])
+
+
+def unsent_fraction(point: dict) -> float | None:
+    """Open loop: the share of the requests due (in the trials that count) never sent;
+    None when none were due, and for push, which sends no requests."""
+    found = summary(point)
+    if found.get("delivery") is not None:
+        return None
+    counts = [found.get(name) or 0 for name in ("requests", "errors", "timeouts", "unsent")]
+    due = requests_due(*counts)
+    return counts[-1] / due if due else None
 
 
 def faults(point: dict) -> int:

@@ -5,6 +5,10 @@ exactly. A point pools its repeated trials: latency percentiles come from the hi
 of every trial merged (never a median of per-trial tails), rates and costs from the
 totals (requests over seconds, CPU over requests), each with the smallest and largest
 trial beside it as the spread.
+
+Only trials that count ("ok") are pooled. A trial that ran to the end but measured nothing
+usable (no validated answer, most requests due never sent, no event delivered) is
+"invalid", never an empty "ok".
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class TrialResult:
     """One pattern at one point, one repeat. Latencies in microseconds."""
 
     repeat: int
-    status: str  # "ok" | "failed" | "skipped" | "interrupted"
+    status: str  # "ok" | "invalid" | "failed" | "skipped" | "interrupted": see TRIAL_STATUSES
     error: str | None
     measured_s: float
     requests: int  # answered and validated (push: delivered), inside the measured window
@@ -56,6 +60,22 @@ class TrialResult:
     tcp_connections: int | None = None  # at the end of the window (push: subscribers')
     delivery: dict | None = None  # push only: completeness per subscriber and in all
     extra: dict = field(default_factory=dict)
+
+
+TRIAL_STATUSES = {
+    "ok": "ran to the end and measured something",
+    "invalid": "ran to the end but measured nothing usable (see invalid_reason)",
+    "failed": "the server or a generator broke",
+    "skipped": "what the pattern needs is not installed",
+    "interrupted": "stopped by the user",
+}
+# Beyond half of the requests due left unsent, even the median of the latencies is a time
+# waited for a request never sent (a censored value), not a latency measured. When the
+# server is why (every connection waiting on it: an open-loop rate past its capacity),
+# that is the measurement, shown as lower bounds. When the generator is why (it was
+# judged generator-bound: it could not keep its own schedule), nothing of the pattern was
+# measured, and the trial is invalid.
+MAX_UNSENT_SHARE = 0.5
 
 
 # Raw sums per trial, pooled across trials into rates and costs:
@@ -130,6 +150,46 @@ def _generator_figures(
     return figures, reasons
 
 
+def requests_due(requests: int, errors: int, timeouts: int, unsent: int) -> int:
+    """The requests due in a measured window: each was answered and validated, failed,
+    timed out or (open loop) never sent."""
+    return requests + errors + timeouts + unsent
+
+
+def invalid_reason(
+    requests: int, errors: int, timeouts: int, unsent: int, generator_bound: list[str]
+) -> str | None:
+    """Why a request/response trial that ran to the end measured nothing usable, or None:
+    no validated answer in its window, or more than MAX_UNSENT_SHARE of the requests due
+    never sent by a generator that was the limit (`generator_bound`: its reasons)."""
+    due = requests_due(requests, errors, timeouts, unsent)
+    if requests == 0:
+        return (
+            f"no validated answer in the measured window: {due - unsent:,} of {due:,} "
+            f"requests due were sent, none answered correctly ({errors:,} errors, "
+            f"{timeouts:,} timeouts, {unsent:,} never sent)"
+        )
+    if unsent > MAX_UNSENT_SHARE * due and generator_bound:
+        return (
+            f"the generator could not send {unsent:,} of the {due:,} requests due in the "
+            f"measured window ({unsent / due:.0%}, more than {MAX_UNSENT_SHARE:.0%}) and was "
+            f"the limit ({'; '.join(generator_bound)}): even the median latency would be a "
+            "time the generator made a request wait"
+        )
+    return None
+
+
+def invalid_push_reason(delivery: dict) -> str | None:
+    """Why a push trial that ran to the end measured nothing usable, or None: no event
+    delivered in its window."""
+    if delivery["delivered"]:
+        return None
+    return (
+        f"no event delivered in the measured window: 0 of {delivery['expected']:,} expected "
+        f"({delivery['events_in_window']:,} events to {delivery['subscribers']:,} subscribers)"
+    )
+
+
 def build_trial(
     repeat: int,
     generator_results: list[dict],
@@ -141,17 +201,24 @@ def build_trial(
     generator_cpus: int = 1,
     server_cpus: int = 1,
 ) -> TrialResult:
-    """Merge the generators' results for one request/response trial."""
+    """Merge the generators' results for one request/response trial. A trial that ran to
+    the end but measured nothing usable is "invalid" (invalid_reason says why)."""
     results = generator_results
     latency = _merged(results, "latency")
     latency.out_of_range = sum(g["latency_out_of_range"] for g in results)
     censored = _merged(results, "censored")
     open_loop = any(g.get("service_time") for g in results)
     requests = sum(g["ok"] for g in results)
+    errors = sum(g["errors"] for g in results)
+    timeouts = sum(g["timeouts"] for g in results)
+    unsent = sum(g["unsent"] for g in results)
     measured_s = max((g["measured_s"] for g in results), default=0.0)
     generator, reasons = _generator_figures(
         results, generator_cpus, measured_s, requests, open_loop, usage
     )
+    reason = invalid_reason(requests, errors, timeouts, unsent, reasons) if status == "ok" else None
+    if reason:
+        status, error = "invalid", reason
     totals = {
         "messages": requests,
         "byte_messages": requests,
@@ -174,9 +241,9 @@ def build_trial(
         error=error,
         measured_s=round(measured_s, 3),
         requests=requests,
-        errors=sum(g["errors"] for g in results),
-        timeouts=sum(g["timeouts"] for g in results),
-        unsent=sum(g["unsent"] for g in results),
+        errors=errors,
+        timeouts=timeouts,
+        unsent=unsent,
         warmup_errors=sum(g["warmup_errors"] for g in results),
         reconnects=sum(g["reconnects"] for g in results),
         error_kinds=_sum_kinds(results),
@@ -260,7 +327,8 @@ def build_push_trial(
     generator_cpus: int = 1,
     server_cpus: int = 1,
 ) -> TrialResult:
-    """Merge the subscribers' results for one push trial, against the server's report."""
+    """Merge the subscribers' results for one push trial, against the server's report. A
+    trial that ran to the end but delivered nothing in its window is "invalid"."""
     results = generator_results
     counts = [c for g in results for c in g["counts"]]
     first = (report or {}).get("first_seq_in_window")
@@ -268,6 +336,9 @@ def build_push_trial(
     delivery = delivery_counts(counts, first, last)
     delivery["out_of_order"] = sum(g["out_of_order"] for g in results)
     delivered = delivery["delivered"]
+    reason = invalid_push_reason(delivery) if status == "ok" else None
+    if reason:
+        status, error = "invalid", reason
     latency = _merged(results, "latency")
     latency.out_of_range = sum(g["latency_out_of_range"] for g in results)
     censored = lost_event_waits(counts, first, last, due, horizon_ns) if due is not None else None
@@ -398,8 +469,33 @@ def _generator_delay(trials: list[TrialResult]) -> dict:
     }
 
 
+NOTE_REASON_CHARS = 200  # a failed trial's error ends with a log: its first line will do
+
+
+def partial_note(outcomes: list[tuple[str, str | None]]) -> str | None:
+    """For a point some of whose trials do not count (each a (status, error) pair):
+    "2 of 3 trials; 1 failed: <reason>", the first line of the latest such error per
+    status; None when every trial counts."""
+    left_out: dict[str, list[str | None]] = {}
+    for status, error in outcomes:
+        if status != "ok":
+            left_out.setdefault(status, []).append(error)
+    if not left_out:
+        return None
+    counted = len(outcomes) - sum(len(errors) for errors in left_out.values())
+    parts = [f"{counted} of {len(outcomes)} trials"]
+    for status, errors in left_out.items():
+        reason = next((e for e in reversed(errors) if e), "")
+        gist = (reason.strip().splitlines() or [""])[0]
+        if len(gist) > NOTE_REASON_CHARS:
+            gist = gist[: NOTE_REASON_CHARS - 3].rstrip() + "..."
+        parts.append(f"{len(errors)} {status}" + (f": {gist}" if gist else ""))
+    return "; ".join(parts)
+
+
 def summarize(trials: list[TrialResult]) -> dict:
-    """The point's figures pooled over its trials. Only trials that ran to the end count."""
+    """The point's figures pooled over its trials. Only trials that ran to the end and
+    measured something ("ok") count, in every figure; `partial_note` says which did not."""
     measured = [t for t in trials if t.status == "ok"]
     requests = sum(t.requests for t in measured)
     seconds = sum(t.measured_s for t in measured)
@@ -412,8 +508,10 @@ def summarize(trials: list[TrialResult]) -> dict:
     latency["spread"] = _latency_spread(measured, latency, together)
     latency["generator_delay"] = _generator_delay(measured)
     summary: dict = {
-        "trials": len(trials),
+        "trials": len(trials),  # the same as trials_total, kept for existing readers
+        "trials_total": len(trials),
         "trials_ok": len(measured),
+        "partial_note": partial_note([(t.status, t.error) for t in trials]),
         "requests": requests,
         "measured_s": round(seconds, 3),
         "errors": sum(t.errors for t in measured),

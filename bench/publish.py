@@ -290,7 +290,11 @@ def _generator_bound(report: Report) -> list[str]:
         for point in document["points"]:
             if figures.client_bound(point):
                 where = f" at {point['label']}" if point["label"] else ""
-                trials = [t.get("client_bound_reasons") or [] for t in point["trials"]]
+                trials = [
+                    t.get("client_bound_reasons") or []
+                    for t in point["trials"]
+                    if t["status"] == "ok"
+                ]
                 found.append(
                     f"{document['run']['scenario']} {point['pattern']}{where} (run "
                     f"{document['run']['id']}): " + "; ".join(merged_reasons(trials))

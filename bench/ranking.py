@@ -146,7 +146,9 @@ def entries(document: dict, field: str, at: object) -> list[Entry]:
         if figure is None:
             excluded = why_not or point["status"]
         elif point["status"] != "ok":
-            excluded = f"{point['status']}: not every trial ran"
+            excluded = (
+                f"{point['status']}: {figures.trials_note(point) or 'not every trial counts'}"
+            )
         elif point.get("ablation"):
             excluded = "an ablation: compared, not ranked"
         else:

@@ -3,12 +3,14 @@ scenario file as it was run, server logs, and `results/latest` pointing at the n
 
 `results.json` is rewritten atomically after every trial, so a crash or a Ctrl-C keeps
 everything measured until then. The schema is documented in docs/results-schema.md.
+`run_summary_table` is what a run measured, as a terminal shows it at the run's end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import textwrap
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ import pandas as pd
 
 from bench import figures
 from bench.metrics import TrialResult, summarize
+from bench.ranking import HEADLINE_LABELS, entries, headline
 
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -26,6 +29,35 @@ LATEST_LINK = "latest"
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+POINT_STATUSES = {
+    "ok": "every trial ran to the end and measured something",
+    "partial": "some trials did, others failed or were invalid: figures from the ok ones",
+    "invalid": "every trial ran to the end but none measured anything usable",
+    "failed": "no trial counts, and at least one broke (server or generator)",
+    "skipped": "what the pattern needs is not installed",
+    "interrupted": "stopped by the user",
+    "pending": "not reached",
+}
+
+
+def point_status(trial_statuses: set[str]) -> str:
+    """A point's status from its trials' (metrics.TRIAL_STATUSES). With no ok trial, a
+    trial that broke outranks one that merely measured nothing: "failed" names the more
+    urgent fault, and "invalid" is kept for points where the pattern ran but its figures
+    cannot be used."""
+    if "interrupted" in trial_statuses:
+        return "interrupted"
+    if trial_statuses == {"skipped"}:
+        return "skipped"
+    if trial_statuses == {"ok"}:
+        return "ok"
+    if "ok" in trial_statuses:
+        return "partial"
+    if trial_statuses == {"invalid"}:
+        return "invalid"
+    return "failed"
 
 
 @dataclass
@@ -41,8 +73,7 @@ class PointRecord:
     config: dict
     ablation: str = ""  # a variant with a mechanism switched off: which (see patterns.py)
     latency_set_by: str = ""  # the option that decides its latency, if one does
-    # "ok" | "partial" | "failed" | "skipped" | "interrupted" | "pending"
-    status: str = "pending"
+    status: str = "pending"  # see POINT_STATUSES
     error: str | None = None
     trials: list[TrialResult] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
@@ -50,17 +81,7 @@ class PointRecord:
     def add_trial(self, trial: TrialResult) -> None:
         self.trials.append(trial)
         self.summary = summarize(self.trials)
-        statuses = {t.status for t in self.trials}
-        if "interrupted" in statuses:
-            self.status = "interrupted"
-        elif statuses == {"skipped"}:
-            self.status = "skipped"
-        elif statuses == {"ok"}:
-            self.status = "ok"
-        elif "ok" in statuses:
-            self.status = "partial"
-        else:
-            self.status = "failed"
+        self.status = point_status({t.status for t in self.trials})
         errors = [t.error for t in self.trials if t.error]
         self.error = errors[-1] if errors else None
 
@@ -146,15 +167,44 @@ def load_run(run_dir: Path) -> dict:
         raise ResultsUnreadable(
             f"{path}: schema_version {version!r}; this version of bench reads {SCHEMA_VERSION}"
         )
+    problem = _shape_problem(document)
+    if problem:
+        raise ResultsUnreadable(f"{path}: {problem}: not a results file bench wrote, or damaged")
     return document
 
 
+# What every reader of a run relies on, checked once here so that a truncated or hand-made
+# file gets one sentence instead of a KeyError deep in a chart.
+_RUN_KEYS = {"id": str, "scenario": str, "title": str, "status": str}
+_POINT_KEYS = {"pattern": str, "status": str, "point": int, "trials": list}
+
+
+def _shape_problem(document: dict) -> str | None:
+    run, points = document.get("run"), document.get("points")
+    if not isinstance(run, dict):
+        return 'no run table ("run")'
+    for key, kind in _RUN_KEYS.items():
+        if not isinstance(run.get(key), kind):
+            return f"run.{key} is missing or not a {kind.__name__}"
+    if not isinstance(points, list):
+        return 'no list of points ("points")'
+    for index, point in enumerate(points):
+        if not isinstance(point, dict):
+            return f"points[{index}] is not a table"
+        for key, kind in _POINT_KEYS.items():
+            if not isinstance(point.get(key), kind):
+                return f"points[{index}].{key} is missing or not a {kind.__name__}"
+    return None
+
+
 def summary_frame(document: dict) -> pd.DataFrame:
-    """One row per pattern and point: pooled figures, their spread across the trials, and
-    what bounds them (generator-bound, losses, too few samples)."""
+    """One row per pattern and point: pooled figures (over the trials that count), their
+    spread across the trials, and what bounds them (generator-bound, losses, too few
+    samples). Push columns (delivered, expected...) are empty for request/response."""
     rows = []
     for point in document["points"]:
         summary = figures.summary(point)
+        trials_ok, trials_total = figures.trials_counted(point)
         row = {
             "scenario": document["run"]["scenario"],
             "point": point["point"],
@@ -162,8 +212,10 @@ def summary_frame(document: dict) -> pd.DataFrame:
             "sweep_value": point["sweep_value"],
             "pattern": point["pattern"],
             "status": point["status"],
-            "trials_ok": summary.get("trials_ok", 0),
-            "trials": summary.get("trials", 0),
+            "trials_ok": trials_ok,
+            "trials": trials_total,  # the name summary.csv has always had
+            "trials_total": trials_total,
+            "partial_note": figures.trials_note(point),
         }
         throughput = figures.spread(point, "throughput_per_s")
         row["throughput_per_s"] = throughput.value if throughput else None
@@ -182,9 +234,13 @@ def summary_frame(document: dict) -> pd.DataFrame:
                 "errors": summary.get("errors"),
                 "timeouts": summary.get("timeouts"),
                 "unsent": summary.get("unsent"),
+                "unsent_fraction": figures.unsent_fraction(point),
                 "completeness": completeness.value if completeness else None,
+                "delivered": delivery.get("delivered"),
+                "expected": delivery.get("expected"),
                 "lost": delivery.get("lost"),
                 "duplicates": delivery.get("duplicates"),
+                "out_of_order": delivery.get("out_of_order"),
                 "client_bound": summary.get("client_bound"),
                 "client_bound_reasons": "; ".join(summary.get("client_bound_reasons") or []),
                 "server_cpu_s_per_1000": figures.value(point, "server_cpu_s_per_1000"),
@@ -203,3 +259,115 @@ def write_summary_csv(run_dir: Path, document: dict) -> Path:
     path = run_dir / SUMMARY_FILE
     summary_frame(document).to_csv(path, index=False)
     return path
+
+
+# The end-of-run table ---------------------------------------------------------------------
+TABLE_WIDTH = 100  # a terminal's width, with room to spare
+MIN_FLAGS_WIDTH = 24
+HEADLINE_HEADERS = {
+    "throughput_per_s": "per second",
+    "p50_us": "p50",
+    "p90_us": "p90",
+    "p99_us": "p99",
+    "p999_us": "p99.9",
+    "wire_bytes_per_message": "bytes/message",
+    "server_cpu_s_per_1000": "CPU ms/1k",
+    "completeness": "delivered",
+}
+BOUND_LEGEND = {
+    ">= ": ">= at least: losses counted at the time waited, or a generator-bound throughput",
+    "<= ": "<= at most: a generator-bound latency (the generator's own delay is in it)",
+}
+
+
+def run_summary_table(document: dict, width: int = TABLE_WIDTH) -> str:
+    """What a run measured, for the terminal at its end: one row per point and pattern with
+    its status, the scenario's headline figure (the one the published overview ranks on),
+    completeness for push, and flags to read it by; then why any point did not count in
+    full, and what the `>=` and `<=` prefixes mean."""
+    run = document["run"]
+    push = run.get("workload") == "push"
+    field, _ = headline(document)
+    shown = {
+        (entry.pattern, value): entry
+        for value in {p["sweep_value"] for p in document["points"]}
+        for entry in entries(document, field, value)
+    }
+    header = ["point", "pattern", "status", HEADLINE_HEADERS.get(field, field)]
+    with_completeness = push and field != "completeness"
+    if with_completeness:
+        header.append("delivered")
+    rows, notes = [], []
+    for point in document["points"]:
+        entry = shown[(point["pattern"], point["sweep_value"])]
+        figure = entry.text(field) if entry.figure is not None else "-"
+        if entry.figure is None and entry.excluded.startswith("n/a"):
+            figure = "n/a"
+        row = [point["label"] or "-", point["pattern"], point["status"], figure]
+        if with_completeness:
+            completeness = figures.completeness(point)
+            row.append(f"{completeness.value:.2%}" if completeness else "-")
+        rows.append((row, _flags(point, field)))
+        if point["status"] != "ok":
+            where = point["pattern"] + (f" at {point['label']}" if point["label"] else "")
+            why = figures.trials_note(point) or point.get("error") or ""
+            notes.append(f"{where}: {point['status']}" + (f": {why}" if why else ""))
+    quick = ", a --quick smoke run" if run.get("quick") else ""
+    lines = [f"{run['scenario']} ({run['status']}{quick}): {HEADLINE_LABELS.get(field, field)}"]
+    lines += _aligned(header, rows, width)
+    for note in notes:
+        lines += textwrap.wrap(note, width, subsequent_indent="    ")
+    lines += [
+        legend for prefix, legend in BOUND_LEGEND.items() if any(prefix in r[3] for r, _ in rows)
+    ]
+    return "\n".join(lines)
+
+
+def _flags(point: dict, field: str) -> list[str]:
+    """What to bear in mind reading a row: generator-bound, trials left out, a lower bound
+    or unsupported percentile, losses."""
+    flags = []
+    if figures.client_bound(point):
+        flags.append("generator-bound")
+    counted, total = figures.trials_counted(point)
+    if point["status"] == "partial":
+        flags.append(f"partial: {counted} of {total} trials")
+    if field in figures.LATENCY_FIELDS:
+        found = figures.latency(point, field)
+        if found.lower_bound and found.supported:
+            flags.append("lower bound (losses)")
+        if not found.supported and found.samples:
+            flags.append(f"n/a: {found.samples:,} of {found.needed:,} samples needed")
+    faults, unsent = figures.faults(point), figures.summary(point).get("unsent") or 0
+    if faults:
+        flags.append(f"{faults:,} errors")
+    if unsent:
+        flags.append(f"{unsent:,} unsent")
+    lost = figures.delivery(point).get("lost")
+    if lost:
+        flags.append(f"{lost:,} lost")
+    return flags
+
+
+def _aligned(header: list[str], rows: list[tuple[list[str], list[str]]], width: int) -> list[str]:
+    """Columns padded to their widest cell (figures right-aligned), then the flags, wrapped
+    to what is left of `width`."""
+    widths = [
+        max(len(cells[i]) for cells in [header] + [r for r, _ in rows]) for i in range(len(header))
+    ]
+    numeric = range(3, len(header))  # the headline and completeness columns
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(w) if i in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    indent = sum(widths) + 2 * len(widths)
+    room = max(MIN_FLAGS_WIDTH, width - indent)
+    lines = [line(header) + "  flags"]
+    for cells, flags in rows:
+        wrapped = textwrap.wrap(", ".join(flags), room) or [""]
+        lines.append((line(cells) + "  " + wrapped[0]).rstrip())
+        lines += [" " * indent + more for more in wrapped[1:]]
+    return lines

@@ -7,7 +7,7 @@ did not run cannot pass: it breaks every limit set for it.
 from __future__ import annotations
 
 from bench import figures
-from bench.scenario import Thresholds
+from bench.scenario import Limits, Thresholds
 
 _LATENCY = (
     ("max_p50_ms", "p50_us", "p50"),
@@ -22,6 +22,7 @@ def breaches(document: dict) -> list[str]:
     if not stored:
         return []
     thresholds = Thresholds.model_validate(stored)
+    push_run = document["run"].get("workload") == "push"
     found = []
     for point in document["points"]:
         limits = thresholds.for_pattern(point["pattern"])
@@ -54,13 +55,32 @@ def breaches(document: dict) -> list[str]:
         errors = figures.faults(point)
         if limits.max_errors is not None and errors > limits.max_errors:
             found.append(f"{where}: {errors:,} errors and timeouts > {limits.max_errors:,}")
-        completeness = figures.completeness(point)
-        if (
-            limits.min_completeness is not None
-            and completeness is not None
-            and completeness.value < limits.min_completeness
-        ):
-            found.append(
-                f"{where}: {completeness.value:.2%} delivered < {limits.min_completeness:.2%}"
-            )
+        found += _unsent_breach(where, point, limits)
+        if push_run or figures.delivery(point):
+            found += _completeness_breach(where, point, limits)
     return found
+
+
+def _unsent_breach(where: str, point: dict, limits: Limits) -> list[str]:
+    """Open loop: more of the requests due left unsent than the limit allows."""
+    # getattr: the limit arrived in the scenario model after this check; a model without
+    # it sets no limit.
+    limit = getattr(limits, "max_unsent_fraction", None)
+    unsent = figures.unsent_fraction(point)
+    if limit is None or unsent is None or unsent <= limit:
+        return []
+    count = figures.summary(point).get("unsent") or 0
+    return [f"{where}: {count:,} requests unsent, {unsent:.2%} of those due > {limit:.2%}"]
+
+
+def _completeness_breach(where: str, point: dict, limits: Limits) -> list[str]:
+    """Push: completeness below the limit, or none measured (no event in the window),
+    which cannot meet it either."""
+    if limits.min_completeness is None:
+        return []
+    completeness = figures.completeness(point)
+    if completeness is None:
+        return [f"{where}: no event was due in the window, so no completeness to check"]
+    if completeness.value < limits.min_completeness:
+        return [f"{where}: {completeness.value:.2%} delivered < {limits.min_completeness:.2%}"]
+    return []

@@ -14,7 +14,7 @@ GOOD, WARN, BAD, NONE = "#d9f2d9", "#fff2cc", "#f8d0d0", "#eeeeee"
 
 def _cell(point: dict) -> tuple[str, str]:
     """Text and colour for one pattern at one point."""
-    if point["status"] in ("failed", "skipped", "pending"):
+    if point["status"] in ("failed", "invalid", "skipped", "pending"):
         return point["status"], NONE
     delivery = figures.delivery(point)
     found = figures.completeness(point)

@@ -73,7 +73,7 @@ def latency_ms(point: dict, name: str) -> tuple[float, float, float] | None:
 def problems(point: dict) -> str:
     """What went wrong at a point, short enough to write next to its marker."""
     summary = figures.summary(point)
-    if point["status"] in ("failed", "skipped", "pending"):
+    if point["status"] in ("failed", "invalid", "skipped", "pending"):
         return point["status"]
     parts = []
     completeness = figures.completeness(point)
@@ -85,7 +85,8 @@ def problems(point: dict) -> str:
     if summary.get("unsent"):
         parts.append(f"{summary['unsent']:,} unsent")
     if point["status"] in ("partial", "interrupted"):
-        parts.append(point["status"])
+        counted, total = figures.trials_counted(point)
+        parts.append(f"{point['status']} ({counted} of {total} trials)")
     return ", ".join(parts)
 
 
