@@ -7,11 +7,17 @@ that reconnects needs. Queues for offline QoS 1 subscribers are raised from the 
 algorithm is off (`set_tcp_nodelay`), as on every other server here: Mosquitto leaves it
 on by default, and a large QoS 0 message (no acknowledgement flowing back) then waits for
 the subscriber's delayed ACK, tens of milliseconds.
+The broker stays the runner's own user (`user`): started as root, Mosquitto otherwise
+switches to the `mosquitto` user, and the kernel then forgets to stop it when the runner
+dies (the parent-death signal is cleared on a change of user). The runner stops it by its
+process id in any case, on Ctrl-C, SIGTERM and SIGHUP too.
 If Mosquitto is not installed, MQTT points are skipped with the reason, never faked.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import sys
@@ -24,6 +30,7 @@ from servers.dataset import DatasetSpec
 MAX_QUEUED_MESSAGES = 100_000
 CONFIG = """\
 listener {port} 127.0.0.1
+user {user}
 allow_anonymous true
 persistence false
 set_tcp_nodelay true
@@ -66,7 +73,11 @@ def launch_mosquitto(
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = logs / f"{name}-mosquitto.conf"
-    config.write_text(CONFIG.format(port=port, max_queued=MAX_QUEUED_MESSAGES))
+    config.write_text(
+        CONFIG.format(
+            port=port, user=pwd.getpwuid(os.geteuid()).pw_name, max_queued=MAX_QUEUED_MESSAGES
+        )
+    )
     broker = ServerProcess(
         "mosquitto", [binary, "-c", str(config)], logs / f"{name}-broker.log", port, cpus
     )

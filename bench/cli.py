@@ -1,28 +1,44 @@
 """The `bench` command: run, validate, report, calibrate.
 
-Exit codes: 0 success; 1 a run finished but some points failed; 2 bad input (a scenario or
-results file that cannot be used); 3 a threshold the scenario sets is broken; 130
-interrupted by Ctrl-C.
+Exit codes: 0 success; 1 a run finished but some points failed or measured nothing usable;
+2 bad input (a scenario or results file that cannot be used, a bad argument, a run over the
+time limit without --yes); 3 a threshold the scenario sets is broken; 128 + the
+signal's number when a signal stopped it (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench.signals import exit_status, reason
 
 EXIT_OK = 0
 EXIT_POINTS_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_THRESHOLD_BROKEN = 3
-EXIT_INTERRUPTED = 130
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIOS = PROJECT_DIR / "scenarios"
+SOAK_FOLDER = "soak"  # scenarios/soak/: what `bench run --soak` runs (make bench does not)
 DEFAULT_RESULTS = PROJECT_DIR / "results"
+# A whole `make bench` (every scenario, three repeats) takes about 22 minutes. A run
+# estimated at hours is nearly always a slip (milliseconds written as seconds, a zero too
+# many in repeats) and would hold the machine until it ends: `bench run` wants --yes for
+# it, and `bench validate` warns.
+LONG_RUN_LIMIT_S = 2 * 3600
+LONG_RUN_LIMIT = f"{LONG_RUN_LIMIT_S / 3600:g} h"
+# The command-line flags that override a scenario's [timing], by field.
+TIMING_FLAGS = {"warmup_s": "--warmup", "duration_s": "--duration", "repeats": "--repeats"}
 
 
-def _scenario_files(given: list[Path]) -> list[Path]:
-    return given or sorted(DEFAULT_SCENARIOS.glob("*.toml"))
+def _scenario_files(given: list[Path], soak: bool = False) -> list[Path]:
+    if given:
+        return given
+    return sorted((DEFAULT_SCENARIOS / SOAK_FOLDER if soak else DEFAULT_SCENARIOS).glob("*.toml"))
 
 
 def _load_all(files: list[Path]):
@@ -37,16 +53,40 @@ def _load_all(files: list[Path]):
     return loaded, problems
 
 
-def _estimate(loaded, quick: bool, overrides: dict | None = None) -> str:
+@dataclass(frozen=True)
+class RunEstimate:
+    points: int
+    patterns: int
+    repeats: int
+    seconds: float
+
+    def __str__(self) -> str:
+        trials = self.points * self.patterns * self.repeats
+        return (
+            f"{self.points} point(s) x {self.patterns} pattern(s) x {self.repeats} repeat(s) "
+            f"= {trials} trials, about {_duration(self.seconds)}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:,.1f} days"
+
+
+def _estimate(
+    loaded, quick: bool, overrides: dict | None = None, only_patterns: list[str] | None = None
+) -> RunEstimate:
+    """How long a scenario takes to run: only the patterns --pattern selects, if given."""
     from bench.runner import TRIAL_OVERHEAD_S, effective_timing
 
     timing = effective_timing(loaded.scenario, quick, overrides)
-    trials = len(loaded.points) * timing.repeats * len(loaded.scenario.patterns)
+    patterns = [p for p in loaded.scenario.patterns if not only_patterns or p in only_patterns]
+    trials = len(loaded.points) * timing.repeats * len(patterns)
     seconds = trials * (timing.warmup_s + timing.duration_s + TRIAL_OVERHEAD_S)
-    return (
-        f"{len(loaded.points)} point(s) x {len(loaded.scenario.patterns)} pattern(s) x "
-        f"{timing.repeats} repeat(s) = {trials} trials, about {seconds / 60:.1f} min"
-    )
+    return RunEstimate(len(loaded.points), len(patterns), timing.repeats, seconds)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -56,25 +96,90 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     loaded, problems = _load_all(files)
     for item in loaded:
-        print(f"{item.path}: ok: {_estimate(item, quick=False)}")
+        estimate = _estimate(item, quick=False)
+        print(f"{item.path}: ok: {estimate}")
+        if estimate.seconds > LONG_RUN_LIMIT_S:
+            print(
+                f"{item.path}: warning: about {_duration(estimate.seconds)} to run, over the "
+                f"{LONG_RUN_LIMIT} limit: `bench run` starts it only with --yes",
+                file=sys.stderr,
+            )
     for line in problems:
         print(line, file=sys.stderr)
     return EXIT_BAD_INPUT if problems else EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _select_patterns(
+    selected: list[str] | None, loaded: list, named: bool
+) -> tuple[list, list[str]]:
+    """The scenarios to run under --pattern, and the problems with it. A file named on
+    the command line with none of the selected patterns is an error; of all of
+    scenarios/ (no files named), those without one are left out."""
     from bench.patterns import PATTERNS
+
+    if not selected:
+        return loaded, []
+    unknown = [name for name in selected if name not in PATTERNS]
+    if unknown:
+        return loaded, [
+            f"--pattern {', '.join(unknown)}: unknown pattern; known: {', '.join(PATTERNS)}"
+        ]
+    has = [item for item in loaded if set(selected) & set(item.scenario.patterns)]
+    none_of = "not a pattern" if len(selected) == 1 else "none of them is a pattern"
+    problems = [
+        f"{item.path}: --pattern {', '.join(selected)}: {none_of} of this scenario; "
+        f"its patterns: {', '.join(item.scenario.patterns)}"
+        for item in loaded
+        if named and item not in has
+    ]
+    anywhere = {name for item in loaded for name in item.scenario.patterns}
+    # One file named: the line above already says so.
+    problems += [
+        f"--pattern {name}: in none of the scenarios given "
+        f"({', '.join(str(item.path) for item in loaded)})"
+        for name in selected
+        if name not in anywhere and loaded and not (named and len(loaded) == 1)
+    ]
+    return has, problems
+
+
+def _timing_problems(overrides: dict) -> list[str]:
+    """--warmup, --duration and --repeats within the limits a scenario's [timing] has."""
+    from pydantic import ValidationError
+
+    from bench.scenario import Timing
+
+    try:
+        Timing.model_validate({**Timing().model_dump(), **overrides})
+    except ValidationError as exc:
+        return [
+            f"{TIMING_FLAGS[error['loc'][0]]} {error['input']:g}: {error['msg']}"
+            for error in exc.errors()
+        ]
+    return []
+
+
+def _long_run_problem(estimates: list[tuple[Path, RunEstimate]]) -> str | None:
+    total_s = sum(estimate.seconds for _, estimate in estimates)
+    if total_s <= LONG_RUN_LIMIT_S:
+        return None
+    each = "; ".join(f"{path}: {estimate}" for path, estimate in estimates)
+    return (
+        f"this run would take about {_duration(total_s)} ({each}), over the "
+        f"{LONG_RUN_LIMIT} limit: pass --yes to start it anyway, or shorten it (--quick, "
+        "--duration, --repeats, --pattern)"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import RunOptions, run_scenario
 
-    files = _scenario_files(args.files)
+    files = _scenario_files(args.files, soak=args.soak is not None)
     loaded, problems = _load_all(files)
-    unknown = [name for name in args.pattern or [] if name not in PATTERNS]
-    if unknown:
-        problems.append(f"--pattern {', '.join(unknown)}: unknown; known: {', '.join(PATTERNS)}")
-    if problems or not files:
-        for line in problems or ["no scenario files given and none in scenarios/"]:
-            print(line, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if not files:
+        problems.append("no scenario files given and none in scenarios/")
+    loaded, selection_problems = _select_patterns(args.pattern, loaded, bool(args.files))
+    problems += selection_problems
     overrides = {
         name: value
         for name, value in (
@@ -84,6 +189,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
+    if args.soak is not None:
+        if args.quick or args.duration is not None or args.repeats is not None:
+            problems.append(
+                f"--soak {args.soak:g}: sets the window (one trial of {args.soak:g} minutes per "
+                "pattern and point); leave out --quick, --duration and --repeats"
+            )
+        overrides |= {"duration_s": round(args.soak * 60, 3), "repeats": 1}
+    timing_problems = _timing_problems(overrides)
+    problems += timing_problems
+    estimates = [
+        (item.path, _estimate(item, args.quick, overrides, args.pattern)) for item in loaded
+    ]
+    too_long = None if args.yes or timing_problems else _long_run_problem(estimates)
+    if too_long:
+        problems.append(too_long)
+    # Every check is made before anything is created: a refused run leaves no folder, and
+    # results/latest still points where it did.
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
     options = RunOptions(
         quick=args.quick,
         timing_overrides=overrides,
@@ -92,16 +218,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     failed = broken = False
     for item in loaded:
-        print(f"{item.path}: {_estimate(item, args.quick, overrides)}", file=sys.stderr)
+        print(
+            f"{item.path}: {_estimate(item, args.quick, overrides, args.pattern)}", file=sys.stderr
+        )
         try:
             run_dir = run_scenario(item, options)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP
             print(
-                "interrupted: servers stopped, what was measured is saved "
+                f"{reason(interrupt)}: servers stopped, what was measured is saved "
                 f"(see {args.results_dir / 'latest'})",
                 file=sys.stderr,
             )
-            return EXIT_INTERRUPTED
+            return exit_status(interrupt)
         failed |= _report_failures(run_dir)
         broken |= _report_breaches(run_dir)
     if failed:
@@ -214,9 +342,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     try:
         record = calibrate(args.results_dir, args.duration, args.rate, args.repeats)
-    except KeyboardInterrupt:
-        print("calibration interrupted; nothing stored", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        print(f"calibration {reason(interrupt)}; nothing stored", file=sys.stderr)
+        return exit_status(interrupt)
     failed = [name for name, entry in record["patterns"].items() if entry["status"] == "failed"]
     if failed:
         print(f"calibration failed for {', '.join(failed)} (reasons above)", file=sys.stderr)
@@ -224,25 +352,56 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 
 def _not_negative(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
     return value
+
+
+def _share(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _folder_to_write(text: str) -> Path:
+    """A folder bench may create or write in, checked before anything is written."""
+    path = Path(text)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {existing}: permission denied")
+    return path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -257,11 +416,33 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_positive, help="seconds measured per trial (overrides)")
     run.add_argument("--warmup", type=_not_negative, help="seconds of warm-up per trial")
     run.add_argument("--repeats", type=_count, help="trials per pattern and point")
-    run.add_argument("--pattern", action="append", help="run only this pattern (repeatable)")
-    run.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument(
+        "--pattern",
+        action="append",
+        help="run only this pattern (repeatable); each file named must have one of them",
+    )
+    run.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"start a run estimated at over {LONG_RUN_LIMIT}, which is refused without it",
+    )
+    run.add_argument(
+        "--soak",
+        type=_positive,
+        metavar="MINUTES",
+        help="one trial this long per pattern and point, recording every process's memory and "
+        f"open descriptors (default files: scenarios/{SOAK_FOLDER}/)",
+    )
+    run.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
     run.set_defaults(handler=cmd_run)
 
-    validate = commands.add_parser("validate", help="check scenario files without running them")
+    validate = commands.add_parser(
+        "validate",
+        help="check scenario files without running them",
+        description="Check scenario files without running them: every problem, one line "
+        "each, exit 2 if any. A valid file gets its run-time estimate, and a warning when "
+        f"that is over {LONG_RUN_LIMIT}, the longest `bench run` starts without --yes.",
+    )
     validate.add_argument("files", nargs="*", type=Path)
     validate.set_defaults(handler=cmd_validate)
 
@@ -274,7 +455,9 @@ def parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("run_a", type=Path, help="the earlier run folder")
     compare.add_argument("run_b", type=Path, help="the later run folder (thresholds checked)")
-    compare.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    compare.add_argument(
+        "--alpha", type=_share, default=0.05, help="significance level, between 0 and 1"
+    )
     compare.set_defaults(handler=cmd_compare)
 
     publish = commands.add_parser(
@@ -287,7 +470,7 @@ def parser() -> argparse.ArgumentParser:
         help="adopt the newest complete run of each scenario in --results-dir",
     )
     publish.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
-    publish.add_argument("--out", type=Path, default=DEFAULT_RESULTS / "published")
+    publish.add_argument("--out", type=_folder_to_write, default=DEFAULT_RESULTS / "published")
     publish.set_defaults(handler=cmd_publish)
 
     calibrate = commands.add_parser(
@@ -306,11 +489,20 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--repeats", type=_count, default=2, help="rounds per pattern, alternating who goes first"
     )
-    calibrate.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    calibrate.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
     calibrate.set_defaults(handler=cmd_calibrate)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.signals import stop_on_signals
+
     args = parser().parse_args(argv)
-    return args.handler(args)
+    # SIGTERM and SIGHUP stop a command as Ctrl-C does: what it started is stopped, what it
+    # measured is saved.
+    with stop_on_signals():
+        try:
+            return args.handler(args)
+        except KeyboardInterrupt as interrupt:
+            print(reason(interrupt), file=sys.stderr)
+            return exit_status(interrupt)

@@ -4,8 +4,9 @@ Each generator is its own process (its own interpreter and event loop on uvloop)
 to the generator CPUs. They connect first, report ready, and then all start at the same
 monotonic instant, so their measured windows coincide and their histograms merge exactly.
 
-Generators ignore SIGINT: on Ctrl-C the runner asks them to stop, and they return what
-they measured so far instead of dying with it.
+Generators ignore SIGINT, SIGTERM and SIGHUP, which may reach the runner's whole process
+group: on any of them the runner asks them to stop, and they return what they measured so
+far instead of dying with it. If the runner itself is killed outright, so are they.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 
 import uvloop
 
+from bench import signals
 from bench.drivers.base import DriverContext, PushContext, Target
 from bench.engine import LoadEngine, LoadPlan
 from bench.options import PatternOptions
 from bench.patterns import get_pattern
 from bench.push import PushEngine, PushPlan
+from bench.serverproc import die_with_parent
 from bench.workload import ExpectedAnswers, Operation, operation_cycle
 from servers.dataset import DatasetSpec
 
@@ -124,7 +127,8 @@ async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
 
 
 def _generator_main(job: GeneratorJob, pipe, stop_requested) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals.ignore_in_child()
+    die_with_parent(signal.SIGKILL)
     if job.cpus:
         os.sched_setaffinity(0, job.cpus)
     try:
@@ -158,6 +162,10 @@ class GeneratorGroup:
             child_end.close()
             self._processes.append(process)
             self._pipes.append(parent_end)
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes]
 
     def connect(self, target: Target, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Point every generator at the server and wait until their connections are open."""

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class PatternOptions(BaseModel):
     """No options. Subclasses add fields; `server_args` passes the server's share on."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict as the scenario's own sections are: "8" is not a number, 1 is not true, and
+    # nan or inf is no rate.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     def server_args(self) -> list[str]:
         """Command-line arguments for the pattern's server process."""

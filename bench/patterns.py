@@ -52,8 +52,21 @@ class Pattern:
 
     def options(self, settings: dict | None = None) -> PatternOptions:
         """This pattern's options from a scenario's settings; raises pydantic's
-        ValidationError for bad ones. A variant's fixed options always win."""
+        ValidationError for bad ones. A variant's fixed options always win: the scenario
+        loader refuses settings that would change them (`fixed_options_overridden`)."""
         return self.options_class().model_validate({**(settings or {}), **self.fixed_options})
+
+    def fixed_options_overridden(self, settings: dict | None) -> dict:
+        """The settings that would change what this variant fixes, as {option: value}.
+        Writing the fixed value itself (the same type too: true is not 1) changes nothing."""
+        return {
+            name: value
+            for name, value in (settings or {}).items()
+            if name in self.fixed_options
+            and not (
+                type(value) is type(self.fixed_options[name]) and value == self.fixed_options[name]
+            )
+        }
 
     def servers(
         self,

@@ -2,7 +2,8 @@
 (see trials.py), the order of patterns rotated between repeats.
 
 What was measured is saved after every trial: a server that dies fails its own point and
-the run goes on; Ctrl-C saves the run marked interrupted; the charts and summary.csv are
+the run goes on; Ctrl-C, SIGTERM or SIGHUP stop the trial's processes and save the run
+marked interrupted; the charts and summary.csv are
 derived from results.json at the end.
 """
 
@@ -26,9 +27,12 @@ from bench.results import (
     load_run,
     make_run_dir,
     point_latest,
+    run_summary_table,
     write_summary_csv,
 )
 from bench.scenario import LoadedScenario, Scenario, Timing
+from bench.signals import reason
+from bench.soak import MIN_SOAK_S, growth_lines
 from bench.trials import TrialInterrupted, run_trial
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -91,6 +95,17 @@ def _ms(latency: dict, name: str) -> str:
     return (">= " if name in latency["lower_bound"] else "") + f"{value_us / 1000:,.2f} ms"
 
 
+def _delivery(delivery: dict) -> str:
+    """A push trial's headline beside its latency: how much of what was due arrived."""
+    completeness = delivery["completeness"]
+    share = "n/a" if completeness is None else f"{completeness:.2%}"
+    return (
+        f"delivered {share} ({delivery['delivered']:,} of {delivery['expected']:,})  "
+        f"lost {delivery['lost']:,}  duplicates {delivery['duplicates']:,}  "
+        f"out of order {delivery['out_of_order']:,}"
+    )
+
+
 def _format_trial(trial: TrialResult) -> str:
     if trial.status != "ok":
         return f"  {trial.status.upper()}: {trial.error}"
@@ -101,11 +116,22 @@ def _format_trial(trial: TrialResult) -> str:
     )
     if trial.unsent:
         line += f"  unsent {trial.unsent}"
-    if trial.delivery and trial.delivery["lost"]:
-        line += f"  lost {trial.delivery['lost']:,} of {trial.delivery['expected']:,}"
+    if trial.delivery:
+        line += f"  {_delivery(trial.delivery)}"
     if trial.client_bound:
         line += f"  [generator-bound: {'; '.join(trial.client_bound_reasons)}]"
     return line
+
+
+def _soak_lines(point: dict) -> list[str]:
+    """Memory and descriptor growth per process, for trials long enough to show one."""
+    lines = []
+    for trial in point["trials"]:
+        if trial["measured_s"] >= MIN_SOAK_S:
+            where = f"{point['label']} " if point["label"] else ""
+            lines.append(f"  {where}{point['pattern']} repeat {trial['repeat'] + 1}:")
+            lines += [f"    {line}" for line in growth_lines(trial)]
+    return lines
 
 
 def _remaining(trials_left: int, timing: Timing) -> str:
@@ -209,17 +235,25 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
                     options.progress(_format_trial(trial))
     except TrialInterrupted as interrupted:
         records[(point.index, pattern.name)].add_trial(interrupted.trial)
-        status, error = "interrupted", "interrupted by user (Ctrl-C)"
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by user (Ctrl-C)"
+        stopped, status, error = interrupted.cause, "interrupted", reason(interrupted.cause)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP between trials
+        stopped, status, error = interrupt, "interrupted", reason(interrupt)
     except BaseException as exc:
         recorder.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
+    else:
+        stopped = None
     recorder.finish(status, error)
     finish_outputs(run_dir)
-    options.progress(f"{loaded.name}: {status}; results in {run_dir}")
-    if status == "interrupted":
-        raise KeyboardInterrupt
+    document = load_run(run_dir)
+    options.progress(run_summary_table(document))
+    for line in (soak_line for point in document["points"] for soak_line in _soak_lines(point)):
+        options.progress(line)
+    options.progress(
+        f"{loaded.name}: {status}{f' ({error})' if error else ''}; results in {run_dir}"
+    )
+    if stopped is not None:
+        raise stopped
     return run_dir
 
 

@@ -1,18 +1,25 @@
 """Scenario files: the typed schema, loading, validation reports, and sweep expansion.
 
-A scenario is one TOML file in `scenarios/`. Unknown keys are errors, so a typo is never
-silently ignored. Every problem in a file is reported at once, each naming the file, the
-field path, the bad value, and what is allowed.
+A scenario is one UTF-8 TOML file in `scenarios/`. Unknown keys are errors, so a typo is
+never silently ignored; values are taken as written (strict: "2000" is not a number, true
+is not 1, nan and inf are not finite), and a setting that only means something beside
+another (away_s without disconnect_every_s, say) is an error when it stands alone. Every
+problem in a file is reported at once, each naming the file, the field as the file spells
+it, the bad value, and what is allowed.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import json
+import math
 import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,12 +31,13 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from bench.options import PatternOptions
-from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE
+from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
 from bench.workload import OperationName
 from servers.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
 
@@ -44,7 +52,25 @@ SweepParameter = Literal[
     "payload.users",
     "workload.per_page",
 ]
-
+# What each kind of workload can sweep: the rest are settings it does not use.
+SWEEPABLE: dict[str, tuple[str, ...]] = {
+    REQUEST_RESPONSE: (
+        "load.concurrency",
+        "load.rate_per_s",
+        "load.connections",
+        "load.generators",
+        "payload.size_bytes",
+        "payload.users",
+        "workload.per_page",
+    ),
+    PUSH: ("workload.rate_per_s", "workload.subscribers", "load.generators", "payload.size_bytes"),
+}
+# A push workload sets its rate and subscribers under [workload]: of [load], it uses these.
+PUSH_LOAD_FIELDS = ("generators", "pin_cpus")
+CLOSED_LOOP_ONLY = ("concurrency",)
+OPEN_LOOP_ONLY = ("rate_per_s", "connections", "arrival")
+# Validation context of a sweep's points: whole-file rules (report.at) were checked once.
+SWEEP_POINT = "sweep_point"
 
 DEFAULT_OPEN_LOOP_CONNECTIONS = 32
 
@@ -52,18 +78,24 @@ DEFAULT_OPEN_LOOP_CONNECTIONS = 32
 def _workload_kind(value: object) -> str | None:
     """`kind` may be left out of a request/response workload: it is the default."""
     if isinstance(value, dict):
-        return value.get("kind", REQUEST_RESPONSE)
+        kind = value.get("kind", REQUEST_RESPONSE)
+        return kind if isinstance(kind, str) else repr(kind)  # a tag must be hashable
     return getattr(value, "kind", None)
 
 
 def _known_pattern(name: str) -> str:
     if name not in PATTERNS:
-        raise ValueError(f"unknown pattern; known patterns: {', '.join(sorted(PATTERNS))}")
+        raise ValueError(
+            f"unknown pattern{_did_you_mean(name, PATTERNS)}; "
+            f"known patterns: {', '.join(sorted(PATTERNS))}"
+        )
     return name
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Values are taken as written: "2000" is not a number, true is not 1, and nan or inf
+    # (which TOML allows) is no duration or rate. An int is still a fine float.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class RequestResponseWorkload(_Strict):
@@ -122,18 +154,6 @@ class Load(_Strict):
     generators: int = Field(1, ge=1, le=64, description="generator processes sharing the load")
     timeout_s: float = Field(5.0, gt=0, le=300)
     pin_cpus: bool = Field(True, description="pin servers and generators to disjoint CPUs")
-
-    def problems_for_request_response(self) -> list[str]:
-        if self.model == "closed":
-            if self.concurrency is None:
-                return ["closed loop needs concurrency (requests in flight)"]
-            if self.rate_per_s is not None or self.connections is not None:
-                return ["rate_per_s and connections belong to model = 'open'"]
-        elif self.rate_per_s is None:
-            return ["open loop needs rate_per_s (arrivals per second)"]
-        elif self.concurrency is not None:
-            return ["open loop takes connections, not concurrency"]
-        return []
 
     @property
     def connection_count(self) -> int:
@@ -228,34 +248,23 @@ class Scenario(_Strict):
         return patterns
 
     @model_validator(mode="after")
-    def _load_fits_workload(self) -> Scenario:
-        if self.workload.kind == REQUEST_RESPONSE:
-            for problem in self.load.problems_for_request_response():
-                raise ValueError(f"load: {problem}")
-        elif self.load.concurrency or self.load.rate_per_s or self.load.connections:
-            raise ValueError(
-                "load: a push workload sets its rate and subscribers under [workload]; "
-                "[load] takes only generators, timeout_s and pin_cpus"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _thresholds_name_patterns_of_the_scenario(self) -> Scenario:
-        stray = set(self.thresholds.patterns) - set(self.patterns) if self.thresholds else set()
-        if stray:
-            raise ValueError(
-                f"thresholds.patterns names {', '.join(sorted(stray))}, not patterns of this "
-                f"scenario ({', '.join(self.patterns)})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _patterns_support_workload(self) -> Scenario:
-        unable = [p for p in self.patterns if self.workload.kind not in PATTERNS[p].workloads]
-        if unable:
-            raise ValueError(
-                f"patterns {', '.join(unable)} cannot run a {self.workload.kind} workload"
-            )
+    def _settings_fit_together(self, info: ValidationInfo) -> Scenario:
+        """Settings that only mean something beside others, all checked at once: one
+        line per problem, each naming its field as the file spells it."""
+        rules = [
+            _pattern_problems,
+            _workload_problems,
+            _payload_problems,
+            _load_problems,
+            _sweep_problems,
+            _threshold_problems,
+        ]
+        # A sweep's points are checked without their [sweep]: report.at was checked once.
+        if not (info.context or {}).get(SWEEP_POINT):
+            rules.append(_report_problems)
+        problems = [line for rule in rules for line in rule(self)]
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -264,6 +273,146 @@ class Scenario(_Strict):
         return DatasetSpec(
             users=self.payload.users, payload_bytes=self.payload.size_bytes, work_us=work_us
         )
+
+
+# Settings that only mean something together ----------------------------------------------
+def _pattern_problems(scenario: Scenario) -> list[str]:
+    kind = scenario.workload.kind
+    return [
+        f"patterns[{index}] = {_show(name)}: cannot run a {kind} workload; patterns that "
+        f"can: {', '.join(p for p in PATTERNS if kind in PATTERNS[p].workloads)}"
+        for index, name in enumerate(scenario.patterns)
+        if kind not in PATTERNS[name].workloads
+    ]
+
+
+def _workload_problems(scenario: Scenario) -> list[str]:
+    workload = scenario.workload
+    given = workload.model_fields_set
+    swept = scenario.sweep.parameter if scenario.sweep else None
+    if isinstance(workload, PushWorkload):
+        if "away_s" in given and workload.disconnect_every_s is None:
+            return [
+                f"workload.away_s = {_show(workload.away_s)}: only means something with "
+                "workload.disconnect_every_s (how often each subscriber drops); set both, "
+                "or neither"
+            ]
+        return []
+    if "list_users" not in workload.mix and ("per_page" in given or swept == "workload.per_page"):
+        field = "sweep.parameter" if swept == "workload.per_page" else "workload.per_page"
+        value = _show(swept if field == "sweep.parameter" else workload.per_page)
+        return [
+            f"{field} = {value}: per_page is only used by list_users, which workload.mix "
+            f"does not have ({', '.join(workload.mix)}); add list_users to the mix, or "
+            "remove it"
+        ]
+    return []
+
+
+def _payload_problems(scenario: Scenario) -> list[str]:
+    if scenario.workload.kind == PUSH and "users" in scenario.payload.model_fields_set:
+        return [
+            f"payload.users = {_show(scenario.payload.users)}: a push workload publishes "
+            "events, not users; [payload] takes only size_bytes here"
+        ]
+    return []
+
+
+def _load_problems(scenario: Scenario) -> list[str]:
+    load = scenario.load
+    given = load.model_fields_set
+    if scenario.workload.kind == PUSH:
+        return [
+            f"load.{name} = {_show(getattr(load, name))}: a push workload sets its rate and "
+            f"subscribers under [workload]; [load] takes only {' and '.join(PUSH_LOAD_FIELDS)}"
+            for name in Load.model_fields
+            if name in given and name not in PUSH_LOAD_FIELDS
+        ]
+    other = "open" if load.model == "closed" else "closed"
+    elsewhere = OPEN_LOOP_ONLY if load.model == "closed" else CLOSED_LOOP_ONLY
+    problems = [
+        f"load.{name} = {_show(getattr(load, name))}: only for load.model = {_show(other)}, "
+        f"and load.model is {_show(load.model)}; remove it, or set model = {_show(other)}"
+        for name in elsewhere
+        if name in given
+    ]
+    needed, loop, meaning = (
+        ("concurrency", "a closed loop", "requests in flight, e.g. concurrency = 8")
+        if load.model == "closed"
+        else ("rate_per_s", "an open loop", "arrivals per second, e.g. rate_per_s = 1000")
+    )
+    swept = scenario.sweep is not None and scenario.sweep.parameter == f"load.{needed}"
+    if getattr(load, needed) is None and not swept:
+        problems.append(
+            f"load.{needed}: required field is missing; {loop} (load.model = "
+            f"{_show(load.model)}) needs {needed} ({meaning})"
+        )
+    return problems
+
+
+def _sweep_problems(scenario: Scenario) -> list[str]:
+    if scenario.sweep is None:
+        return []
+    parameter, kind = scenario.sweep.parameter, scenario.workload.kind
+    if parameter not in SWEEPABLE[kind]:
+        return [
+            f"sweep.parameter = {_show(parameter)}: not a setting of a {kind} workload; "
+            f"sweepable here: {', '.join(SWEEPABLE[kind])}"
+        ]
+    section, name = parameter.split(".")
+    model = scenario.load.model
+    elsewhere = OPEN_LOOP_ONLY if model == "closed" else CLOSED_LOOP_ONLY
+    if section == "load" and name in elsewhere:
+        allowed = [p for p in SWEEPABLE[kind] if p.removeprefix("load.") not in elsewhere]
+        return [
+            f"sweep.parameter = {_show(parameter)}: not a setting of load.model = "
+            f"{_show(model)}; sweepable here: {', '.join(allowed)}"
+        ]
+    return []
+
+
+def _threshold_problems(scenario: Scenario) -> list[str]:
+    thresholds = scenario.thresholds
+    if thresholds is None:
+        return []
+    problems = [
+        f"thresholds.patterns.{name}: not a pattern of this scenario; its patterns: "
+        f"{', '.join(scenario.patterns)}"
+        for name in thresholds.patterns
+        if name not in scenario.patterns
+    ]
+    if scenario.workload.kind != PUSH:
+        where = [("thresholds", thresholds)] + [
+            (f"thresholds.patterns.{name}", limits) for name, limits in thresholds.patterns.items()
+        ]
+        problems += [
+            f"{place}.min_completeness = {_show(limits.min_completeness)}: only a push "
+            "workload counts delivered events; this one is request_response"
+            for place, limits in where
+            if limits.min_completeness is not None
+        ]
+    return problems
+
+
+def _report_problems(scenario: Scenario) -> list[str]:
+    report, sweep = scenario.report, scenario.sweep
+    problems = []
+    if report.headline == "completeness" and scenario.workload.kind != PUSH:
+        problems.append(
+            'report.headline = "completeness": only a push workload counts delivered '
+            "events; this one is request_response"
+        )
+    if report.at is not None and sweep is None:
+        problems.append(
+            f"report.at = {_show(report.at)}: picks a sweep value to rank at, and this file "
+            "has no [sweep]; remove it"
+        )
+    elif report.at is not None and report.at not in sweep.values:
+        problems.append(
+            f"report.at = {_show(report.at)}: not one of sweep.values "
+            f"({', '.join(_show(v) for v in sweep.values)})"
+        )
+    return problems
 
 
 WORKLOAD_MODELS: dict[str, type[BaseModel]] = {
@@ -306,10 +455,7 @@ def scenario_name(path: Path) -> str:
 
 def load_scenario(path: Path) -> LoadedScenario:
     """Read and validate a scenario file, or raise ScenarioError listing every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError([f"{path}: cannot read the file: {exc.strerror}"]) from None
+    text = read_scenario_text(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -328,6 +474,35 @@ def load_scenario(path: Path) -> LoadedScenario:
     return LoadedScenario(scenario_name(path), path, text, scenario, points, options)
 
 
+def read_scenario_text(path: Path) -> str:
+    """The file as text, or ScenarioError saying why it cannot be: TOML is UTF-8 (TOML
+    1.0, "Spec"), so anything else is refused with where its first bad byte is."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise ScenarioError(
+            [f"{path}: is a folder, not a scenario file; give its .toml files ({path}/*.toml)"]
+        ) from None
+    except FileNotFoundError:
+        raise ScenarioError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read the file: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(
+            [
+                f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
+                f"column {exc.start - line_start + 1} (byte offset {exc.start}); a scenario "
+                "must be a UTF-8 encoded TOML file: save it as UTF-8"
+            ]
+        ) from None
+    # Some editors start a UTF-8 file with a byte-order mark; it is not part of the TOML.
+    return text.removeprefix("\ufeff")
+
+
 def _resolve_options(path: Path, scenario: Scenario) -> tuple[dict[str, PatternOptions], list]:
     problems = [
         f"{path}: options.{name}: not a pattern of this scenario; "
@@ -338,12 +513,39 @@ def _resolve_options(path: Path, scenario: Scenario) -> tuple[dict[str, PatternO
     resolved = {}
     for name in scenario.patterns:
         pattern = PATTERNS[name]
+        settings = scenario.options.get(name)
+        overridden = pattern.fixed_options_overridden(settings)
+        problems += [
+            f"{path}: {_fixed_option_problem(pattern, option, value)}"
+            for option, value in overridden.items()
+        ]
         try:
-            resolved[name] = pattern.options(scenario.options.get(name))
+            resolved[name] = pattern.options(settings)
         except ValidationError as exc:
             for line in describe_errors(exc, pattern.options_class(), ("options", name)):
                 problems.append(f"{path}: {line}")
     return resolved, problems
+
+
+def _fixed_option_problem(variant: Pattern, option: str, value: object) -> str:
+    """A variant's fixed option set otherwise: say where the asked value can be had."""
+    elsewhere = [
+        p.name
+        for p in PATTERNS.values()
+        if p is not variant
+        and p.options_path == variant.options_path
+        and (not p.fixed_options or _same(p.fixed_options.get(option), value))
+    ]
+    instead = f", or use {' or '.join(elsewhere)}" if elsewhere else ""
+    return (
+        f"options.{variant.name}.{option} = {_show(value)}: {variant.name} fixes {option} = "
+        f"{_show(variant.fixed_options[option])} (that is what makes it a variant); "
+        f"remove the line{instead}"
+    )
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def _expand_points(path: Path, raw: dict, scenario: Scenario) -> list[Point]:
@@ -356,43 +558,128 @@ def _expand_points(path: Path, raw: dict, scenario: Scenario) -> list[Point]:
         settings.pop("sweep")
         settings.setdefault(section, {})[key] = value
         try:
-            points.append(Point(index, f"{key}={value}", value, Scenario.model_validate(settings)))
+            point = Scenario.model_validate(settings, context={SWEEP_POINT: True})
         except ValidationError as exc:
             for line in describe_errors(exc):
                 problems.append(f"{path}: sweep.values[{index}] gives {line}")
+        else:
+            points.append(Point(index, f"{key}={value}", value, point))
     if problems:
         raise ScenarioError(problems)
     return points
 
 
 # Turning pydantic's errors into lines a person can act on --------------------------------
+# What a value of each type looks like in TOML, for "must be ..." messages.
+_TYPE_NEEDED = {
+    "int_type": "a whole number (an integer)",
+    "float_type": "a number",
+    "number_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string in quotes",
+    "list_type": "a list: [ ... ]",
+    "dict_type": "a table: a [section] or { key = value }",
+    "model_type": "a table: a [section] or { key = value }",
+    "model_attributes_type": "a table: a [section] or { key = value }",
+    "union_tag_not_found": "a table: a [section] or { key = value }",
+}
+# pydantic names each member of `int | float` in an error's location; the file does not.
+_UNION_MEMBERS = ("int", "float")
+
+
 def describe_errors(
     error: ValidationError, model: type[BaseModel] | None = None, prefix: tuple = ()
 ) -> list[str]:
     """One line per error: field path, bad value, what is allowed. `model` is the model
     that was validated (default Scenario) and `prefix` its place in the file."""
-    return [_describe(item, model or Scenario, prefix) for item in error.errors()]
+    lines = []
+    for item in _merge_union_members(error.errors()):
+        lines += _describe(item, model or Scenario, prefix).split("\n")
+    return lines
+
+
+def _merge_union_members(items: list) -> list[dict]:
+    """`at = "x"` fails as an int and as a float: one problem, said once."""
+    merged: dict[object, dict] = {}
+    for number, item in enumerate(items):
+        loc = tuple(item["loc"])
+        if not loc or loc[-1] not in _UNION_MEMBERS:
+            merged[number] = item
+            continue
+        finite = item["type"] == "finite_number"
+        item = {**item, "loc": loc[:-1], "type": "finite_number" if finite else "number_type"}
+        if loc[:-1] not in merged or finite:
+            merged[loc[:-1]] = item
+    return list(merged.values())
 
 
 def _describe(item: dict, model: type[BaseModel], prefix: tuple) -> str:
     loc = tuple(item["loc"])
+    workload_kind = None
     if loc[:1] == ("workload",) and len(loc) > 1 and loc[1] in WORKLOAD_MODELS:
-        loc = loc[:1] + loc[2:]  # pydantic names the union member; the file does not
-        item = {**item, "loc": loc, "workload_kind": item["loc"][1]}
+        workload_kind, loc = loc[1], loc[:1] + loc[2:]  # pydantic names the union member
+    kind, value = item["type"], item.get("input")
+    if kind == "union_tag_invalid":  # `kind` picks the workload's schema
+        loc, value = (*loc, "kind"), value.get("kind") if isinstance(value, dict) else value
+    if loc and loc[-1] == "[key]":
+        return f"{_path(prefix + loc[:-1])}: unknown name; {_message(item)}"
     location = _path(prefix + loc)
-    message = re.sub(r"^(Value|Assertion) error, ", "", item["msg"])
-    kind = item["type"]
+    message = _message(item)
+    if not loc:  # a rule over several fields: its message names them, relative to `prefix`
+        return "\n".join(
+            f"{_path(prefix)}.{line}" if prefix else line for line in message.split("\n")
+        )
     if kind == "missing":
         return f"{location}: required field is missing"
-    value = _show(item["input"])
     if kind == "extra_forbidden":
-        allowed = ", ".join(_fields_at(model, item["loc"][:-1], item.get("workload_kind"))) or (
-            "none"
+        allowed = _fields_at(model, tuple(item["loc"][:-1]), workload_kind)
+        guess = _did_you_mean(str(loc[-1]), allowed)
+        return (
+            f"{location} = {_show(value)}: unknown field; allowed here: "
+            f"{', '.join(allowed) or 'none'}{guess}"
         )
-        return f"{location} = {value}: unknown field; allowed here: {allowed}"
-    if location:
-        return f"{location} = {value}: {message}"
-    return message
+    return f"{location} = {_show(value)}: {message}"
+
+
+def _message(item: dict) -> str:
+    """What is wrong and what is allowed, in the file's terms."""
+    kind, value, context = item["type"], item.get("input"), item.get("ctx") or {}
+    if kind in _TYPE_NEEDED:
+        return f"must be {_TYPE_NEEDED[kind]}{_type_hint(kind, value)}"
+    if kind == "finite_number":
+        return "must be a finite number (nan and inf are not allowed)"
+    if kind in ("literal_error", "union_tag_invalid"):
+        expected = context.get("expected") or context.get("expected_tags", "")
+        return f"must be one of: {_double_quoted(expected)}"
+    if kind == "too_short":
+        return f"must have at least {context.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must have at most {context.get('max_length')} items"
+    return re.sub(r"^(Value|Assertion) error, ", "", item["msg"])
+
+
+def _type_hint(kind: str, value: object) -> str:
+    """Why a value that looks right is not: quotes around a number, true for 1."""
+    if kind not in ("int_type", "float_type", "number_type", "bool_type"):
+        return ""
+    if isinstance(value, str):
+        written = "true or false" if kind == "bool_type" else "the number"
+        return f", not a string: write {written} without quotes"
+    if isinstance(value, bool):
+        return ", not true or false"
+    if kind == "int_type" and isinstance(value, float) and value.is_integer():
+        return f", not a decimal: write {int(value)}"
+    return ""
+
+
+def _double_quoted(expected: str) -> str:
+    """pydantic quotes choices as Python does ('closed'); TOML strings use "closed"."""
+    return re.sub(r"'([^']*)'", r'"\1"', expected)
+
+
+def _did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _path(loc: tuple) -> str:
@@ -408,8 +695,30 @@ def _path(loc: tuple) -> str:
 
 
 def _show(value: object) -> str:
-    shown = repr(value)
+    shown = _toml(value)
     return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _toml(value: object) -> str:
+    """A value as it is written in TOML: "text", true, nan, [1, 2], { a = 1 }."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_key(key)} = {_toml(item)}" for key, item in value.items())
+        return "{ " + items + " }" if items else "{}"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return repr(value)
+
+
+def _toml_key(key: object) -> str:
+    return str(key) if re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) else json.dumps(str(key))
 
 
 def _fields_at(
@@ -417,12 +726,20 @@ def _fields_at(
 ) -> list[str]:
     """The field names the schema allows at `loc`, for 'unknown field' messages."""
     if loc[:1] == ("workload",) and workload_kind in WORKLOAD_MODELS and model is Scenario:
-        model, loc = WORKLOAD_MODELS[workload_kind], loc[1:]
+        model, loc = WORKLOAD_MODELS[workload_kind], loc[2:]
+    annotation: object = model
     for part in loc:
-        if model is None or not isinstance(part, str) or part not in model.model_fields:
+        found = _model_in(annotation)
+        if found is not None:
+            if part not in found.model_fields:
+                return []
+            annotation = found.model_fields[part].annotation
+        elif typing.get_origin(annotation) in (dict, list):
+            annotation = typing.get_args(annotation)[-1]  # `part` is a key or an index
+        else:
             return []
-        model = _model_in(model.model_fields[part].annotation)
-    return list(model.model_fields) if model is not None else []
+    found = _model_in(annotation)
+    return list(found.model_fields) if found is not None else []
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:

@@ -41,12 +41,15 @@ class ServerFailed(Exception):
         self.log_tail = log_tail
 
 
-def _die_with_parent() -> None:
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send `signum` to this process when its parent dies. A process
+    that changes user afterwards loses this (as Mosquitto does when started as root, unless
+    told to stay the same user: see brokers.py)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
     except OSError:
-        pass  # not Linux: the runner's own clean-up still stops the server
+        pass  # not Linux: the runner's own clean-up still stops the process
 
 
 class ServerProcess:
@@ -93,7 +96,7 @@ class ServerProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:

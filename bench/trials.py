@@ -26,6 +26,8 @@ from bench.resources import Placement, ServerMonitor, ServerUsage
 from bench.scenario import Point, Scenario, Timing
 from bench.schedule import DueTimes
 from bench.serverproc import PatternUnavailable, ServerFailed, ServerGroup
+from bench.signals import reason
+from bench.soak import ProcessTimeline
 from bench.workload import HEALTH_CHECK, ExpectedAnswers
 
 HEALTH_TIMEOUT_S = 15.0
@@ -35,11 +37,13 @@ REPORT_TIMEOUT_S = 15.0
 
 
 class TrialInterrupted(Exception):
-    """Ctrl-C during a trial; carries what the trial measured until then."""
+    """Ctrl-C, SIGTERM or SIGHUP during a trial (`cause`, the KeyboardInterrupt it raised);
+    carries what the trial measured until then."""
 
-    def __init__(self, trial: TrialResult) -> None:
-        super().__init__("interrupted")
+    def __init__(self, trial: TrialResult, cause: KeyboardInterrupt) -> None:
+        super().__init__(reason(cause))
         self.trial = trial
+        self.cause = cause
 
 
 def run_trial(
@@ -184,24 +188,26 @@ def _request_response_measurement(
 ) -> TrialResult:
     offered = scenario.load.rate_per_s
     cpus = _cpus_held(placement, group)
+    timeline = process_timeline(servers, group, timing)
     try:
-        alive, usage, _ = _watch_window(servers, group, monitor, timing)
+        alive, usage, _ = _watch_window(servers, group, monitor, timing, timeline)
         results = group.collect(timeout_s=scenario.load.timeout_s + 30)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as cause:
         group.request_stop()
         results = group.collect(timeout_s=scenario.load.timeout_s + 5)
-        raise TrialInterrupted(
-            build_trial(
-                repeat, results, None, offered, "interrupted", "interrupted by user", **cpus
-            )
-        ) from None
+        trial = build_trial(repeat, results, None, offered, "interrupted", reason(cause), **cpus)
+        trial.extra["process_resources"] = timeline.to_dict()
+        raise TrialInterrupted(trial, cause) from None
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
     if not alive:
-        return build_trial(
+        trial = build_trial(
             repeat, results, usage, offered, "failed", str(servers.failure()), **cpus
         )
-    return build_trial(repeat, results, usage, offered, **cpus)
+    else:
+        trial = build_trial(repeat, results, usage, offered, **cpus)
+    trial.extra["process_resources"] = timeline.to_dict()
+    return trial
 
 
 # Push ------------------------------------------------------------------------------------
@@ -276,19 +282,20 @@ def _push_measurement(
             }
         )
 
+    timeline = process_timeline(servers, group, timing)
     try:
-        alive, usage, end_ns = _watch_window(servers, group, monitor, timing, on_start=publish)
+        alive, usage, end_ns = _watch_window(
+            servers, group, monitor, timing, timeline, on_start=publish
+        )
         results = group.collect(timeout_s=drain_s + 30)
         # Asked for after the drain: counters such as webhook retries keep growing until then.
         report = _request_report(report_file, servers) if alive else None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as cause:
         group.request_stop()
         results = group.collect(timeout_s=drain_s + 5)
-        raise TrialInterrupted(
-            build_push_trial(
-                repeat, results, None, None, "interrupted", "interrupted by user", **cpus
-            )
-        ) from None
+        trial = build_push_trial(repeat, results, None, None, "interrupted", reason(cause), **cpus)
+        trial.extra["process_resources"] = timeline.to_dict()
+        raise TrialInterrupted(trial, cause) from None
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
     # Lost events waited from when they were due to the end of the drain.
@@ -298,10 +305,13 @@ def _push_measurement(
     }
     if not alive or report is None:
         error = servers.failure() or f"{pattern.name}: the server wrote no publication report"
-        return build_push_trial(
+        trial = build_push_trial(
             repeat, results, report, usage, "failed", str(error), **censoring, **cpus
         )
-    return build_push_trial(repeat, results, report, usage, **censoring, **cpus)
+    else:
+        trial = build_push_trial(repeat, results, report, usage, **censoring, **cpus)
+    trial.extra["process_resources"] = timeline.to_dict()
+    return trial
 
 
 def _request_report(report_file: Path, servers: ServerGroup) -> dict | None:
@@ -315,14 +325,25 @@ def _request_report(report_file: Path, servers: ServerGroup) -> dict | None:
 
 
 # Both ------------------------------------------------------------------------------------
+def process_timeline(
+    servers: ServerGroup, group: GeneratorGroup, timing: Timing
+) -> ProcessTimeline:
+    """Memory and open descriptors of every process of the trial, from the common start."""
+    named = {process.name: process.pid for process in servers.processes if process.process}
+    named |= {f"generator {index}": pid for index, pid in enumerate(group.pids)}
+    return ProcessTimeline(named, START_DELAY_NS / 1e9 + timing.warmup_s + timing.duration_s)
+
+
 def _watch_window(
     servers: ServerGroup,
     group: GeneratorGroup,
     monitor: ServerMonitor,
     timing: Timing,
+    timeline: ProcessTimeline,
     on_start=None,
 ) -> tuple[bool, ServerUsage, int]:
-    """Start everyone together, sample the servers over the measured window.
+    """Start everyone together, sample the servers over the measured window (and every
+    process's memory and descriptors from the start).
 
     Returns whether the servers lived through it, what they used in it, and when it ended
     (monotonic ns).
@@ -333,21 +354,27 @@ def _watch_window(
     if on_start is not None:
         on_start(start_ns)
     group.go(start_ns)
-    alive = _wait_until(measure_from_ns, servers, None)
+    alive = _wait_until(measure_from_ns, servers, None, timeline)
     if alive:
         monitor.start_window()
-        alive = _wait_until(end_ns, servers, monitor)
+        alive = _wait_until(end_ns, servers, monitor, timeline)
     if not alive:
         group.request_stop()
     return alive, monitor.end_window(), end_ns
 
 
-def _wait_until(deadline_ns: int, servers: ServerGroup, monitor: ServerMonitor | None) -> bool:
+def _wait_until(
+    deadline_ns: int,
+    servers: ServerGroup,
+    monitor: ServerMonitor | None,
+    timeline: ProcessTimeline,
+) -> bool:
     """Sleep to `deadline_ns`, sampling the servers; False as soon as one has died."""
     while (remaining := deadline_ns - time.monotonic_ns()) > 0:
         time.sleep(min(SAMPLE_INTERVAL_S, remaining / 1e9))
         if monitor is not None:
             monitor.sample()
+        timeline.maybe_sample()
         if servers.failure() is not None:
             return False
     return True

@@ -2,7 +2,8 @@
 
 Request/response runs get throughput, latency, its distribution, cost and bytes per
 exchange; push runs get publish-to-receive latency, delivery completeness, the latency
-distribution, cost and bytes per delivered event. The overview ranks patterns across runs.
+distribution, cost and bytes per delivered event; soaks (trials of minutes) memory and
+open descriptors over time. The overview ranks patterns across runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bench.charts.distribution import distribution_chart
 from bench.charts.omission import omission_chart
 from bench.charts.overview import overview_chart
 from bench.charts.rates import latency_chart, throughput_chart
+from bench.charts.resources import resources_chart
 from bench.charts.style import color_of, is_push
 from bench.charts.wire import wire_chart
 
@@ -43,4 +45,5 @@ def render_charts(document: dict, out_dir: Path) -> list[Path]:
             cost_chart,
             wire_chart,
         )
+    charts += (resources_chart,)  # only where trials were long enough: soaks
     return [path for chart in charts for path in chart(document, out_dir)]

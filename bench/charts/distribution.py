@@ -90,7 +90,8 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
         ticks = [_nines(t) for t in TICKS if _nines(t) <= deepest + 0.01]
         axis.xaxis.set_major_locator(FixedLocator(ticks))
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _label(value)))
-        axis.set_xlim(0, max(ticks[-1], deepest) * 1.02 if ticks else 1)
+        # A point with only its median supported still needs an axis wider than nothing.
+        axis.set_xlim(0, (max(ticks[-1], deepest) * 1.02 if ticks else 0) or 1)
     if axes.flat[0].get_legend_handles_labels()[0]:
         axes.flat[0].legend(fontsize=7, loc="upper left")
     what = "publish-to-receive latency" if is_push(document) else "latency"

@@ -14,7 +14,7 @@ import time
 from typing import Literal
 
 import paho.mqtt.client as mqtt
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.options import PatternOptions
@@ -31,9 +31,16 @@ class MqttOptions(PatternOptions):
         DEFAULT_TOPIC,
         min_length=1,
         max_length=1024,
-        pattern=r"^[^#+\x00]+$",
         description="the topic events are published to (every PUBLISH carries it)",
     )
+
+    @field_validator("topic")
+    @classmethod
+    def _publishable(cls, topic: str) -> str:
+        # A PUBLISH names one topic: wildcards (# and +) only mean something in SUBSCRIBE.
+        if any(character in topic for character in "#+\x00"):
+            raise ValueError("a topic to publish to cannot contain the wildcards # or +, nor NUL")
+        return topic
 
     def server_args(self) -> list[str]:
         return ["--qos", str(self.qos), "--topic", self.topic]

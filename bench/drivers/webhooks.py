@@ -27,7 +27,7 @@ import time
 import aiohttp
 import orjson
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Connection, host_header, post_request
@@ -67,6 +67,15 @@ class WebhookOptions(PushServerOptions):
     forged_per_s: float = Field(
         0.0, ge=0, le=1000, description="fault injection: forged deliveries a second"
     )
+
+    @model_validator(mode="after")
+    def _tolerance_needs_verification(self) -> WebhookOptions:
+        if "tolerance_s" in self.model_fields_set and not self.verify_signatures:
+            raise ValueError(
+                "tolerance_s is the signature age receivers accept, and verify_signatures is "
+                "false: receivers check no signature; set one or the other"
+            )
+        return self
 
     def server_args(self) -> list[str]:
         return [

@@ -1,0 +1,64 @@
+"""The soak's recorder: every process's memory and descriptors over a trial, and growth
+judged on the second half of the window."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.soak import Growth, ProcessTimeline, growth_lines
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_growth_is_the_slope_of_the_second_half_per_minute():
+    t_s = [float(t) for t in range(0, 121, 10)]
+    # A start-up jump in the first minute, then +2 per minute: the late slope is 2, not the
+    # average over the whole window.
+    values = [10.0 if t < 60 else 50.0 + 2 * (t - 60) / 60 for t in t_s]
+    growth = Growth.of(t_s, values)
+    assert growth.first == 10 and growth.last == pytest.approx(52)
+    assert growth.per_minute_late == pytest.approx(2.0)
+    flat = Growth.of(t_s, [7.0] * len(t_s))
+    assert flat.per_minute_late == pytest.approx(0.0)
+    assert Growth.of([0.0, 1.0], [1.0, 2.0]).per_minute_late is None  # too few to fit
+
+
+def test_the_timeline_samples_each_process_once_per_interval():
+    clock = FakeClock()
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        timeline = ProcessTimeline({"me": os.getpid(), "child": child.pid}, 10, clock=clock)
+        timeline.maybe_sample()
+        timeline.maybe_sample()  # no time has passed: no second sample
+        clock.now += timeline.interval_s
+        extra = [os.open(os.devnull, os.O_RDONLY) for _ in range(5)]  # five more of ours
+        timeline.maybe_sample()
+        for descriptor in extra:
+            os.close(descriptor)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+    recorded = timeline.to_dict()["processes"]
+    me = recorded["me"]
+    assert me["t_s"] == [0.0, timeline.interval_s]
+    assert me["open_fds"][1] - me["open_fds"][0] == 5
+    assert all(rss > 1_000_000 for rss in me["rss_bytes"])
+    assert len(recorded["child"]["t_s"]) == 2 and recorded["child"]["pid"] == child.pid
+    clock.now += timeline.interval_s
+    timeline.maybe_sample()  # the child has gone: skipped, not an error
+    assert len(timeline.to_dict()["processes"]["child"]["t_s"]) == 2
+    lines = growth_lines({"extra": {"process_resources": timeline.to_dict()}})
+    assert [line.split()[0] for line in lines] == ["me", "child"]
+    assert "fds" in lines[0] and "MiB" in lines[0]
