@@ -127,7 +127,7 @@ async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
 
 
 def _generator_main(job: GeneratorJob, pipe, stop_requested) -> None:
-    signals.ignore_in_child()
+    signals.ignore_in_child()  # and only then unblocks them (see spawn)
     die_with_parent(signal.SIGKILL)
     if job.cpus:
         os.sched_setaffinity(0, job.cpus)
@@ -147,21 +147,26 @@ class GeneratorGroup:
         self.stop_requested = self._context.Event()
         self._processes: list = []
         self._pipes: list = []
+        self._results: dict[int, dict] = {}
 
     def spawn(self) -> None:
         """Start every generator process; they get ready while the server starts."""
-        for job in self.jobs:
-            parent_end, child_end = self._context.Pipe()
-            process = self._context.Process(
-                target=_generator_main,
-                args=(job, child_end, self.stop_requested),
-                name=f"generator-{job.index}",
-                daemon=True,
-            )
-            process.start()
-            child_end.close()
-            self._processes.append(process)
-            self._pipes.append(parent_end)
+        # Blocked while they start (the mask is inherited across exec), so that a signal
+        # to the whole process group cannot kill a generator before it ignores them; one
+        # meant for the runner reaches it when they are unblocked here.
+        with signals.blocked():
+            for job in self.jobs:
+                parent_end, child_end = self._context.Pipe()
+                process = self._context.Process(
+                    target=_generator_main,
+                    args=(job, child_end, self.stop_requested),
+                    name=f"generator-{job.index}",
+                    daemon=True,
+                )
+                process.start()
+                child_end.close()
+                self._processes.append(process)
+                self._pipes.append(parent_end)
 
     @property
     def pids(self) -> list[int]:
@@ -190,30 +195,33 @@ class GeneratorGroup:
         self.stop_requested.set()
 
     def collect(self, timeout_s: float) -> list[dict]:
-        """Each generator's result; raises GeneratorFailed for one that crashed or hung."""
+        """Each generator's result; raises GeneratorFailed for one that crashed or hung.
+
+        Results already received are kept: a signal that interrupts a collection (or
+        arrives just after one) is followed by a second call, which waits only for the
+        generators that have not answered yet."""
         deadline = time.monotonic() + timeout_s
-        results = []
-        for pipe in self._pipes:
+        for index, pipe in enumerate(self._pipes):
+            if index in self._results:
+                continue
             kind, detail = self._receive(pipe, deadline)
             if kind != "result":
                 raise GeneratorFailed(detail)
-            results.append(detail)
-        return results
+            self._results[index] = detail
+        return [self._results[index] for index in range(len(self._pipes))]
 
     def close(self) -> None:
         for pipe in self._pipes:
             with contextlib.suppress(OSError):
                 pipe.send(("abort", None))
-        for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
+        with signals.deferred():  # a signal now would leave generators behind
+            for process in self._processes:
                 process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for pipe in self._pipes:
-            pipe.close()
+                if process.is_alive():  # it ignores SIGTERM: only SIGKILL stops it now
+                    process.kill()
+                    process.join()
+            for pipe in self._pipes:
+                pipe.close()
 
     def _receive(self, pipe, deadline: float) -> tuple[str, object]:
         index = self._pipes.index(pipe)

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import charts, environment, generator_bound
+from bench import charts, environment, generator_bound, signals
 from bench.calibrate import calibration_for_run
 from bench.claims import claims_hash
 from bench.metrics import TrialResult
 from bench.options import PatternOptions
-from bench.patterns import PUSH, get_pattern
-from bench.resources import plan_placement
+from bench.patterns import PUSH, Pattern, get_pattern
+from bench.resources import Placement, plan_placement
 from bench.results import (
     PointRecord,
     RunRecorder,
@@ -47,6 +47,7 @@ class RunOptions:
     timing_overrides: dict = field(default_factory=dict)  # warmup_s, duration_s, repeats
     results_dir: Path = PROJECT_DIR / "results"
     only_patterns: list[str] | None = None
+    soak: bool = False  # print every process's growth, however short the trials
     progress: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 
@@ -123,11 +124,12 @@ def _format_trial(trial: TrialResult) -> str:
     return line
 
 
-def _soak_lines(point: dict) -> list[str]:
-    """Memory and descriptor growth per process, for trials long enough to show one."""
+def _soak_lines(point: dict, soak: bool) -> list[str]:
+    """Memory and descriptor growth per process: in a soak, and for any trial long enough
+    to show one."""
     lines = []
     for trial in point["trials"]:
-        if trial["measured_s"] >= MIN_SOAK_S:
+        if soak or trial["measured_s"] >= MIN_SOAK_S:
             where = f"{point['label']} " if point["label"] else ""
             lines.append(f"  {where}{point['pattern']} repeat {trial['repeat'] + 1}:")
             lines += [f"    {line}" for line in growth_lines(trial)]
@@ -156,6 +158,86 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
     # A calibration from another machine or another version of the code says nothing
     # about this run's generator: it is refused, and the run says so.
     calibration, stale = calibration_for_run(options.results_dir, measured_on)
+    total = len(loaded.points) * timing.repeats * len(patterns)
+    done = 0
+    status, error = "complete", None
+    recorder = None
+    try:
+        # Not cut short by a signal: `latest` never points at a folder without results.json.
+        with signals.deferred():
+            run_dir, recorder, records = _create_run(
+                loaded, options, patterns, timing, placement, measured_on, calibration, stale
+            )
+        options.progress(f"{loaded.name}: {scenario.title} ({total} trials) -> {run_dir}")
+        options.progress(f"  placement: {placement.note}")
+        if stale:
+            options.progress(f"  generator calibration: none used: {stale}")
+        for point in loaded.points:
+            for repeat in range(timing.repeats):
+                # Rotate the order each repeat, so no pattern always runs first (or last).
+                rotation = repeat % len(patterns)
+                for pattern in patterns[rotation:] + patterns[:rotation]:
+                    done += 1
+                    where = f"{point.label} " if point.label else ""
+                    options.progress(
+                        f"[{done}/{total}] {loaded.name} {where}{pattern.name} "
+                        f"repeat {repeat + 1}/{timing.repeats}"
+                        f" (about {_remaining(total - done + 1, timing)} left)"
+                    )
+                    trial = run_trial(
+                        pattern,
+                        point,
+                        repeat,
+                        timing,
+                        run_dir,
+                        placement,
+                        loaded.options[pattern.name],
+                    )
+                    records[(point.index, pattern.name)].add_trial(trial)
+                    recorder.save()
+                    options.progress(_format_trial(trial))
+    except TrialInterrupted as interrupted:
+        records[(point.index, pattern.name)].add_trial(interrupted.trial)
+        stopped, status, error = interrupted.cause, "interrupted", reason(interrupted.cause)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP between trials
+        if recorder is None:  # before the run folder existed: nothing to save
+            raise
+        stopped, status, error = interrupt, "interrupted", reason(interrupt)
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        stopped = None
+    # Written whole even if a signal arrives now (it is raised afterwards).
+    with signals.deferred():
+        recorder.finish(status, error)
+        finish_outputs(run_dir)
+    document = load_run(run_dir)
+    options.progress(run_summary_table(document))
+    for point in document["points"]:
+        for line in _soak_lines(point, options.soak):
+            options.progress(line)
+    options.progress(
+        f"{loaded.name}: {status}{f' ({error})' if error else ''}; results in {run_dir}"
+    )
+    if stopped is not None:
+        raise stopped
+    return run_dir
+
+
+def _create_run(
+    loaded: LoadedScenario,
+    options: RunOptions,
+    patterns: list[Pattern],
+    timing: Timing,
+    placement: Placement,
+    measured_on: dict,
+    calibration: dict | None,
+    stale: str | None,
+) -> tuple[Path, RunRecorder, dict[tuple[int, str], PointRecord]]:
+    """The run folder, its results.json (every point pending) and `latest` pointing at it."""
+    scenario = loaded.scenario
     run_dir = make_run_dir(options.results_dir, loaded.name)
     (run_dir / "scenario.toml").write_text(loaded.text)
     point_latest(options.results_dir, run_dir)
@@ -201,60 +283,7 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
         for pattern in patterns
     }
     recorder.save()
-    total = len(loaded.points) * timing.repeats * len(patterns)
-    done = 0
-    status, error = "complete", None
-    options.progress(f"{loaded.name}: {scenario.title} ({total} trials) -> {run_dir}")
-    options.progress(f"  placement: {placement.note}")
-    if stale:
-        options.progress(f"  generator calibration: none used: {stale}")
-    try:
-        for point in loaded.points:
-            for repeat in range(timing.repeats):
-                # Rotate the order each repeat, so no pattern always runs first (or last).
-                rotation = repeat % len(patterns)
-                for pattern in patterns[rotation:] + patterns[:rotation]:
-                    done += 1
-                    where = f"{point.label} " if point.label else ""
-                    options.progress(
-                        f"[{done}/{total}] {loaded.name} {where}{pattern.name} "
-                        f"repeat {repeat + 1}/{timing.repeats}"
-                        f" (about {_remaining(total - done + 1, timing)} left)"
-                    )
-                    trial = run_trial(
-                        pattern,
-                        point,
-                        repeat,
-                        timing,
-                        run_dir,
-                        placement,
-                        loaded.options[pattern.name],
-                    )
-                    records[(point.index, pattern.name)].add_trial(trial)
-                    recorder.save()
-                    options.progress(_format_trial(trial))
-    except TrialInterrupted as interrupted:
-        records[(point.index, pattern.name)].add_trial(interrupted.trial)
-        stopped, status, error = interrupted.cause, "interrupted", reason(interrupted.cause)
-    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP between trials
-        stopped, status, error = interrupt, "interrupted", reason(interrupt)
-    except BaseException as exc:
-        recorder.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    else:
-        stopped = None
-    recorder.finish(status, error)
-    finish_outputs(run_dir)
-    document = load_run(run_dir)
-    options.progress(run_summary_table(document))
-    for line in (soak_line for point in document["points"] for soak_line in _soak_lines(point)):
-        options.progress(line)
-    options.progress(
-        f"{loaded.name}: {status}{f' ({error})' if error else ''}; results in {run_dir}"
-    )
-    if stopped is not None:
-        raise stopped
-    return run_dir
+    return run_dir, recorder, records
 
 
 def finish_outputs(run_dir: Path) -> None:

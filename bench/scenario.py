@@ -177,6 +177,9 @@ class Limits(_Strict):
     min_throughput_per_s: float | None = Field(None, ge=0)
     max_errors: int | None = Field(None, ge=0, description="errors + timeouts, all trials")
     min_completeness: float | None = Field(None, ge=0, le=1, description="push")
+    max_unsent_fraction: float | None = Field(
+        None, ge=0, le=1, description="open loop: share of the requests due never sent"
+    )
 
 
 class Thresholds(Limits):
@@ -381,15 +384,22 @@ def _threshold_problems(scenario: Scenario) -> list[str]:
         for name in thresholds.patterns
         if name not in scenario.patterns
     ]
+    where = [("thresholds", thresholds)] + [
+        (f"thresholds.patterns.{name}", limits) for name, limits in thresholds.patterns.items()
+    ]
     if scenario.workload.kind != PUSH:
-        where = [("thresholds", thresholds)] + [
-            (f"thresholds.patterns.{name}", limits) for name, limits in thresholds.patterns.items()
-        ]
         problems += [
             f"{place}.min_completeness = {_show(limits.min_completeness)}: only a push "
             "workload counts delivered events; this one is request_response"
             for place, limits in where
             if limits.min_completeness is not None
+        ]
+    if scenario.workload.kind == PUSH or scenario.load.model != "open":
+        problems += [
+            f"{place}.max_unsent_fraction = {_show(limits.max_unsent_fraction)}: only an "
+            'open loop (load.model = "open") has requests due that may go unsent'
+            for place, limits in where
+            if limits.max_unsent_fraction is not None
         ]
     return problems
 

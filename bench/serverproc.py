@@ -18,6 +18,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from bench import signals
+
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -146,6 +148,10 @@ class ServerProcess:
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM, wait for a clean exit, then SIGKILL. Safe to call twice."""
+        with signals.deferred():
+            self._stop(grace_s)
+
+    def _stop(self, grace_s: float) -> None:
         process = self.process
         if process is None:
             return
@@ -211,8 +217,11 @@ class ServerGroup:
         return None
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+        # Every process is stopped by its id and waited for, even if a signal arrives
+        # meanwhile (it is raised once they all have stopped).
+        with signals.deferred():
+            for process in reversed(self.processes):
+                process.stop()
 
     def __enter__(self) -> ServerGroup:
         return self

@@ -7,7 +7,9 @@ raise `Stopped`, a KeyboardInterrupt, so every path that already stops servers, 
 what the generators measured and saves the run on Ctrl-C does the same for them.
 
 Only the first signal interrupts: one that arrives while the run is already stopping is
-ignored, so the clean-up (bounded by its own timeouts) is not itself cut short.
+ignored, so the clean-up (bounded by its own timeouts) is not itself cut short. Sections
+that must finish once begun (stopping processes, writing the run's files) defer a signal
+to their end.
 """
 
 from __future__ import annotations
@@ -48,12 +50,49 @@ def exit_status(interrupt: BaseException) -> int:
 class _Handler:
     def __init__(self) -> None:
         self.stopping = False
+        self.deferring = 0  # nesting depth of deferred() sections
+        self.pending: int | None = None
 
     def __call__(self, signum: int, frame: object) -> None:
         if self.stopping:
             return
         self.stopping = True
+        if self.deferring:
+            self.pending = signum  # raised when the section ends
+            return
         raise Stopped(signum)
+
+
+_active: _Handler | None = None
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A section a stopping signal must not cut short (stopping processes, writing the
+    run's files): a signal that arrives inside is raised as `Stopped` when it ends."""
+    handler = _active
+    if handler is None:
+        yield
+        return
+    handler.deferring += 1
+    try:
+        yield
+    finally:
+        handler.deferring -= 1
+        if not handler.deferring and handler.pending is not None:
+            signum, handler.pending = handler.pending, None
+            raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def blocked() -> Iterator[None]:
+    """Stopping signals held by the kernel while inside, delivered on the way out; child
+    processes started inside begin with them blocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -63,12 +102,14 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _active
     _start_resource_tracker_deaf_to_hangups()
-    handler = _Handler()
+    handler = _active = _Handler()
     previous = {signum: signal.signal(signum, handler) for signum in STOPPING_SIGNALS}
     try:
         yield
     finally:
+        _active = None
         for signum, old in previous.items():
             signal.signal(signum, old)
 
@@ -87,6 +128,8 @@ def _start_resource_tracker_deaf_to_hangups() -> None:
 
 def ignore_in_child() -> None:
     """For processes the runner stops itself (the generators): a signal sent to the whole
-    process group must not kill them before they hand over what they measured."""
+    process group must not kill them before they hand over what they measured. Started
+    with the signals blocked (see blocked()), they are ignored first, then unblocked."""
     for signum in STOPPING_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)

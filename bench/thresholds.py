@@ -63,9 +63,7 @@ def breaches(document: dict) -> list[str]:
 
 def _unsent_breach(where: str, point: dict, limits: Limits) -> list[str]:
     """Open loop: more of the requests due left unsent than the limit allows."""
-    # getattr: the limit arrived in the scenario model after this check; a model without
-    # it sets no limit.
-    limit = getattr(limits, "max_unsent_fraction", None)
+    limit = limits.max_unsent_fraction
     unsent = figures.unsent_fraction(point)
     if limit is None or unsent is None or unsent <= limit:
         return []

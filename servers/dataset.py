@@ -24,8 +24,10 @@ import orjson
 MIN_PAYLOAD_BYTES = 256
 MAX_PAYLOAD_BYTES = 1024 * 1024
 # Created orders are kept so they can be read back, but bounded: a long benchmark of
-# create_order must not turn into a test of how much memory the server can fill.
-CREATED_ORDERS_KEPT = 100_000
+# create_order must not turn into a test of how much memory the server can fill. About
+# 1.3 KB each (measured in a soak: +3.9 MiB/min at 50 orders/s), so the store is full
+# (13 MB) within minutes at a moderate rate and a soak's later growth is a leak's, not it.
+CREATED_ORDERS_KEPT = 10_000
 FIRST_CREATED_ORDER_ID = 1_000_000_000
 
 _TIERS = ("free", "silver", "gold", "platinum")

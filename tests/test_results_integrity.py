@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -38,6 +37,7 @@ from bench.results import (
     run_summary_table,
     write_summary_csv,
 )
+from bench.scenario import Limits, ScenarioError, load_scenario
 from bench.thresholds import _unsent_breach, breaches
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -269,11 +269,45 @@ def test_summary_csv_has_the_push_columns_and_every_column_it_had(tmp_path):
 def test_a_limit_on_unsent_requests_is_checked_against_the_share_of_those_due():
     point = {"summary": {"requests": 700, "errors": 0, "timeouts": 0, "unsent": 300}}
     assert figures.unsent_fraction(point) == pytest.approx(0.3)
-    found = _unsent_breach("rest", point, SimpleNamespace(max_unsent_fraction=0.25))
+    found = _unsent_breach("rest", point, Limits(max_unsent_fraction=0.25))
     assert found == ["rest: 300 requests unsent, 30.00% of those due > 25.00%"]
-    assert _unsent_breach("rest", point, SimpleNamespace(max_unsent_fraction=0.5)) == []
-    # Scenario models without the limit are read as setting none.
-    assert _unsent_breach("rest", point, SimpleNamespace()) == []
+    assert _unsent_breach("rest", point, Limits(max_unsent_fraction=0.5)) == []
+    assert _unsent_breach("rest", point, Limits()) == []
+
+
+def test_a_scenario_can_set_the_unsent_limit_and_a_run_is_judged_by_it(tmp_path):
+    # Through the scenario file, as a user writes it: the model takes the limit (open
+    # loop only) and breaches() applies it to a stored run.
+    path = tmp_path / "open.toml"
+    path.write_text(
+        'title = "t"\npatterns = ["rest"]\n[workload]\nmix = { get_user = 1.0 }\n'
+        '[load]\nmodel = "open"\nrate_per_s = 100\n[thresholds]\nmax_unsent_fraction = 0.25\n'
+    )
+    thresholds = load_scenario(path).scenario.thresholds
+    document = {
+        "run": {"thresholds": thresholds.model_dump()},
+        "points": [
+            {
+                "pattern": "rest",
+                "label": "",
+                "status": "ok",
+                "trials": [{"status": "ok"}],
+                "summary": {
+                    "trials_ok": 1,
+                    "requests": 700,
+                    "errors": 0,
+                    "timeouts": 0,
+                    "unsent": 300,
+                },
+            }
+        ],
+    }
+    assert breaches(document) == ["rest: 300 requests unsent, 30.00% of those due > 25.00%"]
+    closed = path.read_text().replace('model = "open"\nrate_per_s = 100', "concurrency = 2")
+    path.write_text(closed)
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(path)
+    assert "thresholds.max_unsent_fraction = 0.25: only an open loop" in str(refused.value)
 
 
 def test_a_completeness_limit_is_checked_on_push_points():
