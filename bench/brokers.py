@@ -23,6 +23,7 @@ import socket
 import sys
 from pathlib import Path
 
+from bench.needs import Requirement
 from bench.options import PatternOptions
 from bench.serverproc import PatternUnavailable, ServerGroup, ServerProcess
 from servers.dataset import DatasetSpec
@@ -51,6 +52,13 @@ def mosquitto_binary() -> str | None:
     return None
 
 
+MOSQUITTO = Requirement(
+    "Mosquitto (MQTT broker)",
+    "on Debian or Ubuntu: apt-get install mosquitto",
+    lambda: mosquitto_binary(),  # looked up when asked, so a test can take it away
+)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -65,11 +73,9 @@ def launch_mosquitto(
     name: str,
     cpus: tuple[int, ...] | None,
 ) -> ServerGroup:
-    binary = mosquitto_binary()
+    binary = MOSQUITTO.find()
     if binary is None:
-        raise PatternUnavailable(
-            "Mosquitto is not installed (on Debian or Ubuntu: apt-get install mosquitto)"
-        )
+        raise PatternUnavailable(f"Mosquitto is not installed ({MOSQUITTO.install})")
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = logs / f"{name}-mosquitto.conf"

@@ -1,4 +1,4 @@
-"""The `bench` command: run, validate, report, calibrate.
+"""The `bench` command: run, validate, report, compare, publish, calibrate, patterns.
 
 Exit codes: 0 success; 1 a run finished but some points failed or measured nothing usable;
 2 bad input (a scenario or results file that cannot be used, a bad argument, a run over the
@@ -347,6 +347,31 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_patterns(args: argparse.Namespace) -> int:
+    from bench.patterns import PATTERNS
+
+    rows = [("pattern", "kind", "promises", "needs beyond make's Python packages")]
+    for pattern in PATTERNS.values():
+        needs = "; ".join(need.status() for need in pattern.needs) or "nothing"
+        kind = ", ".join(sorted(pattern.workloads))
+        if pattern.ablation:
+            kind += " (ablation)"
+        rows.append((pattern.name, kind, pattern.promises, needs))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + f"  {row[3]}"
+        )
+    print()
+    for pattern in PATTERNS.values():  # the names charts use
+        print(f"{pattern.name}: {pattern.label}")
+    missing = [p.name for p in PATTERNS.values() if any(n.find() is None for n in p.needs)]
+    if missing:
+        print(f"\nnot runnable on this machine (skipped with the reason): {', '.join(missing)}")
+    return EXIT_OK
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from bench.calibrate import calibrate
 
@@ -445,6 +470,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
     run.set_defaults(handler=cmd_run)
+
+    patterns = commands.add_parser(
+        "patterns", help="the patterns: kind, what each promises, what it needs and has here"
+    )
+    patterns.set_defaults(handler=cmd_patterns)
 
     validate = commands.add_parser(
         "validate",

@@ -12,7 +12,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.brokers import MOSQUITTO
 from bench.drivers.base import Driver
+from bench.needs import Requirement
 from bench.options import PatternOptions
 from bench.serverproc import ServerGroup, ServerProcess
 from servers.dataset import DatasetSpec
@@ -43,6 +45,10 @@ class Pattern:
     # rankings on latency say so beside it.
     latency_set_by: str = ""
     launcher_path: str | None = None  # "module:function" for patterns needing more processes
+    # What it guarantees the client: for push, what happens to events sent while a
+    # subscriber is away; for request/response, how it reports a request it cannot answer.
+    promises: str = ""
+    needs: tuple[Requirement, ...] = ()  # beyond the Python packages make installs
 
     def driver_class(self) -> type[Driver]:
         return _load(self.driver_path)
@@ -111,6 +117,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.rest:RestDriver",
             options_path="bench.drivers.rest:RestOptions",
             color="#1f77b4",
+            promises="an HTTP status per request (404, 422...)",
         ),
         Pattern(
             name="rest-no-keepalive",
@@ -122,6 +129,7 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"keep_alive": False},
             ablation="connection reuse (keep-alive)",
             color="#aec7e8",
+            promises="an HTTP status per request; a new TCP connection each",
         ),
         Pattern(
             name="graphql",
@@ -131,6 +139,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.graphql:GraphqlDriver",
             options_path="bench.drivers.graphql:GraphqlOptions",
             color="#e377c2",
+            promises="a GraphQL errors list; depth, alias, field and cost limits",
         ),
         Pattern(
             name="graphql-fields",
@@ -141,6 +150,7 @@ PATTERNS: dict[str, Pattern] = {
             options_path="bench.drivers.graphql:GraphqlOptions",
             fixed_options={"selection": "few"},
             color="#f7b6d2",
+            promises="a GraphQL errors list; only the fields asked for",
         ),
         Pattern(
             name="grpc",
@@ -150,6 +160,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.grpc:GrpcDriver",
             options_path="bench.drivers.grpc:GrpcOptions",
             color="#2ca02c",
+            promises="a gRPC status per call (NOT_FOUND, INVALID_ARGUMENT...)",
         ),
         Pattern(
             name="websocket",
@@ -159,6 +170,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.websocket:WebsocketDriver",
             options_path="bench.drivers.websocket:WebsocketOptions",
             color="#ff7f0e",
+            promises="an error message per request, matched by correlation id",
         ),
         Pattern(
             name="jsonrpc",
@@ -167,6 +179,7 @@ PATTERNS: dict[str, Pattern] = {
             server_module="servers.jsonrpc",
             driver_path="bench.drivers.jsonrpc:JsonRpcDriver",
             color="#9467bd",
+            promises="a JSON-RPC error object per call (spec codes)",
         ),
         Pattern(
             name="soap",
@@ -175,6 +188,7 @@ PATTERNS: dict[str, Pattern] = {
             server_module="servers.soap",
             driver_path="bench.drivers.soap:SoapDriver",
             color="#8c564b",
+            promises="a SOAP Fault per request",
         ),
         Pattern(
             name="sse",
@@ -184,6 +198,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.sse:SseDriver",
             options_path="bench.drivers.sse:SseOptions",
             color="#17becf",
+            promises="resume: events missed while away are replayed (Last-Event-ID)",
         ),
         Pattern(
             name="sse-no-resume",
@@ -195,6 +210,7 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"resume": False},
             ablation="resuming with Last-Event-ID",
             color="#9edae5",
+            promises="none: events sent while away are lost",
         ),
         Pattern(
             name="websocket-push",
@@ -204,6 +220,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.websocket_push:WebsocketPushDriver",
             options_path="bench.drivers.websocket_push:WebsocketPushOptions",
             color="#ff7f0e",
+            promises="none: events sent while away are lost",
         ),
         Pattern(
             name="long-polling",
@@ -213,6 +230,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.polling:PollingDriver",
             options_path="bench.drivers.polling:LongPollingOptions",
             color="#bcbd22",
+            promises="resume: the next poll's cursor gets what was missed",
         ),
         Pattern(
             name="short-polling",
@@ -223,6 +241,7 @@ PATTERNS: dict[str, Pattern] = {
             options_path="bench.drivers.polling:ShortPollingOptions",
             latency_set_by="interval_s",
             color="#7f7f7f",
+            promises="resume: the next poll's cursor gets what was missed",
         ),
         Pattern(
             name="grpc-stream",
@@ -232,6 +251,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.grpc_stream:GrpcStreamDriver",
             options_path="bench.options:PushServerOptions",
             color="#2ca02c",
+            promises="resume: a new stream from the last sequence number",
         ),
         Pattern(
             name="mqtt-qos0",
@@ -243,6 +263,8 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"qos": 0},
             launcher_path="bench.brokers:launch_mosquitto",
             color="#d62728",
+            promises="at most once: events sent while away are lost",
+            needs=(MOSQUITTO,),
         ),
         Pattern(
             name="mqtt-qos1",
@@ -254,6 +276,8 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"qos": 1},
             launcher_path="bench.brokers:launch_mosquitto",
             color="#ff9896",
+            promises="at least once: the broker queues for the persistent session",
+            needs=(MOSQUITTO,),
         ),
         Pattern(
             name="webhooks",
@@ -263,6 +287,7 @@ PATTERNS: dict[str, Pattern] = {
             driver_path="bench.drivers.webhooks:WebhookDriver",
             options_path="bench.drivers.webhooks:WebhookOptions",
             color="#9467bd",
+            promises="at least once: retried until acknowledged; receivers deduplicate",
         ),
         Pattern(
             name="webhooks-no-retry",
@@ -274,6 +299,7 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"max_attempts": 1},
             ablation="the provider's retries",
             color="#c5b0d5",
+            promises="at most once: one attempt per event",
         ),
         Pattern(
             name="webhooks-no-dedup",
@@ -285,6 +311,7 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"deduplicate": False},
             ablation="the receivers' deduplication",
             color="#8c6d31",
+            promises="at least once, and redeliveries processed again",
         ),
         Pattern(
             name="webhooks-no-verify",
@@ -296,6 +323,7 @@ PATTERNS: dict[str, Pattern] = {
             fixed_options={"verify_signatures": False},
             ablation="the receivers' signature checks",
             color="#e7969c",
+            promises="at least once, and forged deliveries accepted",
         ),
     ]
 }
