@@ -249,6 +249,10 @@ def test_every_shipped_scenario_validates_without_a_warning(capsys):
     status, out, err = bench(capsys, "validate")
     assert status == 0 and err == ""
     assert out.count(": ok: ") == len(list((PROJECT_DIR / "scenarios").glob("*.toml")))
+    soaks = sorted(str(path) for path in (PROJECT_DIR / "scenarios" / "soak").glob("*.toml"))
+    assert len(soaks) == 2
+    status, out, err = bench(capsys, "validate", *soaks)
+    assert status == 0 and err == "" and out.count(": ok: ") == 2
 
 
 def test_stored_fixture_runs_are_still_readable():
