@@ -82,12 +82,12 @@ def _estimate(
     loaded, quick: bool, overrides: dict | None = None, only_patterns: list[str] | None = None
 ) -> RunEstimate:
     """How long a scenario takes to run: only the patterns --pattern selects, if given."""
-    from bench.runner import TRIAL_OVERHEAD_S, effective_timing
+    from bench.runner import effective_timing, estimated_seconds
 
     timing = effective_timing(loaded.scenario, quick, overrides)
     patterns = [p for p in loaded.scenario.patterns if not only_patterns or p in only_patterns]
     trials = len(loaded.points) * timing.repeats * len(patterns)
-    seconds = trials * (timing.warmup_s + timing.duration_s + TRIAL_OVERHEAD_S)
+    seconds = estimated_seconds(trials, timing)
     return RunEstimate(len(loaded.points), len(patterns), timing.repeats, seconds)
 
 
@@ -183,13 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded, selection_problems = _select_patterns(args.pattern, loaded, bool(args.files))
     problems += selection_problems
     overrides = {
-        name: value
-        for name, value in (
-            ("warmup_s", args.warmup),
-            ("duration_s", args.duration),
-            ("repeats", args.repeats),
-        )
-        if value is not None
+        name: getattr(args, flag.removeprefix("--"))
+        for name, flag in TIMING_FLAGS.items()
+        if getattr(args, flag.removeprefix("--")) is not None
     }
     if args.soak is not None:
         if args.quick or args.duration is not None or args.repeats is not None:
@@ -227,10 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         soak=args.soak is not None,
     )
     failed = broken = False
-    for item in loaded:
-        print(
-            f"{item.path}: {_estimate(item, args.quick, overrides, args.pattern)}", file=sys.stderr
-        )
+    for item, (_, estimate) in zip(loaded, estimates, strict=True):
+        print(f"{item.path}: {estimate}", file=sys.stderr)
         try:
             run_dir = run_scenario(item, options)
         except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP

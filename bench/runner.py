@@ -138,8 +138,13 @@ def _soak_lines(point: dict, soak: bool) -> list[str]:
     return lines
 
 
+def estimated_seconds(trials: int, timing: Timing) -> float:
+    """How long `trials` trials take: their windows and the overhead around each."""
+    return trials * (timing.warmup_s + timing.duration_s + TRIAL_OVERHEAD_S)
+
+
 def _remaining(trials_left: int, timing: Timing) -> str:
-    seconds = trials_left * (timing.warmup_s + timing.duration_s + TRIAL_OVERHEAD_S)
+    seconds = estimated_seconds(trials_left, timing)
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 

@@ -41,17 +41,6 @@ from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
 from bench.workload import OperationName
 from servers.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
 
-SweepParameter = Literal[
-    "workload.rate_per_s",
-    "workload.subscribers",
-    "load.concurrency",
-    "load.rate_per_s",
-    "load.connections",
-    "load.generators",
-    "payload.size_bytes",
-    "payload.users",
-    "workload.per_page",
-]
 # What each kind of workload can sweep: the rest are settings it does not use.
 SWEEPABLE: dict[str, tuple[str, ...]] = {
     REQUEST_RESPONSE: (
@@ -65,6 +54,10 @@ SWEEPABLE: dict[str, tuple[str, ...]] = {
     ),
     PUSH: ("workload.rate_per_s", "workload.subscribers", "load.generators", "payload.size_bytes"),
 }
+# Every sweepable setting, once, in the order above (push's own first, as listed before).
+SweepParameter = Literal[
+    tuple(dict.fromkeys(SWEEPABLE[PUSH][:2] + SWEEPABLE[REQUEST_RESPONSE] + SWEEPABLE[PUSH]))
+]
 # A push workload sets its rate and subscribers under [workload]: of [load], it uses these.
 PUSH_LOAD_FIELDS = ("generators", "pin_cpus")
 CLOSED_LOOP_ONLY = ("concurrency",)

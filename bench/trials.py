@@ -80,14 +80,39 @@ def run_trial(
             return failed_trial(repeat, "failed", str(exc))
         except GeneratorFailed as exc:
             return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
-        if push:
-            report_file = run_dir / "logs" / f".{name}.report"
-            return _push_measurement(
-                pattern, servers, group, monitor, point, timing, repeat, report_file, placement
-            )
-        return _request_response_measurement(
-            pattern, servers, group, monitor, scenario, timing, repeat, placement
-        )
+        timeline = process_timeline(servers, group, timing)
+        try:
+            if push:
+                report_file = run_dir / "logs" / f".{name}.report"
+                trial = _push_measurement(
+                    pattern,
+                    servers,
+                    group,
+                    monitor,
+                    point,
+                    timing,
+                    repeat,
+                    report_file,
+                    placement,
+                    timeline,
+                )
+            else:
+                trial = _request_response_measurement(
+                    pattern,
+                    servers,
+                    group,
+                    monitor,
+                    scenario,
+                    timing,
+                    repeat,
+                    placement,
+                    timeline,
+                )
+        except TrialInterrupted as interrupted:
+            interrupted.trial.extra["process_resources"] = timeline.to_dict()
+            raise
+        trial.extra["process_resources"] = timeline.to_dict()
+        return trial
 
 
 # Request/response ------------------------------------------------------------------------
@@ -185,10 +210,10 @@ def _request_response_measurement(
     timing: Timing,
     repeat: int,
     placement: Placement,
+    timeline: ProcessTimeline,
 ) -> TrialResult:
     offered = scenario.load.rate_per_s
     cpus = _cpus_held(placement, group)
-    timeline = process_timeline(servers, group, timing)
     try:
         alive, usage, _ = _watch_window(servers, group, monitor, timing, timeline)
         results = group.collect(timeout_s=scenario.load.timeout_s + 30)
@@ -196,18 +221,14 @@ def _request_response_measurement(
         group.request_stop()
         results = group.collect(timeout_s=scenario.load.timeout_s + 5)
         trial = build_trial(repeat, results, None, offered, "interrupted", reason(cause), **cpus)
-        trial.extra["process_resources"] = timeline.to_dict()
         raise TrialInterrupted(trial, cause) from None
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
     if not alive:
-        trial = build_trial(
+        return build_trial(
             repeat, results, usage, offered, "failed", str(servers.failure()), **cpus
         )
-    else:
-        trial = build_trial(repeat, results, usage, offered, **cpus)
-    trial.extra["process_resources"] = timeline.to_dict()
-    return trial
+    return build_trial(repeat, results, usage, offered, **cpus)
 
 
 # Push ------------------------------------------------------------------------------------
@@ -263,6 +284,7 @@ def _push_measurement(
     repeat: int,
     report_file: Path,
     placement: Placement,
+    timeline: ProcessTimeline,
 ) -> TrialResult:
     workload = point.scenario.workload
     drain_s = group.jobs[0].push.drain_s
@@ -282,7 +304,6 @@ def _push_measurement(
             }
         )
 
-    timeline = process_timeline(servers, group, timing)
     try:
         alive, usage, end_ns = _watch_window(
             servers, group, monitor, timing, timeline, on_start=publish
@@ -294,7 +315,6 @@ def _push_measurement(
         group.request_stop()
         results = group.collect(timeout_s=drain_s + 5)
         trial = build_push_trial(repeat, results, None, None, "interrupted", reason(cause), **cpus)
-        trial.extra["process_resources"] = timeline.to_dict()
         raise TrialInterrupted(trial, cause) from None
     except GeneratorFailed as exc:
         return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
@@ -305,13 +325,10 @@ def _push_measurement(
     }
     if not alive or report is None:
         error = servers.failure() or f"{pattern.name}: the server wrote no publication report"
-        trial = build_push_trial(
+        return build_push_trial(
             repeat, results, report, usage, "failed", str(error), **censoring, **cpus
         )
-    else:
-        trial = build_push_trial(repeat, results, report, usage, **censoring, **cpus)
-    trial.extra["process_resources"] = timeline.to_dict()
-    return trial
+    return build_push_trial(repeat, results, report, usage, **censoring, **cpus)
 
 
 def _request_report(report_file: Path, servers: ServerGroup) -> dict | None:

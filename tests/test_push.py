@@ -24,7 +24,7 @@ from bench.histogram import LatencyHistogram
 from bench.metrics import delivery_counts
 from bench.options import PatternOptions
 from bench.patterns import PATTERNS
-from bench.push import PushEngine, PushPlan
+from bench.push import PushEngine, PushPlan, PushResult
 from bench.results import load_run
 from bench.runner import RunOptions, run_scenario
 from bench.scenario import load_scenario
@@ -218,6 +218,13 @@ class StubbornSubscription(Subscription):
         pass
 
 
+async def run_engine_now(driver: PushDriver, plan: PushPlan) -> PushResult:
+    """A push engine over `driver`, subscribed and run from now (no server schedule)."""
+    engine = PushEngine(driver, plan)
+    await engine.open()
+    return await engine.run(time.monotonic_ns())
+
+
 class StubbornDriver(PushDriver):
     async def subscribe(self, subscriber: int, on_event) -> Subscription:
         return StubbornSubscription()
@@ -227,9 +234,7 @@ def test_the_push_engine_finishes_when_a_reconnect_swallows_its_cancellation():
     async def main():
         driver = StubbornDriver(Target("127.0.0.1", 9), PushContext(PatternOptions(), 256))
         plan = PushPlan(2, 0, 0.05, 0.2, 0.05, 100, disconnect_every_s=0.001, away_s=0)
-        engine = PushEngine(driver, plan)
-        await engine.open()
-        return await engine.run(time.monotonic_ns())
+        return await run_engine_now(driver, plan)
 
     # In a thread of its own: a hung event loop fails the test instead of hanging it.
     outcome = {}
@@ -514,10 +519,7 @@ def test_a_subscriber_away_when_the_window_closes_still_comes_back():
     async def main():
         driver = CountingDriver(Target("127.0.0.1", 9), PushContext(PatternOptions(), 256))
         plan = PushPlan(2, 0, 0.0, 0.5, 0.3, 100, disconnect_every_s=0.1, away_s=0.15)
-        engine = PushEngine(driver, plan)
-        await engine.open()
-        result = await engine.run(time.monotonic_ns())
-        return driver.made, result
+        return driver.made, await run_engine_now(driver, plan)
 
     made, result = asyncio.run(main())
     assert sum(s.dropped for s in made) >= 3

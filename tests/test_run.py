@@ -80,6 +80,18 @@ def under_load(server: psutil.Process, connections: int) -> None:
     wait_for(lambda: sum(server.cpu_times()[:2]) > busy + 0.3, 60, "load on the server")
 
 
+def start_run(path: Path, results: Path) -> subprocess.Popen:
+    """`bench run` on a scenario file, as a job at a terminal: its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--results-dir", str(results), str(path)],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def descendants(pid: int, marker: str) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(pid).children(recursive=True):
@@ -214,14 +226,7 @@ def test_a_server_that_cannot_start_is_reported_and_other_patterns_still_run(tmp
 def test_ctrl_c_stops_servers_and_saves_the_run_marked_interrupted(tmp_path):
     path = scenario_file(tmp_path, duration_s=60, warmup_s=0.2)
     results = tmp_path / "results"
-    bench = subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", "--results-dir", str(results), str(path)],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, like a job at a terminal
-    )
+    bench = start_run(path, results)
     try:
         (server,) = wait_for(lambda: descendants(bench.pid, "servers.rest"), 60, "the server")
         under_load(server, connections=4)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from bench.engine import LoadPlan
 from bench.generators import GeneratorGroup, GeneratorJob
 from bench.results import load_run
 from bench.workload import Operation
-from tests.conftest import PROJECT_DIR, SMALL_DATASET, start_server
-from tests.test_run import descendants, scenario_file, under_load, wait_for
+from tests.conftest import SMALL_DATASET, start_server
+from tests.test_run import descendants, scenario_file, start_run, under_load, wait_for
 
 needs_mosquitto = pytest.mark.skipif(
     mosquitto_binary() is None, reason="Mosquitto is not installed (make test installs it)"
@@ -40,17 +39,6 @@ def push_scenario(tmp_path: Path, pattern: str) -> Path:
         "[timing]\nwarmup_s = 0.2\nduration_s = 60\nrepeats = 1\n"
     )
     return path
-
-
-def start_run(path: Path, results: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", "--results-dir", str(results), str(path)],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, like a job at a terminal
-    )
 
 
 def broker_under_load(bench: subprocess.Popen) -> psutil.Process:
