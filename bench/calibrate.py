@@ -29,7 +29,6 @@ from bench import environment
 from bench.drivers.base import Target
 from bench.engine import LoadPlan
 from bench.generators import GeneratorFailed, GeneratorGroup, GeneratorJob
-from bench.histogram import LatencyHistogram
 from bench.loadtools import (
     GET_USER_ID,
     TOOL_TIMEOUT_GRACE_S,
@@ -43,12 +42,13 @@ from bench.loadtools import (
     tool_requests,
     tool_version,
 )
-from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
+from bench.registry import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
 from bench.resources import Placement, plan_placement
 from bench.results import utc_now, write_json
 from bench.serverproc import PatternUnavailable, ServerFailed
 from bench.workload import Operation
-from servers.dataset import DatasetSpec, build_user
+from common.dataset import DatasetSpec, build_user
+from common.histogram import LatencyHistogram
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CALIBRATION_FILE = "calibration.json"
@@ -460,7 +460,7 @@ def _variant_of(pattern: Pattern) -> str | None:
 
 
 def uncalibrated(pattern: Pattern, requests: dict[str, ToolRequest], reason: str | None = None):
-    workload = REQUEST_RESPONSE if REQUEST_RESPONSE in pattern.workloads else PUSH
+    workload = pattern.kind
     variant_of = _variant_of(pattern)
     if reason is None and variant_of in requests:
         reason = f"a variant of {variant_of} (same server and driver): not measured on its own"

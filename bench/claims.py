@@ -22,7 +22,7 @@ from importlib import resources
 
 from bench import figures
 from bench.environment import describe as describe_environment
-from bench.histogram import LatencyHistogram, latency_figures
+from common.histogram import LatencyHistogram, latency_figures
 
 HOLDS, FAILS, INCONCLUSIVE = "holds here", "does not hold here", "inconclusive"
 SET_BY_SCENARIO, NOT_MEASURABLE, NOT_MEASURED = (

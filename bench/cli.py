@@ -117,7 +117,7 @@ def _select_patterns(
     """The scenarios to run under --pattern, and the problems with it. A file named on
     the command line with none of the selected patterns is an error; of all of
     scenarios/ (no files named), those without one are left out."""
-    from bench.patterns import PATTERNS
+    from bench.registry import PATTERNS
 
     if not selected:
         return loaded, []
@@ -342,12 +342,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:
-    from bench.patterns import PATTERNS
+    from bench.registry import PATTERNS
 
     rows = [("pattern", "kind", "promises", "needs beyond make's Python packages")]
     for pattern in PATTERNS.values():
         needs = "; ".join(need.status() for need in pattern.needs) or "nothing"
-        kind = ", ".join(sorted(pattern.workloads))
+        kind = pattern.kind
         if pattern.ablation:
             kind += " (ablation)"
         rows.append((pattern.name, kind, pattern.promises, needs))

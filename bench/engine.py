@@ -32,12 +32,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from bench.drivers.base import Connection, Driver
-from bench.histogram import LatencyHistogram
 from bench.looplag import start_probe
-from bench.schedule import Arrival, intended_send_times
-from bench.timer import DeadlineTimer
 from bench.wire import WireBytes
 from bench.workload import Operation
+from common.histogram import LatencyHistogram
+from common.schedule import Arrival, intended_send_times
+from common.timer import DeadlineTimer
 
 monotonic_ns = time.monotonic_ns
 perf_counter_ns = time.perf_counter_ns

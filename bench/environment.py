@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 
 # The packages whose versions change results; recorded with every run.
-RECORDED_PACKAGES = (
+# The core's own stack; each pattern's entry adds what its server and driver stand on.
+CORE_PACKAGES = (
     "aiohttp",
     "httptools",
     "uvloop",
@@ -20,15 +21,28 @@ RECORDED_PACKAGES = (
     "pydantic",
     "hdrhistogram",
     "psutil",
-    "grpcio",
-    "protobuf",
-    "websockets",
-    "graphql-core",
-    "paho-mqtt",
     "locust",
     "matplotlib",
     "pandas",
 )
+# Named in a published report's "stack" line, beside what the patterns add.
+_STACK_CORE = ("uvloop", "orjson")
+
+
+def recorded_packages() -> tuple[str, ...]:
+    from bench.registry import PATTERNS
+
+    pattern_packages = [name for pattern in PATTERNS.values() for name in pattern.packages]
+    return tuple(dict.fromkeys([*CORE_PACKAGES, *pattern_packages]))
+
+
+def stack_packages() -> tuple[str, ...]:
+    """The packages a report names as the stack it measured: what the patterns stand on,
+    then the core's event loop and JSON library."""
+    from bench.registry import PATTERNS
+
+    pattern_packages = [name for pattern in PATTERNS.values() for name in pattern.packages]
+    return tuple(dict.fromkeys([*pattern_packages, *_STACK_CORE]))
 
 
 def cpu_model() -> str:
@@ -43,7 +57,7 @@ def cpu_model() -> str:
 
 def package_versions() -> dict[str, str]:
     versions = {}
-    for name in RECORDED_PACKAGES:
+    for name in recorded_packages():
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -71,18 +85,32 @@ def git_commit(directory: Path) -> dict:
     }
 
 
+def _version_line(name: str, command: list[str]) -> str | None:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in (completed.stdout + completed.stderr).splitlines():
+        if line.lower().startswith(name.lower()) and "usage" not in line.lower():
+            return line.split(" Copyright")[0].strip()
+    return None
+
+
 def tool_versions() -> dict[str, str]:
-    """Versions of the programs some patterns run (the broker) or calibrate against."""
+    """Versions of the programs some patterns run (a broker, from their entries' needs)
+    and of the tool the generator is calibrated against."""
+    from bench.registry import PATTERNS
+
+    commands = {"wrk": ["wrk", "-v"]}
+    for pattern in PATTERNS.values():
+        for need in pattern.needs:
+            if need.version_args:
+                commands[need.program] = [need.program, *need.version_args]
     found = {}
-    for name, command in (("mosquitto", ["mosquitto", "-h"]), ("wrk", ["wrk", "-v"])):
-        try:
-            completed = subprocess.run(command, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        for line in (completed.stdout + completed.stderr).splitlines():
-            if line.lower().startswith(name) and "usage" not in line.lower():
-                found[name] = line.split(" Copyright")[0].strip()
-                break
+    for name, command in commands.items():
+        line = _version_line(name, command)
+        if line:
+            found[name] = line
     return found
 
 

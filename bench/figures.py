@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.histogram import percentile_of, samples_needed
 from bench.metrics import partial_note, requests_due
+from common.histogram import percentile_of, samples_needed
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us")
 LATENCY_LABELS = {"p50_us": "p50", "p90_us": "p90", "p99_us": "p99", "p999_us": "p99.9"}

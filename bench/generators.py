@@ -27,11 +27,11 @@ from bench import signals
 from bench.drivers.base import DriverContext, PushContext, Target
 from bench.engine import LoadEngine, LoadPlan
 from bench.options import PatternOptions
-from bench.patterns import get_pattern
 from bench.push import PushEngine, PushPlan
+from bench.registry import get_pattern
 from bench.serverproc import die_with_parent
 from bench.workload import ExpectedAnswers, Operation, operation_cycle
-from servers.dataset import DatasetSpec
+from common.dataset import DatasetSpec
 
 READY_TIMEOUT_S = 120.0
 STOP_POLL_S = 0.02

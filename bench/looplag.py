@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.histogram import LatencyHistogram
-from bench.timer import DeadlineTimer
+from common.histogram import LatencyHistogram
+from common.timer import DeadlineTimer
 
 PROBE_INTERVAL_NS = 2_000_000  # 500 wake-ups a second: enough samples, under 1% of a CPU
 

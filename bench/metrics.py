@@ -17,14 +17,14 @@ import math
 from dataclasses import dataclass, field
 
 from bench.generator_bound import GeneratorLoad, judge, merged_reasons
-from bench.histogram import (
+from bench.resources import ServerUsage
+from common.histogram import (
     LatencyHistogram,
     latency_figures,
     percentile_interval,
     percentile_of,
 )
-from bench.resources import ServerUsage
-from bench.schedule import DueTimes
+from common.schedule import DueTimes
 
 
 @dataclass

@@ -13,6 +13,8 @@ class Requirement:
     what: str  # "Mosquitto (MQTT broker)"
     install: str  # how to get it, for the message when it is missing
     find: Callable[[], str | None]  # where it is on this machine, or None
+    program: str = ""  # its command's name, for the run's record of tool versions
+    version_args: tuple[str, ...] = ()  # what makes it print its version line
 
     def status(self) -> str:
         found = self.find()

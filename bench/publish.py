@@ -26,7 +26,7 @@ from bench.charts import overview_chart, render_charts
 from bench.charts.style import FORMATS, calibration_line
 from bench.claims import ClaimResult, check_claims, claims_hash
 from bench.environment import describe as describe_environment
-from bench.environment import git_commit
+from bench.environment import git_commit, stack_packages
 from bench.generator_bound import merged_reasons
 from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, rank_runs, ranking_text
 from bench.results import RESULTS_FILE, ResultsUnreadable, load_run
@@ -202,16 +202,7 @@ def _commit(git: dict) -> str:
 def _stack(documents: list[dict]) -> str:
     environment = documents[0]["environment"]
     packages = environment.get("packages", {})
-    names = (
-        "aiohttp",
-        "grpcio",
-        "protobuf",
-        "websockets",
-        "graphql-core",
-        "paho-mqtt",
-        "uvloop",
-        "orjson",
-    )
+    names = stack_packages()
     parts = [f"Python {environment.get('python')}"]
     parts += [f"{name} {packages[name]}" for name in names if name in packages]
     parts += list((environment.get("tools") or {}).values())

@@ -25,11 +25,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
-from bench.histogram import LatencyHistogram
 from bench.looplag import start_probe
-from bench.schedule import Arrival, DueTimes
-from bench.timer import DeadlineTimer
-from servers.events import EventPayloads, padding_length
+from common.events import EventPayloads, padding_length
+from common.histogram import LatencyHistogram
+from common.schedule import Arrival, DueTimes
+from common.timer import DeadlineTimer
 
 monotonic_ns = time.monotonic_ns
 SUBSCRIBE_BATCH = 50

@@ -19,7 +19,7 @@ from bench.calibrate import calibration_for_run
 from bench.claims import claims_hash
 from bench.metrics import TrialResult
 from bench.options import PatternOptions
-from bench.patterns import PUSH, Pattern, get_pattern
+from bench.registry import PUSH, Pattern, get_pattern
 from bench.resources import Placement, plan_placement
 from bench.results import (
     PointRecord,

@@ -37,9 +37,9 @@ from pydantic import (
 )
 
 from bench.options import PatternOptions
-from bench.patterns import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
+from bench.registry import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
 from bench.workload import OperationName
-from servers.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
+from common.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
 
 # What each kind of workload can sweep: the rest are settings it does not use.
 SWEEPABLE: dict[str, tuple[str, ...]] = {
@@ -276,9 +276,9 @@ def _pattern_problems(scenario: Scenario) -> list[str]:
     kind = scenario.workload.kind
     return [
         f"patterns[{index}] = {_show(name)}: cannot run a {kind} workload; patterns that "
-        f"can: {', '.join(p for p in PATTERNS if kind in PATTERNS[p].workloads)}"
+        f"can: {', '.join(p for p in PATTERNS if PATTERNS[p].kind == kind)}"
         for index, name in enumerate(scenario.patterns)
-        if kind not in PATTERNS[name].workloads
+        if PATTERNS[name].kind != kind
     ]
 
 

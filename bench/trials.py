@@ -20,15 +20,15 @@ from bench.engine import LoadPlan
 from bench.generators import GeneratorFailed, GeneratorGroup, GeneratorJob
 from bench.metrics import TrialResult, build_push_trial, build_trial, failed_trial
 from bench.options import PatternOptions
-from bench.patterns import PUSH, Pattern
 from bench.push import PushPlan
+from bench.registry import PUSH, Pattern
 from bench.resources import Placement, ServerMonitor, ServerUsage
 from bench.scenario import Point, Scenario, Timing
-from bench.schedule import DueTimes
 from bench.serverproc import PatternUnavailable, ServerFailed, ServerGroup
 from bench.signals import reason
 from bench.soak import ProcessTimeline
 from bench.workload import HEALTH_CHECK, ExpectedAnswers
+from common.schedule import DueTimes
 
 HEALTH_TIMEOUT_S = 15.0
 START_DELAY_NS = 100_000_000  # between "all generators ready" and the common start

@@ -12,7 +12,7 @@ from typing import Literal
 
 import orjson
 
-from servers.dataset import DatasetSpec, build_user, sample_order_items, user_summary
+from common.dataset import DatasetSpec, build_user, sample_order_items, user_summary
 
 OperationName = Literal["get_user", "list_users", "create_order"]
 OPERATION_NAMES: tuple[OperationName, ...] = ("get_user", "list_users", "create_order")

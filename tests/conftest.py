@@ -8,9 +8,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.patterns import get_pattern
+from bench.registry import get_pattern
 from bench.serverproc import ServerProcess
-from servers.dataset import DatasetSpec
+from common.dataset import DatasetSpec
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SMALL_DATASET = DatasetSpec(users=50, payload_bytes=1024)

@@ -33,8 +33,8 @@ from bench.loadtools import (
     wrk_command,
     wrk_script,
 )
-from servers.dataset import build_user
-from servers.generated import users_pb2
+from common.dataset import build_user
+from patterns.grpc import users_pb2
 from tests.conftest import PROJECT_DIR, SMALL_DATASET, run_bench, start_server
 
 # wrk 4.1 with calibration's Lua script, 8 connections at 1,000/s, REST /users/1.
@@ -364,7 +364,7 @@ def test_calibrate_without_the_tools_lists_their_patterns_as_uncalibrated(tmp_pa
     assert patterns["grpc"]["reason"] == (
         "h2load is not installed (apt-get install nghttp2-client)"
     )
-    assert "rest, graphql, jsonrpc, soap: uncalibrated: wrk is not installed" in completed.stdout
+    assert "graphql, jsonrpc, rest, soap: uncalibrated: wrk is not installed" in completed.stdout
 
 
 @pytest.mark.skipif(

@@ -14,11 +14,11 @@ import pytest
 from bench.drivers.base import DriverContext, ResponseInvalid, Target
 from bench.drivers.checks import check_created_order, check_page, check_user
 from bench.drivers.http1 import HttpResponse
-from bench.patterns import PATTERNS
+from bench.registry import PATTERNS
 from bench.workload import ExpectedAnswers, Operation
-from servers.dataset import FIRST_CREATED_ORDER_ID, DatasetSpec, build_user, user_summary
-from servers.grpc import user_message
-from servers.soap import get_user_answer
+from common.dataset import FIRST_CREATED_ORDER_ID, DatasetSpec, build_user, user_summary
+from patterns.grpc.server import user_message
+from patterns.soap.server import get_user_answer
 
 DATASET = DatasetSpec(users=30, payload_bytes=2048)
 USER = Operation("get_user", user_id=7)
@@ -104,13 +104,13 @@ def test_rest_refuses_a_body_with_one_wrong_field():
 
 
 def _rest_connection(driver):
-    from bench.drivers.rest import RestConnection
+    from patterns.rest.driver import RestConnection
 
     return RestConnection(driver, None)
 
 
 def test_jsonrpc_refuses_a_wrong_field_and_an_answer_to_another_request():
-    from bench.drivers.jsonrpc import JsonRpcConnection
+    from patterns.jsonrpc.driver import JsonRpcConnection
 
     conn = JsonRpcConnection(connection("jsonrpc"), None)
     user = orjson.dumps(build_user(DATASET, 7))
@@ -123,7 +123,7 @@ def test_jsonrpc_refuses_a_wrong_field_and_an_answer_to_another_request():
 
 
 def test_websocket_refuses_a_wrong_field_and_reads_whose_answer_it_is():
-    from bench.drivers.websocket import WebsocketConnection, correlation_id
+    from patterns.websocket.driver import WebsocketConnection, correlation_id
 
     conn = WebsocketConnection(connection("websocket"), None)
     good = b'{"id":12,"result":%s}' % orjson.dumps(build_user(DATASET, 7))
@@ -136,7 +136,7 @@ def test_websocket_refuses_a_wrong_field_and_reads_whose_answer_it_is():
 
 @pytest.mark.parametrize("pattern", ["graphql", "graphql-fields"])
 def test_graphql_refuses_a_wrong_field_of_what_it_selected(pattern):
-    from bench.drivers.graphql import GraphqlConnection, selected_user
+    from patterns.graphql.driver import GraphqlConnection, selected_user
 
     driver = connection(pattern)
     conn = GraphqlConnection(driver, None)
@@ -156,7 +156,7 @@ def test_graphql_refuses_a_wrong_field_of_what_it_selected(pattern):
 
 
 def test_soap_refuses_a_wrong_field_deep_in_the_envelope():
-    from bench.drivers.soap import SoapConnection
+    from patterns.soap.driver import SoapConnection
 
     conn = SoapConnection(connection("soap"), None)
     good = get_user_answer(build_user(DATASET, 7)).encode()
@@ -166,7 +166,7 @@ def test_soap_refuses_a_wrong_field_deep_in_the_envelope():
 
 
 def test_grpc_refuses_a_message_with_one_wrong_field():
-    from bench.drivers.grpc import GrpcConnection
+    from patterns.grpc.driver import GrpcConnection
 
     conn = GrpcConnection(connection("grpc"), None)
     message = user_message(build_user(DATASET, 7))
@@ -182,8 +182,8 @@ def test_a_field_the_servers_own_encoder_dropped_is_caught():
     # The drivers judge Protobuf and XML answers by their own decoding against the
     # dataset, never by re-running the server's encoder: a converter that loses a field
     # would otherwise agree with itself.
-    from bench.drivers.grpc import GrpcConnection
-    from bench.drivers.soap import SoapConnection
+    from patterns.grpc.driver import GrpcConnection
+    from patterns.soap.driver import SoapConnection
 
     message = user_message(build_user(DATASET, 7))
     message.ClearField("bio")

@@ -119,7 +119,7 @@ def test_an_unknown_pattern_lists_the_known_ones(tmp_path, capsys, results):
         capsys, "run", "--results-dir", results, "--pattern", "grcp", write(tmp_path, RR)
     )
     assert status == 2
-    assert err.startswith("--pattern grcp: unknown pattern; known: rest, ")
+    assert err.startswith("--pattern grcp: unknown pattern; known: graphql, graphql-fields, grpc, ")
     assert_untouched(results)
 
 

@@ -15,10 +15,10 @@ import uvloop
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid
 from bench.engine import LoadEngine, LoadPlan
-from bench.histogram import LatencyHistogram
-from bench.timer import DeadlineTimer
 from bench.wire import PayloadCounter, WireBytes, tcp_wire_bytes
 from bench.workload import Operation
+from common.histogram import LatencyHistogram
+from common.timer import DeadlineTimer
 
 MS = 1_000_000
 OPERATIONS = [Operation("get_user", user_id=1)]

@@ -30,8 +30,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from servers.dataset import build_user
-from servers.generated import users_pb2, users_pb2_grpc
+from common.dataset import build_user
+from patterns.grpc import users_pb2, users_pb2_grpc
 from tests.conftest import SMALL_DATASET, start_server
 
 WAIT_S = 10.0
@@ -665,7 +665,7 @@ def test_webhooks_answer_random_subscriptions_and_ids_with_422_or_404(ports, bod
 # Inputs that once crashed a server (HTTP 500): each now gets its protocol's own error -----------
 @pytest.mark.parametrize("method", [[], {}, ["get_user"]])
 def test_jsonrpc_a_method_that_is_a_list_or_object_is_an_invalid_request(ports, method):
-    """servers/jsonrpc.py `call` looked the method up before checking it was a string, and
+    """patterns/jsonrpc/server.py `call` looked the method up before checking it was a string, and
     a list or object is unhashable: TypeError, HTTP 500."""
     request = encoded({"jsonrpc": "2.0", "method": method, "id": 1})
     status, answer = rpc_post(ports["jsonrpc"], request)
@@ -674,7 +674,7 @@ def test_jsonrpc_a_method_that_is_a_list_or_object_is_an_invalid_request(ports, 
 
 @pytest.mark.parametrize("after", ["nan", "inf", "Infinity", "1e999"])
 def test_polling_a_cursor_of_nan_or_infinity_is_422(ports, after):
-    """servers/polling.py `events`: float(after) accepts nan and infinity (1e999 too),
+    """patterns/polling/server.py `events`: float(after) accepts nan and infinity (1e999 too),
     which passed the `after < 0` check, and int(after) then raised: HTTP 500."""
     status, _, _ = http_request(ports["long-polling"], "GET", f"/events?after={after}")
     assert status == 422
@@ -682,14 +682,14 @@ def test_polling_a_cursor_of_nan_or_infinity_is_422(ports, after):
 
 @pytest.mark.parametrize("segment", ["%C2%B2", "9" * 4301])
 def test_webhooks_an_id_of_digits_int_refuses_is_404(ports, segment):
-    """servers/webhooks.py `unsubscribe`: str.isdigit() accepts "²" and numbers of more
+    """patterns/webhooks/server.py `unsubscribe`: str.isdigit() accepts "²" and numbers of more
     than 4,300 digits, which int() refuses: HTTP 500."""
     status, _, _ = http_request(ports["webhooks"], "DELETE", f"/subscriptions/{segment}")
     assert status == 404
 
 
 def test_soap_an_integer_with_two_minus_signs_is_a_client_fault(ports):
-    """servers/soap.py `_integer`: "--5".lstrip("-") is all digits, and int("--5") raised:
+    """patterns/soap/server.py `_integer`: "--5".lstrip("-") is all digits, and int("--5") raised:
     HTTP 500 without a SOAP Fault."""
     status, body = soap_post(
         ports["soap"], soap_envelope("<u:GetUser><u:id>--5</u:id></u:GetUser>")
@@ -698,7 +698,7 @@ def test_soap_an_integer_with_two_minus_signs_is_a_client_fault(ports):
 
 
 def test_soap_an_unknown_xml_encoding_is_a_client_fault(ports):
-    """servers/soap.py `operation_of`: ElementTree raises LookupError (not ParseError)
+    """patterns/soap/server.py `operation_of`: ElementTree raises LookupError (not ParseError)
     for an encoding it does not know: HTTP 500 without a SOAP Fault."""
     status, body = soap_post(ports["soap"], b'<?xml version="1.0" encoding="foo-8"?><a/>')
     assert_soap_answer(status, body)

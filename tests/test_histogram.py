@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from bench.histogram import HIGHEST_US, LatencyHistogram
+from common.histogram import HIGHEST_US, LatencyHistogram
 
 
 def filled(values_us: list[int]) -> LatencyHistogram:

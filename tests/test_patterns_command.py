@@ -3,9 +3,9 @@ this machine has what it needs."""
 
 from __future__ import annotations
 
-import bench.brokers
+import patterns.mqtt.broker
 from bench.cli import main
-from bench.patterns import PATTERNS
+from bench.registry import PATTERNS
 
 
 def test_every_pattern_is_listed_with_its_kind_and_promise(capsys):
@@ -14,13 +14,13 @@ def test_every_pattern_is_listed_with_its_kind_and_promise(capsys):
     for pattern in PATTERNS.values():
         assert pattern.promises, f"{pattern.name} says nothing of what it promises"
         row = rows[pattern.name]
-        assert next(iter(pattern.workloads)) in row and pattern.promises in row
+        assert pattern.kind in row and pattern.promises in row
     assert "(ablation)" in rows["webhooks-no-retry"] and "(ablation)" not in rows["webhooks"]
     assert rows["rest"].endswith("nothing")
 
 
 def test_a_missing_broker_is_named_with_how_to_install_it(capsys, monkeypatch):
-    monkeypatch.setattr(bench.brokers, "mosquitto_binary", lambda: None)
+    monkeypatch.setattr(patterns.mqtt.broker, "mosquitto_binary", lambda: None)
     assert main(["patterns"]) == 0
     out = capsys.readouterr().out
     mqtt = next(line for line in out.splitlines() if line.startswith("mqtt-qos1 "))

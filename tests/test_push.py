@@ -18,19 +18,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.brokers import mosquitto_binary
 from bench.drivers.base import PushContext, PushDriver, Subscription, Target
-from bench.histogram import LatencyHistogram
 from bench.metrics import delivery_counts
 from bench.options import PatternOptions
-from bench.patterns import PATTERNS
 from bench.push import PushEngine, PushPlan, PushResult
+from bench.registry import PATTERNS
 from bench.results import load_run
 from bench.runner import RunOptions, run_scenario
 from bench.scenario import load_scenario
-from servers.dataset import DatasetSpec
+from common.dataset import DatasetSpec
+from common.histogram import LatencyHistogram
+from patterns.mqtt.broker import mosquitto_binary
 
-PUSH_PATTERNS = [name for name, p in PATTERNS.items() if "push" in p.workloads and not p.ablation]
+PUSH_PATTERNS = [name for name, p in PATTERNS.items() if p.kind == "push" and not p.ablation]
 RESUMABLE = ["sse", "long-polling", "short-polling", "grpc-stream", "mqtt-qos1"]
 needs_mosquitto = pytest.mark.skipif(
     mosquitto_binary() is None, reason="Mosquitto is not installed (make test installs it)"
@@ -327,7 +327,7 @@ def test_a_slow_subscriber_neither_stalls_the_others_nor_grows_server_memory(
 
 
 def test_the_webhook_receiver_rejects_forged_and_stale_signatures_and_counts_them(tmp_path):
-    from bench.drivers.webhooks import Endpoint, WebhookDriver
+    from patterns.webhooks.driver import Endpoint, WebhookDriver
 
     received = []
 
@@ -377,9 +377,9 @@ def test_the_webhook_receiver_rejects_forged_and_stale_signatures_and_counts_the
 
 
 def test_mqtt_points_are_skipped_with_the_reason_when_no_broker_can_be_had(tmp_path, monkeypatch):
-    import bench.brokers
+    import patterns.mqtt.broker
 
-    monkeypatch.setattr(bench.brokers, "mosquitto_binary", lambda: None)
+    monkeypatch.setattr(patterns.mqtt.broker, "mosquitto_binary", lambda: None)
     points = push_scenario(tmp_path, ["mqtt-qos0", "sse"], subscribers=2, duration=0.5)
     mqtt, sse = points["mqtt-qos0"], points["sse"]
     assert mqtt["status"] == "skipped"
@@ -389,7 +389,7 @@ def test_mqtt_points_are_skipped_with_the_reason_when_no_broker_can_be_had(tmp_p
 
 
 def test_every_event_is_checked_for_its_number_due_time_and_content():
-    from servers.events import EventPayloads, padding_length
+    from common.events import EventPayloads, padding_length
 
     start_ns = time.monotonic_ns()
     payload = EventPayloads(padding_length(512))

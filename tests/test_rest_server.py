@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from servers.dataset import FIRST_CREATED_ORDER_ID, build_user
+from common.dataset import FIRST_CREATED_ORDER_ID, build_user
 from tests.conftest import SMALL_DATASET, start_server
 
 
@@ -118,7 +118,7 @@ def test_oversized_request_is_refused_with_413(tmp_path):
 
 def test_a_port_in_use_is_named_in_a_clear_error(rest_server):
     completed = subprocess.run(
-        [sys.executable, "-m", "servers.rest", "--port", str(rest_server.port)],
+        [sys.executable, "-m", "patterns.rest.server", "--port", str(rest_server.port)],
         capture_output=True,
         text=True,
         timeout=60,

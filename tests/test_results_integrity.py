@@ -19,7 +19,6 @@ from bench import cli, figures
 from bench.charts.style import problems
 from bench.compare import compare, differences, run_warnings
 from bench.engine import GeneratorResult
-from bench.histogram import LatencyHistogram
 from bench.metrics import (
     MAX_UNSENT_SHARE,
     TRIAL_STATUSES,
@@ -39,6 +38,7 @@ from bench.results import (
 )
 from bench.scenario import Limits, ScenarioError, load_scenario
 from bench.thresholds import _unsent_breach, breaches
+from common.histogram import LatencyHistogram
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "runs"

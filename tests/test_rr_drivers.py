@@ -14,15 +14,15 @@ from bench.drivers.shared import SharedConnections
 from bench.engine import LoadPlan
 from bench.generators import GeneratorGroup, GeneratorJob
 from bench.metrics import build_trial
-from bench.patterns import PATTERNS
+from bench.registry import PATTERNS
 from bench.results import load_run
 from bench.runner import RunOptions, run_scenario
 from bench.scenario import ScenarioError, load_scenario
 from bench.workload import ExpectedAnswers, Operation
-from servers.dataset import DatasetSpec
+from common.dataset import DatasetSpec
 from tests.conftest import start_server
 
-RR_PATTERNS = [name for name, p in PATTERNS.items() if "request_response" in p.workloads]
+RR_PATTERNS = [name for name, p in PATTERNS.items() if p.kind == "request_response"]
 
 
 def test_every_request_response_pattern_runs_a_scenario_without_errors(tmp_path):

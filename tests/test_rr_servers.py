@@ -1,5 +1,5 @@
 """The request/response servers, spoken to with clients this project did not write:
-curl (REST, GraphQL, JSON-RPC, SOAP), a gRPC client generated fresh from protos/, and the
+curl (REST, GraphQL, JSON-RPC, SOAP), a gRPC client generated fresh from its .proto, and the
 websockets client. Each bad request gets the protocol's own error, then a good request
 shows the server still serves.
 """
@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect as ws_connect
 
-from servers.dataset import FIRST_CREATED_ORDER_ID, build_user
+from common.dataset import FIRST_CREATED_ORDER_ID, build_user
 from tests.conftest import PROJECT_DIR, SMALL_DATASET, start_server
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -321,7 +321,7 @@ def test_soap_refuses_malformed_xml_dtds_and_oversized_bodies(servers):
     soap_still_serves(port)
 
 
-# gRPC, with a client generated here from protos/ ------------------------------------------
+# gRPC, with a client generated here from its .proto----------------------------------------
 GRPC_CLIENT = """
 import json, sys
 import grpc
@@ -364,10 +364,10 @@ def test_grpc_serves_a_client_generated_fresh_from_the_protos(servers, tmp_path)
             sys.executable,
             "-m",
             "grpc_tools.protoc",
-            f"-I{PROJECT_DIR / 'protos'}",
+            f"-I{PROJECT_DIR / 'patterns' / 'grpc'}",
             f"--python_out={tmp_path}",
             f"--grpc_python_out={tmp_path}",
-            str(PROJECT_DIR / "protos" / "users.proto"),
+            str(PROJECT_DIR / "patterns" / "grpc" / "users.proto"),
         ],
         check=True,
         timeout=60,

@@ -17,14 +17,14 @@ import pytest
 from bench.drivers.base import Target
 from bench.engine import LoadPlan
 from bench.generators import GeneratorGroup, GeneratorJob
-from bench.histogram import LatencyHistogram
 from bench.metrics import build_trial
-from bench.patterns import PATTERNS, Pattern
+from bench.registry import PATTERNS, Pattern
 from bench.results import load_run
 from bench.runner import RunOptions, run_scenario
 from bench.scenario import load_scenario
 from bench.workload import Operation
-from servers.dataset import DatasetSpec
+from common.dataset import DatasetSpec
+from common.histogram import LatencyHistogram
 from tests.conftest import PROJECT_DIR, run_bench, start_server
 
 
@@ -188,7 +188,9 @@ def test_a_server_that_dies_mid_run_fails_its_point_and_the_run_goes_on(tmp_path
     runner.start()
     try:
         # Once the first point's server has been under load for a while, kill it by its id.
-        (server,) = wait_for(lambda: descendants(os.getpid(), "servers.rest"), 60, "the server")
+        (server,) = wait_for(
+            lambda: descendants(os.getpid(), "patterns.rest.server"), 60, "the server"
+        )
         under_load(server, connections=2)
         server.kill()
     finally:
@@ -208,9 +210,9 @@ def test_a_server_that_cannot_start_is_reported_and_other_patterns_still_run(tmp
     broken = Pattern(
         "broken",
         "Broken",
-        frozenset({"request_response"}),
-        "servers.no_such_module",
-        "bench.drivers.rest:RestDriver",
+        "request_response",
+        "patterns.no_such_module",
+        "patterns.rest.driver:RestDriver",
         "#000000",
     )
     monkeypatch.setitem(PATTERNS, "broken", broken)
@@ -218,7 +220,7 @@ def test_a_server_that_cannot_start_is_reported_and_other_patterns_still_run(tmp
     statuses = {point["pattern"]: point for point in document["points"]}
     assert statuses["broken"]["status"] == "failed"
     assert "broken server exited with code 1 before it was ready" in statuses["broken"]["error"]
-    assert "No module named servers.no_such_module" in statuses["broken"]["error"]
+    assert "No module named patterns.no_such_module" in statuses["broken"]["error"]
     assert statuses["rest"]["status"] == "ok"
     assert len(statuses["broken"]["trials"]) == 1  # the failed point is in the results
 
@@ -228,7 +230,9 @@ def test_ctrl_c_stops_servers_and_saves_the_run_marked_interrupted(tmp_path):
     results = tmp_path / "results"
     bench = start_run(path, results)
     try:
-        (server,) = wait_for(lambda: descendants(bench.pid, "servers.rest"), 60, "the server")
+        (server,) = wait_for(
+            lambda: descendants(bench.pid, "patterns.rest.server"), 60, "the server"
+        )
         under_load(server, connections=4)
         started = descendants(bench.pid, "")
         os.killpg(bench.pid, signal.SIGINT)  # what Ctrl-C at a terminal sends

@@ -211,7 +211,8 @@ def test_a_request_response_pattern_cannot_run_a_push_workload(tmp_path):
         "rate_per_s = 10\nsubscribers = 3\n",
     )
     assert 'patterns[0] = "rest": cannot run a push workload' in line
-    assert "patterns that can: sse" in line
+    can = line.split("patterns that can: ")[1].split(", ")
+    assert "sse" in can and "mqtt-qos1" in can and "rest" not in can and "grpc" not in can
 
 
 # Files that are not UTF-8 text, or not files ---------------------------------------------

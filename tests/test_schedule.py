@@ -6,7 +6,7 @@ from itertools import islice, pairwise
 
 import pytest
 
-from bench.schedule import intended_send_times
+from common.schedule import intended_send_times
 
 
 def test_constant_schedule_is_evenly_spaced_from_the_start():

@@ -14,13 +14,13 @@ import orjson
 import pytest
 from graphql import parse
 
-from bench.drivers import graphql as graphql_driver
 from bench.drivers.base import PushContext, Target
-from bench.drivers.sse import SseDriver, SseOptions, SseSubscription
-from bench.patterns import get_pattern
+from bench.registry import get_pattern
 from bench.serverproc import ServerGroup
-from servers import graphql as graphql_server
-from servers.dataset import DatasetSpec, build_user
+from common.dataset import DatasetSpec, build_user
+from patterns.graphql import driver as graphql_driver
+from patterns.graphql import server as graphql_server
+from patterns.sse.driver import SseDriver, SseOptions, SseSubscription
 from tests.conftest import SMALL_DATASET, start_server
 
 WAIT_S = 10.0  # every wait on the servers below ends by then, passed or failed

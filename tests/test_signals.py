@@ -15,12 +15,12 @@ import psutil
 import pytest
 
 from bench import signals
-from bench.brokers import mosquitto_binary
 from bench.drivers.base import Target
 from bench.engine import LoadPlan
 from bench.generators import GeneratorGroup, GeneratorJob
 from bench.results import load_run
 from bench.workload import Operation
+from patterns.mqtt.broker import mosquitto_binary
 from tests.conftest import SMALL_DATASET, start_server
 from tests.test_run import descendants, scenario_file, start_run, under_load, wait_for
 
@@ -115,7 +115,9 @@ def test_sighup_to_the_process_group_stops_a_plain_server_and_saves_the_run(tmp_
     results = tmp_path / "results"
     bench = start_run(scenario_file(tmp_path, duration_s=60, warmup_s=0.2), results)
     try:
-        (server,) = wait_for(lambda: descendants(bench.pid, "servers.rest"), 60, "the server")
+        (server,) = wait_for(
+            lambda: descendants(bench.pid, "patterns.rest.server"), 60, "the server"
+        )
         under_load(server, connections=4)
         started = descendants(bench.pid, "")
         os.killpg(bench.pid, signal.SIGHUP)  # what a closed terminal sends its jobs

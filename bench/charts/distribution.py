@@ -14,7 +14,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from bench import figures
 from bench.charts.style import by_pattern, color_of, finish, is_push, log_latency_axis
-from bench.histogram import MIN_SAMPLES_BEYOND, LatencyHistogram
+from common.histogram import MIN_SAMPLES_BEYOND, LatencyHistogram
 
 TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 MAX_PANELS = 4

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from bench import figures
 from bench.charts.style import by_pattern, color_of, finish, log_latency_axis, sweep_axis
-from bench.histogram import LatencyHistogram, latency_figures
+from common.histogram import LatencyHistogram, latency_figures
 
 SHOWN = (("p50_us", "p50"), ("p99_us", "p99"))
 

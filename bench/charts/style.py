@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench import figures
 from bench.environment import describe as describe_environment
-from bench.patterns import PATTERNS
+from bench.registry import PATTERNS
 
 PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
 FALLBACK_COLOR = "#7f7f7f"

@@ -15,7 +15,7 @@ import re
 
 from bench.drivers.base import ResponseInvalid
 from bench.workload import ExpectedAnswers, Operation
-from servers.dataset import FIRST_CREATED_ORDER_ID
+from common.dataset import FIRST_CREATED_ORDER_ID
 
 # Field names in camelCase (GraphQL, SOAP) and the dataset's own snake_case.
 CAMEL_TO_SNAKE = {

@@ -1,0 +1,187 @@
+"""gRPC client driver: grpc.aio unary calls; several calls share one channel (HTTP/2 streams).
+
+Each channel gets its own TCP connection (a local subchannel pool), so
+`streams_per_connection` really sets how many calls share one connection.
+
+Calls go through grpc.aio with the message bytes as they are on the wire (no
+deserialiser on the channel): a call is complete when its message is in, and decoding the
+Protobuf happens in `check()`, after the clock has stopped, as the JSON and XML drivers
+parse their bodies there. Requests are serialised per call, as every driver encodes its
+own requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from pydantic import Field
+
+from bench.drivers.base import Connection, Driver, ResponseInvalid
+from bench.drivers.checks import CheckedAnswers, check_created_order, check_page, check_user
+from bench.drivers.shared import SharedConnections
+from bench.options import PatternOptions
+from bench.workload import Operation
+from common.dataset import MAX_PAYLOAD_BYTES
+from patterns.grpc import users_pb2
+
+SERVICE = "/patternbench.v1.UserService/"
+monotonic_ns = time.monotonic_ns
+
+
+class GrpcOptions(PatternOptions):
+    streams_per_connection: int = Field(8, ge=1, le=1000, description="calls sharing a channel")
+
+
+class _Channel:
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.max_receive_message_length", 4 * MAX_PAYLOAD_BYTES),
+            ],
+        )
+        # No serialisers: bytes in, bytes out.
+        self.methods = {
+            "get_user": self.channel.unary_unary(SERVICE + "GetUser"),
+            "list_users": self.channel.unary_unary(SERVICE + "ListUsers"),
+            "create_order": self.channel.unary_unary(SERVICE + "CreateOrder"),
+        }
+
+
+def request_message(operation: Operation):
+    if operation.name == "get_user":
+        return users_pb2.GetUserRequest(id=operation.user_id)
+    if operation.name == "list_users":
+        return users_pb2.ListUsersRequest(page=operation.page, per_page=operation.per_page)
+    return users_pb2.CreateOrderRequest(
+        user_id=operation.user_id,
+        currency=operation.currency,
+        items=[
+            users_pb2.OrderItem(sku=sku, quantity=quantity, price_cents=price)
+            for sku, quantity, price in operation.items
+        ],
+    )
+
+
+def _order_record(order) -> dict:
+    return {
+        "id": order.id,
+        "user_id": order.user_id,
+        "status": order.status,
+        "currency": order.currency,
+        "total_cents": order.total_cents,
+        "created_at": order.created_at,
+        "items": [
+            {"sku": item.sku, "quantity": item.quantity, "price_cents": item.price_cents}
+            for item in order.items
+        ],
+    }
+
+
+def _user_record(user) -> dict:
+    """A User message as a record with the dataset's field names (this driver's own
+    decoding, not the server's encoder)."""
+    return {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "tier": user.tier,
+        "created_at": user.created_at,
+        "bio": user.bio,
+        "orders": [_order_record(order) for order in user.orders],
+    }
+
+
+def _page_record(page) -> dict:
+    return {
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "items": [
+            {
+                "id": item.id,
+                "name": item.name,
+                "email": item.email,
+                "tier": item.tier,
+                "created_at": item.created_at,
+                "order_count": item.order_count,
+            }
+            for item in page.items
+        ],
+    }
+
+
+class GrpcConnection(Connection):
+    def __init__(self, driver: GrpcDriver, channel: _Channel) -> None:
+        self.driver = driver
+        self.channel = channel
+        self.broken = False
+
+    async def send(self, operation: Operation) -> tuple[int, tuple[bytes, bytes]]:
+        request = request_message(operation).SerializeToString()
+        try:
+            answer = await self.channel.methods[operation.name](request)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self.broken = True
+            raise ResponseInvalid(f"{operation.name}: {exc.code().name}: {exc.details()}") from None
+        return monotonic_ns(), (request, answer)
+
+    def check(self, operation: Operation, sent_and_answer: tuple[bytes, bytes]) -> None:
+        request, answer = sent_and_answer
+        checked = self.driver.checked
+        expected = self.driver.context.expected
+        if operation.name == "get_user":
+            key = ("user", operation.user_id)
+            if not checked.known(key, answer):
+                user = _user_record(_decode(users_pb2.User, answer))
+                check_user(operation, expected, user)
+                checked.remember(key, answer)
+        elif operation.name == "list_users":
+            key = ("page", operation.page, operation.per_page)
+            if not checked.known(key, answer):
+                check_page(operation, expected, _page_record(_decode(users_pb2.UserPage, answer)))
+                checked.remember(key, answer)
+        else:
+            check_created_order(operation, _order_record(_decode(users_pb2.Order, answer)))
+        payload = self.driver.payload
+        payload.sent += len(request)  # the message; its 5-byte frame prefix is overhead
+        payload.received += len(answer)
+
+    async def close(self) -> None:
+        await self.driver.shared.release(self.channel, broken=self.broken)
+
+
+def _decode(message_type, data: bytes):
+    try:
+        return message_type.FromString(data)
+    except Exception as exc:  # protobuf's DecodeError, by implementation
+        raise ResponseInvalid(f"not a {message_type.__name__} message: {exc}") from None
+
+
+class GrpcDriver(Driver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        address = f"{target.host}:{target.port}"
+        self.checked = CheckedAnswers()
+        self.shared: SharedConnections[_Channel] = SharedConnections(
+            lambda: self._open(address), self._close, context.options.streams_per_connection
+        )
+
+    async def _open(self, address: str) -> _Channel:
+        self.connections_opened += 1
+        channel = _Channel(address)
+        await channel.channel.channel_ready()
+        return channel
+
+    @staticmethod
+    async def _close(channel: _Channel) -> None:
+        await channel.channel.close()
+
+    async def connect(self) -> GrpcConnection:
+        return GrpcConnection(self, await self.shared.acquire())
+
+    async def close(self) -> None:
+        await self.shared.close_all()

@@ -1,0 +1,103 @@
+"""gRPC server-streaming subscriber: one `Subscribe` call per subscriber, resumed with the
+last sequence number it has (the server's application-level cursor) when it reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import grpc
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
+from patterns.grpc_stream import events_pb2
+
+SUBSCRIBE = "/patternbench.v1.EventStream/Subscribe"
+monotonic_ns = time.monotonic_ns
+
+RECONNECT_DELAY_S = 0.1
+
+
+class GrpcStreamSubscription(Subscription):
+    def __init__(self, driver: GrpcStreamDriver, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        self.last_seq = 0
+        self.channel: grpc.aio.Channel | None = None
+        self.call = None
+        self.reader: asyncio.Task | None = None
+        self.closing = False
+
+    async def connect(self) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            self.driver.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        # Events as bytes, decoded here once stamped: the clock stops when they are in.
+        subscribe = self.channel.unary_stream(
+            SUBSCRIBE, request_serializer=events_pb2.SubscribeRequest.SerializeToString
+        )
+        self.call = subscribe(events_pb2.SubscribeRequest(after_seq=self.last_seq))
+        await self.call.initial_metadata()  # the server has taken the call: we are listening
+        self.reader = asyncio.create_task(self._read(self.call))
+
+    async def _read(self, call) -> None:
+        try:
+            async for data in call:
+                arrived_ns = monotonic_ns()
+                try:
+                    event = events_pb2.Event.FromString(data)
+                except Exception as exc:  # protobuf's DecodeError, by implementation
+                    self.problem(ResponseInvalid(f"not an Event message: {exc}"))
+                    continue
+                if self.on_event(
+                    arrived_ns, event.seq, event.published_ns, event.payload, len(data)
+                ):
+                    self.last_seq = max(self.last_seq, event.seq)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self.closing:
+                self.problem(exc)
+        if not self.closing:  # the stream ended: resume from the last event seen
+            await asyncio.sleep(RECONNECT_DELAY_S)
+            with contextlib.suppress(Exception):
+                await self._close_channel()
+                await self.connect()
+
+    async def _close_channel(self) -> None:
+        self.driver.meter.scan()
+        if self.channel is not None:
+            await self.channel.close()
+
+    async def _drop(self) -> None:
+        self.closing = True
+        if self.call is not None:
+            self.call.cancel()
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        await self._close_channel()
+        self.closing = False
+
+    async def disconnect(self) -> None:
+        await self._drop()
+
+    async def resume(self) -> None:
+        await self.connect()  # after_seq: the server replays from its buffer
+
+    async def close(self) -> None:
+        await self._drop()
+        self.closing = True
+
+
+class GrpcStreamDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.address = f"{target.host}:{target.port}"
+
+    async def subscribe(self, subscriber: int, on_event) -> GrpcStreamSubscription:
+        subscription = GrpcStreamSubscription(self, on_event)
+        await subscription.connect()
+        return subscription

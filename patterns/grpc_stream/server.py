@@ -1,0 +1,91 @@
+"""gRPC server streaming: `EventStream.Subscribe` sends every event on one long-lived call
+(grpc.aio, patterns/grpc_stream/events.proto).
+
+A subscriber may resume with `after_seq`, the last sequence number it has: events still
+in the bounded replay buffer come first (an application-level cursor: gRPC itself promises
+no replay). A subscriber whose queue overflows gets RESOURCE_EXHAUSTED (or, with
+--slow-consumer drop, loses events), and is counted.
+
+Run it by hand with `python -m patterns.grpc_stream.server --port 50052` (after `make protos`);
+start publishing by writing a plan to its stdin (see common/events.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import grpc
+
+from common import server as runtime
+from common.events import (
+    EventSource,
+    Fanout,
+    SlowConsumer,
+    add_push_arguments,
+    control_loop,
+)
+
+try:
+    from patterns.grpc_stream import events_pb2, events_pb2_grpc
+except ImportError:  # pragma: no cover - a set-up problem, reported in one sentence
+    sys.exit("gRPC stubs are missing: run `make protos` (they are generated from its .proto)")
+
+
+class EventStreamService(events_pb2_grpc.EventStreamServicer):
+    def __init__(self, source: EventSource, fanout: Fanout) -> None:
+        self.source = source
+        self.fanout = fanout
+
+    async def Subscribe(self, request, context):
+        queue = self.fanout.join()
+        # Headers now, not with the first event: the subscriber knows it is listening.
+        await context.send_initial_metadata(())
+        try:
+            sent = request.after_seq or self.source.last_seq
+            for event in self.source.since(sent):
+                yield self.fanout.format_event(event)
+                sent = event.seq
+            while True:
+                seq, item = await queue.get()
+                if seq > sent:
+                    yield item
+                    sent = seq
+        except SlowConsumer:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too slow to keep up")
+        finally:
+            self.fanout.leave(queue)
+
+
+def main() -> None:
+    parser = runtime.argument_parser(__doc__.splitlines()[0])
+    add_push_arguments(parser)
+    args = parser.parse_args()
+
+    async def run(stop: asyncio.Event) -> None:
+        source = EventSource(args.payload_bytes, args.replay_events)
+        fanout = Fanout(
+            source,
+            lambda event: events_pb2.Event(
+                seq=event.seq, published_ns=event.published_ns, payload=event.payload
+            ),
+            args.queue_events,
+            args.slow_consumer,
+        )
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        events_pb2_grpc.add_EventStreamServicer_to_server(
+            EventStreamService(source, fanout), server
+        )
+        port = runtime.grpc_port(server, args.host, args.port)
+        await server.start()
+        control = asyncio.create_task(control_loop(source))
+        runtime.announce_ready(args.ready_file, port)
+        await stop.wait()
+        control.cancel()
+        await server.stop(grace=0.5)
+
+    runtime.serve(run)
+
+
+if __name__ == "__main__":
+    main()

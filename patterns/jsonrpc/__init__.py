@@ -1,0 +1,1 @@
+"""The jsonrpc pattern folder: see NOTES.md here and entry.py for what it registers."""

@@ -1,0 +1,124 @@
+"""MQTT subscribers (paho-mqtt on the event loop) on a real Mosquitto broker.
+
+QoS 0 subscribers use clean sessions: at most once, and nothing is kept for them while
+they are away. QoS 1 subscribers keep a persistent session (MQTT 3.1.1 clean session
+false, a stable client id): the broker holds their messages while they reconnect, at
+least once, so duplicates are possible and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+from pydantic import Field, field_validator
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.options import PatternOptions
+from patterns.mqtt.loop import AsyncioMqtt
+from patterns.mqtt.protocol import DEFAULT_TOPIC, INFLIGHT
+
+CONNECT_TIMEOUT_S = 10.0
+monotonic_ns = time.monotonic_ns
+
+
+class MqttOptions(PatternOptions):
+    qos: Literal[0, 1] = 0
+    topic: str = Field(
+        DEFAULT_TOPIC,
+        min_length=1,
+        max_length=1024,
+        description="the topic events are published to (every PUBLISH carries it)",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _publishable(cls, topic: str) -> str:
+        # A PUBLISH names one topic: wildcards (# and +) only mean something in SUBSCRIBE.
+        if any(character in topic for character in "#+\x00"):
+            raise ValueError("a topic to publish to cannot contain the wildcards # or +, nor NUL")
+        return topic
+
+    def server_args(self) -> list[str]:
+        return ["--qos", str(self.qos), "--topic", self.topic]
+
+
+class MqttSubscription(Subscription):
+    def __init__(self, driver: MqttDriver, subscriber: int, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        qos = driver.options.qos
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"bench-{os.getpid()}-{subscriber}",
+            clean_session=qos == 0,  # QoS 1: a persistent session survives reconnects
+        )
+        self.client.max_inflight_messages_set(INFLIGHT)
+        self.client.on_message = self._message
+        self.client.on_connect = self._connected
+        self.client.on_subscribe = self._subscribed
+        self.client.on_disconnect = self._disconnected
+        AsyncioMqtt(self.client)
+        self.listening: asyncio.Future | None = None
+        self.leaving = False
+
+    def _message(self, _client, _userdata, message) -> None:
+        arrived_ns = monotonic_ns()  # paho has just read the packet: stamp before parsing
+        try:
+            seq, published_ns, payload = decode_event(message.payload)
+        except ResponseInvalid as exc:
+            self.problem(exc)
+            return
+        self.on_event(arrived_ns, seq, published_ns, payload, len(message.payload))
+
+    def _connected(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            self._settle(ConnectionError(f"broker refused the connection: {reason_code}"))
+            return
+        client.subscribe(self.driver.options.topic, qos=self.driver.options.qos)
+
+    def _subscribed(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            self._settle(ConnectionError(f"broker refused the subscription: {reason_codes}"))
+        else:
+            self._settle(None)
+
+    def _disconnected(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        if not self.leaving:
+            self.problem(ConnectionError(f"broker dropped the connection: {reason_code}"))
+
+    def _settle(self, problem: Exception | None) -> None:
+        if self.listening is not None and not self.listening.done():
+            if problem is None:
+                self.listening.set_result(None)
+            else:
+                self.listening.set_exception(problem)
+
+    async def connect(self) -> None:
+        self.listening = asyncio.get_running_loop().create_future()
+        self.client.connect(self.driver.target.host, self.driver.target.port, keepalive=30)
+        await asyncio.wait_for(self.listening, CONNECT_TIMEOUT_S)
+
+    async def disconnect(self) -> None:
+        self.leaving = True
+        self.driver.meter.scan()
+        self.client.disconnect()  # a clean DISCONNECT: a persistent session stays
+
+    async def resume(self) -> None:
+        await self.connect()
+        self.leaving = False
+
+    async def close(self) -> None:
+        self.leaving = True
+        self.client.disconnect()
+
+
+class MqttDriver(PushDriver):
+    async def subscribe(self, subscriber: int, on_event) -> MqttSubscription:
+        subscription = MqttSubscription(self, subscriber, on_event)
+        await subscription.connect()
+        return subscription

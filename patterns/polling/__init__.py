@@ -1,0 +1,1 @@
+"""The polling pattern folder: see NOTES.md here and entry.py for what it registers."""

@@ -1,0 +1,155 @@
+"""Server-Sent Events subscriber: an EventSource as the WHATWG HTML standard describes it.
+
+It keeps the last event id and, when the stream drops, reconnects after the server's
+`retry:` delay with `Last-Event-ID`, so the server can replay what was missed. Events are
+parsed from the stream as it arrives (`id:`, `event:`, `data:`, `retry:`, comment lines).
+Only `message` events (those without an `event:` type) are data, as for an EventSource's
+onmessage; a `reset` (the server could not resume from the id sent, see patterns/sse/server.py)
+is counted apart, neither data nor an error, and its `id:` is kept like any other.
+
+With `resume = false` the subscriber never sends `Last-Event-ID`: the variant that shows
+what the resume mechanism is worth under the same faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from pydantic import Field
+
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.drivers.http1 import Http1Stream, host_header
+from bench.options import PushServerOptions
+
+DEFAULT_RETRY_S = 3.0  # the standard's suggestion until the server says otherwise
+
+
+class SseOptions(PushServerOptions):
+    resume: bool = Field(True, description="reconnect with Last-Event-ID (False: from now)")
+
+
+class SseSubscription(Subscription):
+    def __init__(self, driver: SseDriver, on_event) -> None:
+        super().__init__()
+        self.driver = driver
+        self.on_event = on_event
+        self.last_event_id: bytes | None = None
+        self.retry_s = DEFAULT_RETRY_S
+        self.stream: Http1Stream | None = None
+        self._buffer = b""
+        self._watcher: asyncio.Task | None = None
+        self._closing = False
+
+    async def connect(self) -> None:
+        self._buffer = b""
+        resume = (
+            b"Last-Event-ID: %s\r\n" % self.last_event_id
+            if self.last_event_id and self.driver.options.resume
+            else b""
+        )
+        request = (
+            b"GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\n%s\r\n" % (self.driver.host, resume)
+        )
+        stream = await Http1Stream.open(
+            self.driver.target.host, self.driver.target.port, request, self._feed
+        )
+        status, headers = stream.response.result()
+        content_type = headers.get(b"content-type", b"")
+        if status != 200 or not content_type.startswith(b"text/event-stream"):
+            stream.close()
+            raise ResponseInvalid(f"events: HTTP {status} {content_type.decode()!r}")
+        self.stream = stream
+        self._watcher = asyncio.create_task(self._reconnect_when_dropped(stream))
+
+    def _feed(self, data: bytes, arrived_ns: int) -> None:
+        self._buffer += data.replace(b"\r\n", b"\n")
+        *blocks, self._buffer = self._buffer.split(b"\n\n")
+        for block in blocks:
+            self._dispatch(block, arrived_ns)
+
+    def _dispatch(self, block: bytes, arrived_ns: int) -> None:
+        data = []
+        event_id = None
+        event_type = b"message"
+        for line in block.split(b"\n"):
+            field, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if field == b"data":
+                data.append(value)
+            elif field == b"id":
+                event_id = value
+            elif field == b"event":
+                event_type = value or b"message"
+            elif field == b"retry" and value.isdigit():
+                self.retry_s = int(value) / 1000
+        if event_id is not None:
+            self.last_event_id = event_id
+        if not data:
+            return  # a comment, or only a retry hint
+        if event_type != b"message":
+            if event_type == b"reset":
+                self.driver.resume_resets += 1
+            return  # a control event: for its own listeners, not onmessage
+        event = b"\n".join(data)
+        try:
+            seq, published_ns, payload = decode_event(event)
+        except ResponseInvalid as exc:
+            self.problem(exc)
+            return
+        self.on_event(arrived_ns, seq, published_ns, payload, len(event))
+
+    async def _reconnect_when_dropped(self, stream: Http1Stream) -> None:
+        """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat."""
+        await asyncio.shield(stream.closed)  # cancelling this watcher must not cancel that
+        while not self._closing:
+            self.driver.automatic_reconnects += 1
+            await asyncio.sleep(self.retry_s)
+            try:
+                await self.connect()
+                return
+            except (OSError, ResponseInvalid) as exc:
+                self.problem(exc)
+
+    async def _drop(self) -> None:
+        self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.stream is not None:
+            self.stream.close()
+            await self.stream.closed
+        self._closing = False
+
+    async def disconnect(self) -> None:
+        self.driver.meter.scan()  # keep the bytes of the connection about to close
+        await self._drop()
+
+    async def resume(self) -> None:
+        await self.connect()  # with Last-Event-ID: the server replays what was missed
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._drop()
+        self._closing = True
+
+
+class SseDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        self.host = host_header(target)
+        self.automatic_reconnects = 0
+        self.resume_resets = 0  # reconnects the server could not resume from the id sent
+
+    async def subscribe(self, subscriber: int, on_event) -> SseSubscription:
+        subscription = SseSubscription(self, on_event)
+        await subscription.connect()
+        return subscription
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "automatic_reconnects": self.automatic_reconnects,
+            "resume_resets": self.resume_resets,
+        }

@@ -1,0 +1,1 @@
+"""The websocket pattern folder: see NOTES.md here and entry.py for what it registers."""
