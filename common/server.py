@@ -1,8 +1,14 @@
-"""What every server process shares: its command line, its socket, and how it says it is ready.
+"""What every server process shares, written once: its command line, its socket, its event
+loop, how it says it is ready, its control channel (push) and its clean stop.
 
-A server binds its own listening socket (port 0 picks a free one, so two runs never race
-for a port), then writes `{"port": N, "pid": P}` to the file given by `--ready-file`. The
-runner waits for that file and then checks health with a real, validated request.
+A pattern's `server.py` is its protocol only: `main()` calls `run_server` with the
+coroutine that serves until `context.stop` is set. The runtime parses the common
+arguments (and the push ones for a push server), binds the listening socket (port 0 picks
+a free one, so two runs never race for a port), runs the loop on uvloop until SIGTERM or
+SIGINT, and for a push server starts the event source's control channel (the runner's
+publish plan arrives on stdin; see common/events.py). A server calls `context.ready(port)`
+once it accepts connections: that writes `{"port": N, "pid": P}` to `--ready-file`, and
+the runner then checks health with a real, validated request.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvloop
 
 from common.dataset import Dataset, DatasetSpec
+from common.events import EventSource, add_push_arguments, control_loop
 
 EXIT_PORT_IN_USE = 3
 DEFAULT_MAX_REQUEST_BYTES = 256 * 1024
@@ -135,3 +143,79 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         await main(stop)
 
     uvloop.run(runner())
+
+
+@dataclass
+class ServerContext:
+    """What the runtime hands a pattern's serving coroutine."""
+
+    args: argparse.Namespace
+    stop: asyncio.Event  # set on SIGTERM or SIGINT: serve until then, then return
+    sock: socket.socket | None = None  # the bound listening socket, unless it binds its own
+    source: EventSource | None = None  # a push server's events, with its control channel running
+    _dataset: Dataset | None = field(default=None, repr=False)
+
+    def dataset(self) -> Dataset:
+        """The request/response dataset the arguments describe, built once."""
+        if self._dataset is None:
+            self._dataset = dataset_from(self.args)
+        return self._dataset
+
+    def ready(self, port: int | None = None) -> None:
+        """Accepting connections (on `port`, by default the bound socket's)."""
+        announce_ready(self.args.ready_file, port if port is not None else self.port)
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    async def serve_aiohttp(self, app, streaming: bool = False) -> None:
+        """Serve an aiohttp application on the bound socket until stopped."""
+        await serve_aiohttp(app, self.sock, self.args.ready_file, self.stop, streaming)
+
+
+def run_server(
+    doc: str,
+    serve_until_stopped: Callable[[ServerContext], Awaitable[None]],
+    *,
+    push: bool = False,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    bind_socket: bool = True,
+) -> None:
+    """A pattern server's whole `main()`: `doc` is its module docstring (its first line is
+    the --help description); `push` adds the push arguments and the event source with its
+    control channel; `bind_socket=False` for a server whose library binds (gRPC) or that
+    listens on nothing itself (a broker's publisher)."""
+    parser = argument_parser(doc.splitlines()[0])
+    if push:
+        add_push_arguments(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args()
+    # Bound before the loop starts, so a port in use exits with its sentence at once.
+    sock = bind(args.host, args.port) if bind_socket else None
+
+    async def main(stop: asyncio.Event) -> None:
+        context = ServerContext(args, stop, sock)
+        control = None
+        if push:
+            context.source = EventSource(args.payload_bytes, args.replay_events)
+            control = asyncio.create_task(control_loop(context.source))
+        try:
+            await serve_until_stopped(context)
+        finally:
+            if control is not None:
+                control.cancel()
+
+    serve(main)
+
+
+def dataset_app_server(build_app: Callable[[Dataset, int], object]):
+    """The serving coroutine of a request/response server on aiohttp: `build_app(dataset,
+    max_request_bytes)` makes its application."""
+
+    async def serve_app(context: ServerContext) -> None:
+        app = build_app(context.dataset(), context.args.max_request_bytes)
+        await context.serve_aiohttp(app)
+
+    return serve_app

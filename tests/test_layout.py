@@ -104,7 +104,7 @@ def test_every_pattern_folder_is_registered_and_complete():
     )
     assert folders == FOLDERS
     for folder in folders:
-        for part in ("entry.py", "server.py", "driver.py"):
+        for part in ("entry.py", "server.py", "driver.py", "NOTES.md"):
             assert (PROJECT / "patterns" / folder / part).is_file(), f"{folder}/{part}"
 
 

@@ -11,7 +11,6 @@ Run it by hand with `python -m patterns.grpc.server --port 50051` (after `make p
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import grpc
@@ -99,27 +98,26 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         return order_message(order)
 
 
+async def serve(context: runtime.ServerContext) -> None:
+    args = context.args
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", args.max_request_bytes),
+            # grpcio sets SO_REUSEPORT by default, which lets a second server share a
+            # port silently; a port in use must be an error instead.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    users_pb2_grpc.add_UserServiceServicer_to_server(UserService(context.dataset()), server)
+    port = runtime.grpc_port(server, args.host, args.port)
+    await server.start()
+    context.ready(port)
+    await context.stop.wait()
+    await server.stop(grace=1)
+
+
 def main() -> None:
-    args = runtime.argument_parser(__doc__.splitlines()[0]).parse_args()
-    dataset = runtime.dataset_from(args)
-
-    async def run(stop: asyncio.Event) -> None:
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", args.max_request_bytes),
-                # grpcio sets SO_REUSEPORT by default, which lets a second server share a
-                # port silently; a port in use must be an error instead.
-                ("grpc.so_reuseport", 0),
-            ]
-        )
-        users_pb2_grpc.add_UserServiceServicer_to_server(UserService(dataset), server)
-        port = runtime.grpc_port(server, args.host, args.port)
-        await server.start()
-        runtime.announce_ready(args.ready_file, port)
-        await stop.wait()
-        await server.stop(grace=1)
-
-    runtime.serve(run)
+    runtime.run_server(__doc__, serve, bind_socket=False)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ start publishing by writing a plan to its stdin (see common/events.py).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import grpc
@@ -22,8 +21,6 @@ from common.events import (
     EventSource,
     Fanout,
     SlowConsumer,
-    add_push_arguments,
-    control_loop,
 )
 
 try:
@@ -57,34 +54,27 @@ class EventStreamService(events_pb2_grpc.EventStreamServicer):
             self.fanout.leave(queue)
 
 
+async def serve(context: runtime.ServerContext) -> None:
+    args, source = context.args, context.source
+    fanout = Fanout(
+        source,
+        lambda event: events_pb2.Event(
+            seq=event.seq, published_ns=event.published_ns, payload=event.payload
+        ),
+        args.queue_events,
+        args.slow_consumer,
+    )
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    events_pb2_grpc.add_EventStreamServicer_to_server(EventStreamService(source, fanout), server)
+    port = runtime.grpc_port(server, args.host, args.port)
+    await server.start()
+    context.ready(port)
+    await context.stop.wait()
+    await server.stop(grace=0.5)
+
+
 def main() -> None:
-    parser = runtime.argument_parser(__doc__.splitlines()[0])
-    add_push_arguments(parser)
-    args = parser.parse_args()
-
-    async def run(stop: asyncio.Event) -> None:
-        source = EventSource(args.payload_bytes, args.replay_events)
-        fanout = Fanout(
-            source,
-            lambda event: events_pb2.Event(
-                seq=event.seq, published_ns=event.published_ns, payload=event.payload
-            ),
-            args.queue_events,
-            args.slow_consumer,
-        )
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        events_pb2_grpc.add_EventStreamServicer_to_server(
-            EventStreamService(source, fanout), server
-        )
-        port = runtime.grpc_port(server, args.host, args.port)
-        await server.start()
-        control = asyncio.create_task(control_loop(source))
-        runtime.announce_ready(args.ready_file, port)
-        await stop.wait()
-        control.cancel()
-        await server.stop(grace=0.5)
-
-    runtime.serve(run)
+    runtime.run_server(__doc__, serve, push=True, bind_socket=False)
 
 
 if __name__ == "__main__":

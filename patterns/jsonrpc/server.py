@@ -12,8 +12,6 @@ Run it by hand with `python -m patterns.jsonrpc.server --port 8080`.
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from aiohttp import web
 
@@ -152,14 +150,7 @@ def build_app(dataset: Dataset, max_request_bytes: int) -> web.Application:
 
 
 def main() -> None:
-    args = runtime.argument_parser(__doc__.splitlines()[0]).parse_args()
-    sock = runtime.bind(args.host, args.port)
-    app = build_app(runtime.dataset_from(args), args.max_request_bytes)
-
-    async def run(stop: asyncio.Event) -> None:
-        await runtime.serve_aiohttp(app, sock, args.ready_file, stop)
-
-    runtime.serve(run)
+    runtime.run_server(__doc__, runtime.dataset_app_server(build_app))
 
 
 if __name__ == "__main__":

@@ -17,45 +17,41 @@ import sys
 import paho.mqtt.client as mqtt
 
 from common import server as runtime
-from common.events import EventSource, add_push_arguments, control_loop
 from patterns.mqtt.loop import AsyncioMqtt
 from patterns.mqtt.protocol import DEFAULT_TOPIC, INFLIGHT
 
 
-def main() -> None:
-    parser = runtime.argument_parser(__doc__.splitlines()[0])
-    add_push_arguments(parser)
+def add_arguments(parser) -> None:
     parser.add_argument("--broker-port", type=int, required=True)
     parser.add_argument("--qos", type=int, choices=(0, 1), default=0)
     parser.add_argument("--topic", default=DEFAULT_TOPIC)
-    args = parser.parse_args()
 
-    async def run(stop: asyncio.Event) -> None:
-        source = EventSource(args.payload_bytes, args.replay_events)
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="bench-publisher", clean_session=True
-        )
-        client.max_inflight_messages_set(INFLIGHT)
-        client.max_queued_messages_set(0)  # unlimited: queueing shows as latency, not loss
-        AsyncioMqtt(client)
-        connected = asyncio.get_running_loop().create_future()
-        client.on_connect = lambda *_args: connected.done() or connected.set_result(True)
-        try:
-            client.connect(args.host, args.broker_port, keepalive=30)
-            await asyncio.wait_for(connected, 10)
-        except (OSError, TimeoutError) as exc:
-            print(
-                f"cannot connect to the broker on port {args.broker_port}: {exc}", file=sys.stderr
-            )
-            sys.exit(1)
-        source.listeners.append(lambda event: client.publish(args.topic, event.data, qos=args.qos))
-        control = asyncio.create_task(control_loop(source))
-        runtime.announce_ready(args.ready_file, args.broker_port)
-        await stop.wait()
-        control.cancel()
-        client.disconnect()
 
-    runtime.serve(run)
+async def publish(context: runtime.ServerContext) -> None:
+    """Publish the source's events to the broker, which serves the subscribers."""
+    args, source = context.args, context.source
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="bench-publisher", clean_session=True
+    )
+    client.max_inflight_messages_set(INFLIGHT)
+    client.max_queued_messages_set(0)  # unlimited: queueing shows as latency, not loss
+    AsyncioMqtt(client)
+    connected = asyncio.get_running_loop().create_future()
+    client.on_connect = lambda *_args: connected.done() or connected.set_result(True)
+    try:
+        client.connect(args.host, args.broker_port, keepalive=30)
+        await asyncio.wait_for(connected, 10)
+    except (OSError, TimeoutError) as exc:
+        print(f"cannot connect to the broker on port {args.broker_port}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    source.listeners.append(lambda event: client.publish(args.topic, event.data, qos=args.qos))
+    context.ready(args.broker_port)  # the subscribers' port is the broker's
+    await context.stop.wait()
+    client.disconnect()
+
+
+def main() -> None:
+    runtime.run_server(__doc__, publish, push=True, add_arguments=add_arguments, bind_socket=False)
 
 
 if __name__ == "__main__":

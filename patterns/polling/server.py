@@ -22,7 +22,7 @@ import math
 from aiohttp import web
 
 from common import server as runtime
-from common.events import EventSource, add_push_arguments, control_loop
+from common.events import EventSource
 
 MAX_HOLD_S = 60.0
 MAX_EVENTS_PER_ANSWER = 1000
@@ -66,23 +66,16 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def serve(context: runtime.ServerContext) -> None:
+    app = web.Application()
+    app[SOURCE] = context.source
+    app.router.add_get("/events", events)
+    app.router.add_get("/health", health)
+    await context.serve_aiohttp(app, streaming=True)
+
+
 def main() -> None:
-    parser = runtime.argument_parser(__doc__.splitlines()[0])
-    add_push_arguments(parser)
-    args = parser.parse_args()
-    sock = runtime.bind(args.host, args.port)
-
-    async def run(stop: asyncio.Event) -> None:
-        source = EventSource(args.payload_bytes, args.replay_events)
-        app = web.Application()
-        app[SOURCE] = source
-        app.router.add_get("/events", events)
-        app.router.add_get("/health", health)
-        control = asyncio.create_task(control_loop(source))
-        await runtime.serve_aiohttp(app, sock, args.ready_file, stop, streaming=True)
-        control.cancel()
-
-    runtime.serve(run)
+    runtime.run_server(__doc__, serve, push=True)
 
 
 if __name__ == "__main__":

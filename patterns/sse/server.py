@@ -27,14 +27,13 @@ plan to its stdin (see common/events.py).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 
 from common import server as runtime
-from common.events import EventSource, Fanout, SlowConsumer, add_push_arguments, control_loop
+from common.events import EventSource, Fanout, SlowConsumer
 
 RETRY_MS = 500
 KEEPALIVE_S = 15.0
@@ -111,23 +110,17 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def serve(context: runtime.ServerContext) -> None:
+    args = context.args
+    app = web.Application()
+    app[FANOUT] = Fanout(context.source, frame, args.queue_events, args.slow_consumer)
+    app.router.add_get("/events", events)
+    app.router.add_get("/health", health)
+    await context.serve_aiohttp(app, streaming=True)
+
+
 def main() -> None:
-    parser = runtime.argument_parser(__doc__.splitlines()[0])
-    add_push_arguments(parser)
-    args = parser.parse_args()
-    sock = runtime.bind(args.host, args.port)
-
-    async def run(stop: asyncio.Event) -> None:
-        source = EventSource(args.payload_bytes, args.replay_events)
-        app = web.Application()
-        app[FANOUT] = Fanout(source, frame, args.queue_events, args.slow_consumer)
-        app.router.add_get("/events", events)
-        app.router.add_get("/health", health)
-        control = asyncio.create_task(control_loop(source))
-        await runtime.serve_aiohttp(app, sock, args.ready_file, stop, streaming=True)
-        control.cancel()
-
-    runtime.serve(run)
+    runtime.run_server(__doc__, serve, push=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import orjson
 from aiohttp import web
 
 from common import server as runtime
-from common.events import Event, EventSource, add_push_arguments, control_loop
+from common.events import Event, EventSource
 from patterns.webhooks.protocol import (
     ID_HEADER,
     RETRY_BASE_BACKOFF_S,
@@ -192,32 +192,28 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def main() -> None:
-    parser = runtime.argument_parser(__doc__.splitlines()[0])
-    add_push_arguments(parser)
+def add_arguments(parser) -> None:
     parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--attempt-timeout-s", type=float, default=2.0)
     parser.add_argument("--base-backoff-s", type=float, default=RETRY_BASE_BACKOFF_S)
     parser.add_argument("--max-backoff-s", type=float, default=RETRY_MAX_BACKOFF_S)
     parser.add_argument("--in-flight", type=int, default=4, help="deliveries per subscription")
-    args = parser.parse_args()
-    sock = runtime.bind(args.host, args.port)
 
-    async def run(stop: asyncio.Event) -> None:
-        source = EventSource(args.payload_bytes, args.replay_events)
-        provider = Provider(source, args)
-        await provider.start()
-        app = web.Application(client_max_size=args.max_request_bytes)
-        app[PROVIDER] = provider
-        app.router.add_post("/subscriptions", subscribe)
-        app.router.add_delete("/subscriptions/{id}", unsubscribe)
-        app.router.add_get("/health", health)
-        control = asyncio.create_task(control_loop(source))
-        await runtime.serve_aiohttp(app, sock, args.ready_file, stop)
-        control.cancel()
-        await provider.stop()
 
-    runtime.serve(run)
+async def serve(context: runtime.ServerContext) -> None:
+    provider = Provider(context.source, context.args)
+    await provider.start()
+    app = web.Application(client_max_size=context.args.max_request_bytes)
+    app[PROVIDER] = provider
+    app.router.add_post("/subscriptions", subscribe)
+    app.router.add_delete("/subscriptions/{id}", unsubscribe)
+    app.router.add_get("/health", health)
+    await context.serve_aiohttp(app)
+    await provider.stop()
+
+
+def main() -> None:
+    runtime.run_server(__doc__, serve, push=True, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ Run it by hand with `python -m patterns.websocket.server --port 8765`.
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -93,23 +91,21 @@ async def handle(connection: ServerConnection, dataset: Dataset) -> None:
         pass
 
 
+async def serve_requests(context: runtime.ServerContext) -> None:
+    dataset = context.dataset()
+    async with serve(
+        lambda connection: handle(connection, dataset),
+        sock=context.sock,
+        compression=None,
+        max_size=context.args.max_request_bytes,
+        server_header=None,
+    ):
+        context.ready()
+        await context.stop.wait()
+
+
 def main() -> None:
-    args = runtime.argument_parser(__doc__.splitlines()[0]).parse_args()
-    sock = runtime.bind(args.host, args.port)
-    dataset = runtime.dataset_from(args)
-
-    async def run(stop: asyncio.Event) -> None:
-        async with serve(
-            lambda connection: handle(connection, dataset),
-            sock=sock,
-            compression=None,
-            max_size=args.max_request_bytes,
-            server_header=None,
-        ):
-            runtime.announce_ready(args.ready_file, sock.getsockname()[1])
-            await stop.wait()
-
-    runtime.serve(run)
+    runtime.run_server(__doc__, serve_requests)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from common import server as runtime
-from common.events import EventSource, Fanout, SlowConsumer, add_push_arguments, control_loop
+from common.events import Fanout, SlowConsumer
 
 
 async def deliver(connection: ServerConnection, fanout: Fanout) -> None:
@@ -44,30 +44,27 @@ async def _send_events(connection: ServerConnection, queue) -> None:
         pass
 
 
-def main() -> None:
-    parser = runtime.argument_parser(__doc__.splitlines()[0])
-    add_push_arguments(parser)
+def add_arguments(parser) -> None:
     parser.add_argument("--ping-interval-s", type=float, default=20.0)
-    args = parser.parse_args()
-    sock = runtime.bind(args.host, args.port)
 
-    async def run(stop: asyncio.Event) -> None:
-        source = EventSource(args.payload_bytes, args.replay_events)
-        fanout = Fanout(source, lambda event: event.data, args.queue_events, args.slow_consumer)
-        control = asyncio.create_task(control_loop(source))
-        async with serve(
-            lambda connection: deliver(connection, fanout),
-            sock=sock,
-            compression=None,
-            max_size=args.max_request_bytes,
-            ping_interval=args.ping_interval_s,
-            server_header=None,
-        ):
-            runtime.announce_ready(args.ready_file, sock.getsockname()[1])
-            await stop.wait()
-        control.cancel()
 
-    runtime.serve(run)
+async def serve_events(context: runtime.ServerContext) -> None:
+    args = context.args
+    fanout = Fanout(context.source, lambda event: event.data, args.queue_events, args.slow_consumer)
+    async with serve(
+        lambda connection: deliver(connection, fanout),
+        sock=context.sock,
+        compression=None,
+        max_size=args.max_request_bytes,
+        ping_interval=args.ping_interval_s,
+        server_header=None,
+    ):
+        context.ready()
+        await context.stop.wait()
+
+
+def main() -> None:
+    runtime.run_server(__doc__, serve_events, push=True, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":
