@@ -2,13 +2,24 @@
 # Install the system packages the harness uses, where this machine allows it:
 # apt on Debian/Ubuntu, as root or with password-less sudo. Elsewhere, say what is missing
 # and carry on: the features that need a package report it as missing when they run.
+# The core's tools are listed here; a pattern that needs a program (a broker, say) lists it
+# in its own folder, in patterns/<folder>/system-packages: one "command package" per line,
+# where the command may also be found in /usr/sbin.
 set -u
+cd "$(dirname "$0")/.."
 
 need=""
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
 command -v h2load >/dev/null 2>&1 || need="$need nghttp2-client"
 command -v curl >/dev/null 2>&1 || need="$need curl"
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
+for listed in patterns/*/system-packages; do
+    [ -f "$listed" ] || continue
+    while read -r program package; do
+        case "$program" in ''|'#'*) continue ;; esac
+        command -v "$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$program" ] ||
+            need="$need $package"
+    done < "$listed"
+done
 # Debian's python3 cannot create a virtual environment without python3-venv.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
 

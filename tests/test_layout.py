@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import io
+import shutil
+import subprocess
 import tokenize
 from pathlib import Path
 
@@ -129,3 +131,32 @@ def test_servers_and_the_runner_share_only_the_common_base():
     for path in core_files():
         reached = {m for m in imports_of(path) if m.split(".")[0] == "patterns"}
         assert reached <= {"patterns"}, f"{path.relative_to(PROJECT)} imports {reached}"
+
+
+def test_a_pattern_folder_lists_the_system_packages_make_installs(tmp_path):
+    """scripts/install-system-packages.sh reads patterns/<folder>/system-packages: a new
+    pattern that needs a program says so in its folder, not in the script."""
+    (tmp_path / "scripts").mkdir()
+    script = (PROJECT / "scripts" / "install-system-packages.sh").read_text()
+    (tmp_path / "scripts" / "install.sh").write_text(script)
+    (tmp_path / "patterns" / "newone").mkdir(parents=True)
+    (tmp_path / "patterns" / "newone" / "system-packages").write_text(
+        "# a comment\nno-such-program-here its-debian-package\n"
+    )
+    bin_dir = tmp_path / "bin"  # a PATH without apt-get: the script only reports
+    bin_dir.mkdir()
+    for tool in ("sh", "id", "dirname", "python3"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    completed = subprocess.run(
+        ["sh", str(tmp_path / "scripts" / "install.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir)},
+        timeout=30,
+        check=True,
+    )
+    assert "missing system packages:" in completed.stderr
+    assert " its-debian-package" in completed.stderr
+    assert "a comment" not in completed.stderr
