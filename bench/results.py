@@ -22,12 +22,11 @@ import pandas as pd
 from bench import figures
 from bench.metrics import TrialResult, summarize
 from bench.ranking import HEADLINE_LABELS, entries, headline
+from bench.results_model import POINT_STATUSES as POINT_STATUSES  # imported from here
 from bench.results_model import (
-    POINT_STATUSES,
     RESULTS_FILE,
     RESULTS_FORMAT,
     Point,
-    ResultsUnreadable,
     RunDocument,
     Summary,
     as_run,
@@ -36,19 +35,7 @@ from bench.results_model import (
     read_json,
     results_path,
 )
-
-__all__ = [
-    "POINT_STATUSES",
-    "RESULTS_FILE",
-    "SCHEMA_VERSION",
-    "PointRecord",
-    "ResultsUnreadable",
-    "RunRecorder",
-    "load_run",
-    "read_run",
-    "run_summary_table",
-    "write_summary_csv",
-]
+from bench.results_model import ResultsUnreadable as ResultsUnreadable  # imported from here
 
 SCHEMA_VERSION = RESULTS_FORMAT  # the name results.json gives it
 SUMMARY_FILE = "summary.csv"
