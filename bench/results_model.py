@@ -615,13 +615,17 @@ def parse(raw: object, source: object = "results document") -> RunDocument:
 
 
 def _first_problem(exc: ValidationError) -> str:
+    """The first field pydantic refused, as a path into the document, and why."""
     error = exc.errors(include_url=False)[0]
+    loc, message = list(error["loc"]), error["msg"]
+    if loc and loc[-1] in ("int", "float"):  # a Number: pydantic names the union's member
+        loc, message = loc[:-1], "input should be a number"
     where = ""
-    for part in error["loc"]:
+    for part in loc:
         where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
     if error["type"] == "missing":
         return f"{where} is missing"
-    return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}"
+    return f"{where}: {message[0].lower()}{message[1:]}"
 
 
 def load(path: Path) -> RunDocument:

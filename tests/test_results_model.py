@@ -210,6 +210,12 @@ def test_a_misshapen_file_is_refused_naming_the_field(tmp_path):
     assert "points[0].trials: input should be a valid list" in message
     assert message.endswith("not a results file bench wrote, or damaged")
 
+    def a_word_for_a_number(document):
+        document["points"][1]["summary"]["throughput_per_s"]["value"] = "fast"
+
+    message = _refusal(_stored_copy(tmp_path / "c", a_word_for_a_number))
+    assert "points[1].summary.throughput_per_s.value: input should be a number:" in message
+
 
 def test_bench_report_prints_the_refusal_and_exits_2(tmp_path, capsys):
     run_dir = _stored_copy(tmp_path, lambda d: d["run"].pop("id"))
