@@ -24,6 +24,7 @@ from scipy import stats
 
 from bench import figures
 from bench.ranking import rank, ranking_text, signature
+from bench.results_model import Point, RunDocument, as_run
 
 ALPHA = 0.05
 METRICS = (
@@ -49,15 +50,15 @@ class Change:
     generator_bound: bool = False  # in either run: a change may be the generator's
 
 
-def _trial_values(point: dict, field: str) -> list[float]:
+def _trial_values(point: Point, field: str) -> list[float]:
     values = []
-    for trial in point["trials"]:
-        if trial["status"] != "ok":
+    for trial in point.trials:
+        if trial.status != "ok":
             continue
         if field == "throughput_per_s":
-            values.append(trial["throughput_per_s"])
-        elif trial["latency_us"].get(field) is not None:
-            values.append(trial["latency_us"][field] / 1000)
+            values.append(trial.throughput_per_s)
+        elif getattr(trial.latency_us, field) is not None:
+            values.append(getattr(trial.latency_us, field) / 1000)
     return values
 
 
@@ -72,7 +73,7 @@ def _p_value(before: list[float], after: list[float]) -> tuple[float | None, str
     return float(stats.ttest_ind(before, after, equal_var=False).pvalue), ""
 
 
-def _pooled(point: dict, field: str) -> float | None:
+def _pooled(point: Point, field: str) -> float | None:
     if field == "throughput_per_s":
         return figures.value(point, field)
     found = figures.latency(point, field)
@@ -90,12 +91,15 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
+def compare(
+    before: RunDocument | dict, after: RunDocument | dict, alpha: float = ALPHA
+) -> list[Change]:
     """Every metric of every pattern and point the two runs share."""
-    earlier = {(p["label"], p["pattern"]): p for p in before["points"]}
+    before, after = as_run(before), as_run(after)
+    earlier = {(p.label, p.pattern): p for p in before.points}
     changes, raw = [], []
-    for point in after["points"]:
-        match = earlier.get((point["label"], point["pattern"]))
+    for point in after.points:
+        match = earlier.get((point.label, point.pattern))
         if match is None:
             continue
         for field, name, unit, higher_is_better in METRICS:
@@ -109,8 +113,8 @@ def compare(before: dict, after: dict, alpha: float = ALPHA) -> list[Change]:
             raw.append((p_value, reason, second > first, higher_is_better))
             changes.append(
                 Change(
-                    point["label"],
-                    point["pattern"],
+                    point.label,
+                    point.pattern,
                     name,
                     unit,
                     first,
@@ -154,37 +158,35 @@ def format_changes(changes: list[Change]) -> str:
     return "\n".join(lines)
 
 
-def differences(before: dict, after: dict) -> list[str]:
+def differences(before: RunDocument | dict, after: RunDocument | dict) -> list[str]:
     """What differs between two runs besides the code: each a warning to print."""
+    before, after = as_run(before), as_run(after)
     found = []
     for what, fields in (("machine", MACHINE_FIELDS), ("software", STACK_FIELDS)):
         for name in fields:
-            a, b = before["environment"].get(name), after["environment"].get(name)
+            a, b = getattr(before.environment, name), getattr(after.environment, name)
             if a != b:
                 found.append(f"the runs differ in {what}: {name} {a!r} -> {b!r}")
-    for name, what in (
-        ("placement", "CPU placement"),
-        ("generator_bound_thresholds", "generator-bound thresholds"),
-    ):
-        if before["run"].get(name) != after["run"].get(name):
-            found.append(f"the runs differ in {what}")
-    if bool(before.get("calibration")) != bool(after.get("calibration")):
+    if before.run.placement.to_dict() != after.run.placement.to_dict():
+        found.append("the runs differ in CPU placement")
+    if before.run.generator_bound_thresholds != after.run.generator_bound_thresholds:
+        found.append("the runs differ in generator-bound thresholds")
+    if bool(before.calibration) != bool(after.calibration):
         found.append("one run has a generator calibration and the other has none")
     for run, name in ((before, "first"), (after, "second")):
-        if (run["environment"].get("git") or {}).get("dirty"):
+        if run.environment.git.dirty:
             found.append(f"the {name} run was made with uncommitted changes to the code")
-    configs = {(p["label"], p["pattern"]): p["config"] for p in before["points"]}
-    for point in after["points"]:
-        config = configs.get((point["label"], point["pattern"]))
+    configs = {(p.label, p.pattern): p.config.to_dict() for p in before.points}
+    for point in after.points:
+        config = configs.get((point.label, point.pattern))
         if config is None:
             continue
+        settings = point.config.to_dict()
         changed = sorted(
-            key
-            for key in set(config) | set(point["config"])
-            if config.get(key) != point["config"].get(key)
+            key for key in set(config) | set(settings) if config.get(key) != settings.get(key)
         )
         if changed:
-            where = f"{point['pattern']}" + (f" at {point['label']}" if point["label"] else "")
+            where = point.pattern + (f" at {point.label}" if point.label else "")
             found.append(f"scenario settings differ for {where}: {', '.join(changed)}")
     return found + run_warnings(before, "first") + run_warnings(after, "second")
 
@@ -193,22 +195,21 @@ def differences(before: dict, after: dict) -> list[str]:
 INCOMPLETE_POINTS = ("partial", "invalid", "failed", "skipped", "interrupted", "pending")
 
 
-def run_warnings(document: dict, name: str = "") -> list[str]:
+def run_warnings(document: RunDocument | dict, name: str = "") -> list[str]:
     """Why a run is not a full measurement, each a warning to print and to flag: it did
     not complete (interrupted, failed, or still running when it was read), it was a
     --quick smoke run, or some of its points did not count in full (which, and why).
     `name` says which run ("first", "second"); empty when there is only one."""
-    run = document["run"]
+    document = as_run(document)
+    run = document.run
     which = f"the {name} run" if name else "the run"
     found = []
-    status = run.get("status")
-    if status != "complete":
-        error = run.get("error")
-        found.append(f"{which} is {status}" + (f": {error}" if error else ""))
-    if run.get("quick"):
+    if run.status != "complete":
+        found.append(f"{which} is {run.status}" + (f": {run.error}" if run.error else ""))
+    if run.quick:
         found.append(f"{which} was a --quick smoke run, not a measurement")
     for point_status in INCOMPLETE_POINTS:
-        points = [p for p in document["points"] if p["status"] == point_status]
+        points = [p for p in document.points if p.status == point_status]
         if point_status == "pending" and points:
             found.append(f"{which} never reached {len(points)} point(s)")
         elif points:
@@ -219,15 +220,15 @@ def run_warnings(document: dict, name: str = "") -> list[str]:
     return found
 
 
-def _point_problem(point: dict) -> str:
-    where = point["pattern"] + (f" at {point['label']}" if point["label"] else "")
-    why = figures.trials_note(point) or point.get("error")
+def _point_problem(point: Point) -> str:
+    where = point.pattern + (f" at {point.label}" if point.label else "")
+    why = figures.trials_note(point) or point.error
     return f"{where} ({why})" if why else where
 
 
-def ranking_disagreement(before: dict, after: dict) -> str | None:
+def ranking_disagreement(before: RunDocument | dict, after: RunDocument | dict) -> str | None:
     """Where two runs of a scenario rank its patterns differently, or None if they agree."""
-    first, second = rank(before), rank(after)
+    first, second = rank(as_run(before)), rank(as_run(after))
     if first[0] != second[0] or first[1] != second[1]:
         return (
             f"ranked on different figures: {first[0]} at {first[1]} vs {second[0]} at {second[1]}"

@@ -1,9 +1,10 @@
-"""Reading what a stored point reports: one place that knows the summary's shape.
+"""Reading what a stored point reports: the rules every reader applies to its summary.
 
 Charts, tables, rankings, claims, thresholds and comparisons all read a point's figures
-through these functions, so each figure means the same everywhere: pooled over the
-trials, with the smallest and largest trial as its spread, latencies with the sample
-count behind them and whether they are lower bounds (losses counted at the time waited).
+(typed by bench.results_model) through these functions, so each figure means the same
+everywhere: pooled over the trials, with the smallest and largest trial as its spread,
+latencies with the sample count behind them and whether they are lower bounds (losses
+counted at the time waited).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.metrics import partial_note, requests_due
+from bench.results_model import Point, PooledDelivery, as_point
 from common.histogram import percentile_of, samples_needed
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us")
@@ -34,24 +36,20 @@ class Figure:
         return Figure(self.value * factor, self.low * factor, self.high * factor, self.bound)
 
 
-def summary(point: dict) -> dict:
-    return point.get("summary") or {}
-
-
-def spread(point: dict, name: str) -> Figure | None:
+def spread(point: Point, name: str) -> Figure | None:
     """A pooled figure with its spread (`throughput_per_s`, `server_cpu_s_per_1000`...)."""
-    found = summary(point).get(name)
-    if not found or found.get("value") is None:
+    found = getattr(point.summary, name, None)
+    if found is None:
         return None
-    return Figure(found["value"], found["min"], found["max"])
+    return Figure(found.value, found.min, found.max)
 
 
-def value(point: dict, name: str) -> float | None:
+def value(point: Point, name: str) -> float | None:
     found = spread(point, name)
     return found.value if found else None
 
 
-def throughput(point: dict) -> Figure | None:
+def throughput(point: Point) -> Figure | None:
     found = spread(point, "throughput_per_s")
     if found is None:
         return None
@@ -99,21 +97,21 @@ class LatencyFigure:
         return text
 
 
-def latency(point: dict, name: str) -> LatencyFigure:
-    figures = summary(point).get("latency_us") or {}
-    spread_of = (figures.get("spread") or {}).get(name) or [None, None]
-    samples = (figures.get("count") or 0) + (figures.get("censored") or 0)
+def latency(point: Point, name: str) -> LatencyFigure:
+    figures = point.summary.latency_us
+    low_us, high_us = figures.spread.get(name) or (None, None)
+    samples = figures.count + figures.censored
     # The sample rule again, so that no stored figure can show a percentile it lacks.
     supported = samples >= samples_needed(percentile_of(name))
     return LatencyFigure(
         name=name,
-        value_us=figures.get(name) if supported else None,
-        low_us=spread_of[0],
-        high_us=spread_of[1],
+        value_us=getattr(figures, name) if supported else None,
+        low_us=low_us,
+        high_us=high_us,
         samples=samples,
-        lower_bound=name in (figures.get("lower_bound") or ()),
+        lower_bound=name in figures.lower_bound,
         generator_bound=client_bound(point),
-        generator_delay_us=(figures.get("generator_delay") or {}).get(name) or 0,
+        generator_delay_us=figures.generator_delay.get(name) or 0,
     )
 
 
@@ -123,63 +121,52 @@ def format_ms(ms: float) -> str:
     return f"{ms:.3g} ms" if ms < 100 else f"{ms:,.0f} ms"
 
 
-def client_bound(point: dict) -> bool:
-    return bool(summary(point).get("client_bound"))
+def client_bound(point: Point | dict) -> bool:
+    """Whether the generator, not the pattern, was the limit (claims pass raw points)."""
+    return as_point(point).summary.client_bound
 
 
-def completeness(point: dict) -> Figure | None:
-    found = (summary(point).get("delivery") or {}).get("completeness")
-    if not found or found.get("value") is None:
+def completeness(point: Point) -> Figure | None:
+    found = delivery(point).completeness
+    if found is None:
         return None
-    return Figure(found["value"], found["min"], found["max"])
+    return Figure(found.value, found.min, found.max)
 
 
-def delivery(point: dict) -> dict:
-    return summary(point).get("delivery") or {}
+def delivery(point: Point) -> PooledDelivery:
+    """Push: delivery over the trials that count; all zero for request/response."""
+    return point.summary.delivery or PooledDelivery()
 
 
-def lossy(point: dict) -> bool:
+def lossy(point: Point) -> bool:
     """Lost events, timed-out or unsent requests, or errors: not every answer counted."""
-    return bool(summary(point).get("lossy"))
+    return point.summary.lossy
 
 
-def trials_counted(point: dict) -> tuple[int, int]:
+def trials_counted(point: Point) -> tuple[int, int]:
     """(trials that count, trials run): the figures are pooled over the first."""
-    found = summary(point)
-    total = found.get("trials_total", found.get("trials", len(point.get("trials", []))))
-    return found.get("trials_ok", 0), total
+    found = point.summary
+    total = found.trials_total if "trials_total" in found.model_fields_set else found.trials
+    return found.trials_ok, total if total is not None else len(point.trials)
 
 
-def trials_note(point: dict) -> str | None:
+def trials_note(point: Point) -> str | None:
     """ "2 of 3 trials; 1 failed: <reason>" when some trials do not count, else None
     (worked out from the trials for runs stored before summaries carried it)."""
-    found = summary(point)
-    if "partial_note" in found:
-        return found["partial_note"]
-    return partial_note([(t["status"], t.get("error")) for t in point.get("trials", [])])
+    if "partial_note" in point.summary.model_fields_set:
+        return point.summary.partial_note
+    return partial_note([(t.status, t.error) for t in point.trials])
 
 
-def unsent_fraction(point: dict) -> float | None:
+def unsent_fraction(point: Point) -> float | None:
     """Open loop: the share of the requests due (in the trials that count) never sent;
     None when none were due, and for push, which sends no requests."""
-    found = summary(point)
-    if found.get("delivery") is not None:
+    found = point.summary
+    if found.delivery is not None:
         return None
-    counts = [found.get(name) or 0 for name in ("requests", "errors", "timeouts", "unsent")]
-    due = requests_due(*counts)
-    return counts[-1] / due if due else None
+    due = requests_due(found.requests, found.errors, found.timeouts, found.unsent)
+    return found.unsent / due if due else None
 
 
-def faults(point: dict) -> int:
-    found = summary(point)
-    return (found.get("errors") or 0) + (found.get("timeouts") or 0)
-
-
-def counter_total(point: dict, group: str, name: str) -> int:
-    """A pattern counter summed over the point's trials that ran to the end
-    (`group`: "subscriber_counters" or "server_counters")."""
-    return sum(
-        (trial.get("extra") or {}).get(group, {}).get(name, 0)
-        for trial in point.get("trials", [])
-        if trial["status"] == "ok"
-    )
+def faults(point: Point) -> int:
+    return point.summary.errors + point.summary.timeouts

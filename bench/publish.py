@@ -29,7 +29,8 @@ from bench.environment import describe as describe_environment
 from bench.environment import git_commit, stack_packages
 from bench.generator_bound import merged_reasons
 from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, rank_runs, ranking_text
-from bench.results import RESULTS_FILE, ResultsUnreadable, load_run
+from bench.results import RESULTS_FILE, ResultsUnreadable, read_run
+from bench.results_model import GitState, Point, RunDocument
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REPLICATES = 2  # independent runs per scenario: the published order is what they agree on
@@ -60,11 +61,11 @@ def latest_runs(results_dir: Path, per_scenario: int = REPLICATES) -> list[Path]
         if run_dir.is_symlink() or run_dir.name == "published":
             continue
         try:
-            document = load_run(run_dir)
+            run = read_run(run_dir).run
         except ResultsUnreadable:
             continue
-        if document["run"]["status"] == "complete" and not document["run"].get("quick"):
-            newest.setdefault(document["run"]["scenario"], []).append(run_dir)
+        if run.status == "complete" and not run.quick:
+            newest.setdefault(run.scenario, []).append(run_dir)
     return [path for name in sorted(newest) for path in newest[name][-per_scenario:]]
 
 
@@ -73,9 +74,9 @@ def adopt(run_dirs: list[Path], out: Path) -> None:
     ones published for it before."""
     runs = out / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
-    adopted = {load_run(run_dir)["run"]["scenario"] for run_dir in run_dirs}
+    adopted = {read_run(run_dir).run.scenario for run_dir in run_dirs}
     for existing in runs.glob(f"*/{RESULTS_FILE}"):
-        if load_run(existing.parent)["run"]["scenario"] in adopted:
+        if read_run(existing.parent).run.scenario in adopted:
             shutil.rmtree(existing.parent)
     for run_dir in run_dirs:
         target = runs / run_dir.name
@@ -87,19 +88,19 @@ def adopt(run_dirs: list[Path], out: Path) -> None:
                 shutil.copy2(run_dir / name, target / name)
 
 
-def _ordered(documents: list[dict]) -> list[dict]:
+def _ordered(documents: list[RunDocument]) -> list[RunDocument]:
     """Request/response scenarios first, then push; by name within each."""
-    return sorted(
-        documents, key=lambda d: (d["run"].get("workload") == "push", d["run"]["scenario"])
-    )
+    return sorted(documents, key=lambda d: (d.run.workload == "push", d.run.scenario))
 
 
-def _by_scenario(documents: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+def _by_scenario(
+    documents: list[RunDocument],
+) -> tuple[list[RunDocument], dict[str, list[RunDocument]]]:
     """The newest run of each scenario (its charts and tables are shown), and the other,
     independent runs of it (the published order is the one they all agree on)."""
-    groups: dict[str, list[dict]] = {}
-    for document in sorted(documents, key=lambda d: d["run"]["started_at"]):
-        groups.setdefault(document["run"]["scenario"], []).append(document)
+    groups: dict[str, list[RunDocument]] = {}
+    for document in sorted(documents, key=lambda d: d.run.started_at):
+        groups.setdefault(document.run.scenario, []).append(document)
     primary = _ordered([runs[-1] for runs in groups.values()])
     replicates = {name: runs[:-1] for name, runs in groups.items()}
     return primary, replicates
@@ -113,7 +114,7 @@ def publish(out: Path) -> Published:
             f"{out / RUNS_DIR}: no runs to publish; adopt some with `bench publish --latest` "
             "or `bench publish RUN_DIR...`"
         )
-    documents, replicates = _by_scenario([load_run(path.parent) for path in run_files])
+    documents, replicates = _by_scenario([read_run(path.parent) for path in run_files])
     charts_dir = out / CHARTS_DIR
     if charts_dir.exists():
         shutil.rmtree(charts_dir)
@@ -121,11 +122,12 @@ def publish(out: Path) -> Published:
     try:
         charts = overview_chart(documents, charts_dir, replicates)
         for document in documents:
-            charts += render_charts(document, charts_dir / document["run"]["scenario"])
+            charts += render_charts(document, charts_dir / document.run.scenario)
     finally:
         FORMATS.reset(formats)
+    # Claims read runs as plain dicts: exactly what the files hold.
     claims = check_claims(
-        {d["run"]["scenario"]: [*replicates[d["run"]["scenario"]], d] for d in documents}
+        {d.run.scenario: [r.to_dict() for r in (*replicates[d.run.scenario], d)] for d in documents}
     )
     report = Report(documents, replicates, claims)
     markdown = out / "README.md"
@@ -137,23 +139,21 @@ def publish(out: Path) -> Published:
 
 @dataclass(frozen=True)
 class Report:
-    documents: list[dict]  # the newest run of each scenario
-    replicates: dict[str, list[dict]]  # scenario -> its other runs
+    documents: list[RunDocument]  # the newest run of each scenario
+    replicates: dict[str, list[RunDocument]]  # scenario -> its other runs
     claims: list[ClaimResult]
 
     @property
-    def every_run(self) -> list[dict]:
-        return [r for d in self.documents for r in (*self.replicates[d["run"]["scenario"]], d)]
+    def every_run(self) -> list[RunDocument]:
+        return [r for d in self.documents for r in (*self.replicates[d.run.scenario], d)]
 
-    def ranking(self, document: dict) -> str:
-        runs = [*self.replicates[document["run"]["scenario"]], document]
+    def ranking(self, document: RunDocument) -> str:
+        runs = [*self.replicates[document.run.scenario], document]
         field, at, ranked = rank_runs(runs)
         if not ranked:
             return ""
         better = "higher is better" if field in HIGHER_IS_BETTER else "lower is better"
-        where = (
-            f" at {document['points'][0]['label'].split('=')[0]} = {at:g}" if at is not None else ""
-        )
+        where = f" at {document.points[0].label.split('=')[0]} = {at:g}" if at is not None else ""
         agreed = f", the order {len(runs)} independent runs agree on" if len(runs) > 1 else ""
         return (
             f"Ranked on {HEADLINE_LABELS[field]}{where} ({better}{agreed}): {ranking_text(ranked)}."
@@ -161,16 +161,15 @@ class Report:
 
     def rules_line(self) -> str:
         rules = claims_hash()
-        made_at = sorted({_commit(d["environment"].get("git") or {}) for d in self.every_run})
+        judged_by = _commit(GitState.model_validate(git_commit(PROJECT_DIR)))
+        made_at = sorted({_commit(d.environment.git) for d in self.every_run})
         text = (
             f"Verdicts computed from every trial of {len(self.every_run)} runs by the rules in "
             f"`bench/claims.toml` (sha256 {rules[:16]}), judged by the code at commit "
-            f"{_commit(git_commit(PROJECT_DIR))}; the runs were made at commit(s) "
+            f"{judged_by}; the runs were made at commit(s) "
             f"{', '.join(made_at)}."
         )
-        older = sorted(
-            d["run"]["id"] for d in self.every_run if d["run"].get("claims_sha256") != rules
-        )
+        older = sorted(d.run.id for d in self.every_run if d.run.claims_sha256 != rules)
         if older:
             text += (
                 f" The rules changed after runs {', '.join(older)} were made: those runs are "
@@ -182,10 +181,10 @@ class Report:
         """What makes a scenario's runs something other than repeats of the same thing."""
         found = []
         for document in self.documents:
-            name = document["run"]["scenario"]
+            name = document.run.scenario
             runs = [*self.replicates[name], document]
-            commits = {_commit(d["environment"].get("git") or {}) for d in runs}
-            configs = {str([p["config"] for p in d["points"]]) for d in runs}
+            commits = {_commit(d.environment.git) for d in runs}
+            configs = {str([p.config.to_dict() for p in d.points]) for d in runs}
             if len(commits) > 1:
                 found.append(f"{name}: its runs were made at different commits")
             if len(configs) > 1:
@@ -194,54 +193,54 @@ class Report:
 
 
 # Shared pieces ---------------------------------------------------------------------------
-def _commit(git: dict) -> str:
-    commit = (git.get("commit") or "unknown")[:12]
-    return commit + (" with uncommitted changes" if git.get("dirty") else "")
+def _commit(git: GitState) -> str:
+    commit = (git.commit or "unknown")[:12]
+    return commit + (" with uncommitted changes" if git.dirty else "")
 
 
-def _stack(documents: list[dict]) -> str:
-    environment = documents[0]["environment"]
-    packages = environment.get("packages", {})
+def _stack(documents: list[RunDocument]) -> str:
+    environment = documents[0].environment
+    packages = environment.packages
     names = stack_packages()
-    parts = [f"Python {environment.get('python')}"]
+    parts = [f"Python {environment.python}"]
     parts += [f"{name} {packages[name]}" for name in names if name in packages]
-    parts += list((environment.get("tools") or {}).values())
+    parts += list(environment.tools.values())
     return ", ".join(parts)
 
 
-def _machines(documents: list[dict]) -> str:
-    return "; ".join(sorted({describe_environment(d["environment"]) for d in documents}))
+def _machines(documents: list[RunDocument]) -> str:
+    return "; ".join(sorted({describe_environment(d.environment.to_dict()) for d in documents}))
 
 
-def _rate(point: dict) -> str:
+def _rate(point: Point) -> str:
     found = figures.throughput(point)
     if found is None:
         return "-"
     return (">= " if found.bound else "") + f"{found.value:,.0f}"
 
 
-def _per_1000(point: dict, name: str) -> str:
+def _per_1000(point: Point, name: str) -> str:
     found = figures.value(point, name)
     return f"{found * 1000:,.1f}" if found is not None else "-"
 
 
-def _summary_rows(document: dict) -> list[list[str]]:
-    push = document["run"].get("workload") == "push"
+def _summary_rows(document: RunDocument) -> list[list[str]]:
+    push = document.run.workload == "push"
     rows = []
-    for point in document["points"]:
-        summary = figures.summary(point)
+    for point in document.points:
+        summary = point.summary
         wire = figures.value(point, "wire_bytes_per_message")
         if push:
             completeness = figures.completeness(point)
-            outcome = f"{completeness.value:.2%}" if completeness else point["status"]
-            outcome += f", {figures.delivery(point).get('lost', 0):,} lost"
+            outcome = f"{completeness.value:.2%}" if completeness else point.status
+            outcome += f", {figures.delivery(point).lost:,} lost"
         else:
-            faults = figures.faults(point) + (summary.get("unsent") or 0)
-            outcome = f"{faults:,}" if point["status"] == "ok" else point["status"]
+            faults = figures.faults(point) + summary.unsent
+            outcome = f"{faults:,}" if point.status == "ok" else point.status
         rows.append(
             [
-                point["label"] or "-",
-                point["pattern"],
+                point.label or "-",
+                point.pattern,
                 _rate(point),
                 figures.latency(point, "p50_us").text(),
                 figures.latency(point, "p99_us").text(),
@@ -250,16 +249,14 @@ def _summary_rows(document: dict) -> list[list[str]]:
                 _per_1000(point, "server_cpu_s_per_1000"),
                 _per_1000(point, "generator_cpu_s_per_1000"),
                 f"{wire:,.0f}" if wire else "-",
-                "yes: " + "; ".join(summary.get("client_bound_reasons") or [])
-                if summary.get("client_bound")
-                else "no",
+                "yes: " + "; ".join(summary.client_bound_reasons) if summary.client_bound else "no",
             ]
         )
     return rows
 
 
-def _summary_header(document: dict) -> list[str]:
-    push = document["run"].get("workload") == "push"
+def _summary_header(document: RunDocument) -> list[str]:
+    push = document.run.workload == "push"
     return [
         "point",
         "pattern",
@@ -278,17 +275,13 @@ def _summary_header(document: dict) -> list[str]:
 def _generator_bound(report: Report) -> list[str]:
     found = []
     for document in report.every_run:
-        for point in document["points"]:
+        for point in document.points:
             if figures.client_bound(point):
-                where = f" at {point['label']}" if point["label"] else ""
-                trials = [
-                    t.get("client_bound_reasons") or []
-                    for t in point["trials"]
-                    if t["status"] == "ok"
-                ]
+                where = f" at {point.label}" if point.label else ""
+                trials = [t.client_bound_reasons for t in point.trials if t.status == "ok"]
                 found.append(
-                    f"{document['run']['scenario']} {point['pattern']}{where} (run "
-                    f"{document['run']['id']}): " + "; ".join(merged_reasons(trials))
+                    f"{document.run.scenario} {point.pattern}{where} (run "
+                    f"{document.run.id}): " + "; ".join(merged_reasons(trials))
                 )
     return found
 
@@ -298,8 +291,8 @@ def _calibration_lines(report: Report) -> list[str]:
     lines = []
     seen = set()
     for document in report.every_run:
-        calibration = document.get("calibration") or {}
-        key = calibration.get("measured_at") or document["run"]["id"]
+        calibration = document.calibration or {}  # bench.calibrate's own record
+        key = calibration.get("measured_at") or document.run.id
         if key in seen:
             continue
         seen.add(key)
@@ -339,8 +332,7 @@ def render_markdown(report: Report) -> str:
         "",
         f"Measured on {_machines(runs)}.  ",
         f"Stack: {_stack(documents)}.  ",
-        f"Runs: {', '.join(d['run']['id'] for d in runs)} "
-        f"(from {min(d['run']['started_at'] for d in runs)}).",
+        f"Runs: {', '.join(d.run.id for d in runs)} (from {min(d.run.started_at for d in runs)}).",
         "",
         "Generated by `bench publish` from the `results.json` files in [runs/](runs/); "
         "`make publish` regenerates it. The same report, with every chart, is in "
@@ -372,15 +364,15 @@ def render_markdown(report: Report) -> str:
         "",
     ]
     for document in documents:
-        scenario = document["run"]["scenario"]
-        kind = document["run"].get("workload", "request_response")
-        parts += [f"## {document['run']['title']}", "", document["run"]["description"].strip(), ""]
+        scenario = document.run.scenario
+        kind = document.run.workload
+        parts += [f"## {document.run.title}", "", document.run.description.strip(), ""]
         for chart in _headline_charts(document, kind):
             parts += [f"![{chart}](charts/{scenario}/{chart}.png)", ""]
         parts += [
             report.ranking(document),
             "",
-            f"Figures of run {document['run']['id']}:",
+            f"Figures of run {document.run.id}:",
             "",
             _md_table(_summary_header(document), _summary_rows(document)),
             "",
@@ -391,10 +383,10 @@ def render_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
-def _headline_charts(document: dict, kind: str) -> tuple[str, ...]:
+def _headline_charts(document: RunDocument, kind: str) -> tuple[str, ...]:
     charts = HEADLINE_CHARTS[kind]
-    points = document["points"]
-    if points and points[0]["config"].get("model") == "open":
+    points = document.points
+    if points and points[0].config.model == "open":
         charts = (*charts, "coordinated-omission")
     return charts
 
@@ -451,17 +443,17 @@ def render_html(report: Report, charts_dir: Path) -> str:
         '<li><a href="#generator">The load generator</a></li>',
     ]
     for document in documents:
-        scenario = document["run"]["scenario"]
-        kind = document["run"].get("workload", "request_response")
-        toc.append(f'<li><a href="#{scenario}">{html.escape(document["run"]["title"])}</a></li>')
+        scenario = document.run.scenario
+        kind = document.run.workload
+        toc.append(f'<li><a href="#{scenario}">{html.escape(document.run.title)}</a></li>')
         shown = _headline_charts(document, kind) + OTHER_CHARTS
         images = "".join(
             _img(charts_dir / scenario / f"{chart}.png", f"{scenario} {chart}") for chart in shown
         )
         sections.append(
-            f'<section id="{scenario}"><h2>{html.escape(document["run"]["title"])}</h2>'
-            f"<p>{html.escape(document['run']['description'].strip())}</p>"
-            f'<p class="meta">run {html.escape(document["run"]["id"])}</p>'
+            f'<section id="{scenario}"><h2>{html.escape(document.run.title)}</h2>'
+            f"<p>{html.escape(document.run.description.strip())}</p>"
+            f'<p class="meta">run {html.escape(document.run.id)}</p>'
             f"<p>{html.escape(report.ranking(document))}</p>"
             f"{images}{_html_table(_summary_header(document), _summary_rows(document))}"
             "</section>"
@@ -480,7 +472,7 @@ def render_html(report: Report, charts_dir: Path) -> str:
 <h1>API patterns bench: published results</h1>
 <p class="meta">Measured on {html.escape(_machines(runs))}.<br>
 Stack: {html.escape(_stack(documents))}.<br>
-Runs: {html.escape(", ".join(d["run"]["id"] for d in runs))}.</p>
+Runs: {html.escape(", ".join(d.run.id for d in runs))}.</p>
 <nav><ul>{"".join(toc)}</ul></nav>
 {_img(charts_dir / "overview.png", "overview: patterns ranked per scenario")}
 <section id="claims"><h2>The published claims, checked here</h2>

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 from bench import figures
+from bench.results_model import Point, RunDocument
 
 HIGHER_IS_BETTER = {"throughput_per_s", "completeness"}
 LATENCY_HEADLINES = ("p50_us", "p90_us", "p99_us", "p999_us")
@@ -50,15 +51,15 @@ HEADLINE_LABELS = {
 }
 
 
-def headline(document: dict) -> tuple[str, object]:
+def headline(document: RunDocument) -> tuple[str, object]:
     """The figure and sweep value a scenario is ranked on."""
-    report = document["run"].get("report") or {}
-    points = document["points"]
-    open_loop = bool(points) and points[0]["config"].get("model") == "open"
-    latency_first = document["run"].get("workload") == "push" or open_loop
-    field = report.get("headline") or ("p99_us" if latency_first else "throughput_per_s")
-    values = sorted({p["sweep_value"] for p in points}, key=lambda v: (v is None, v))
-    at = report.get("at")
+    report = document.run.report
+    points = document.points
+    open_loop = bool(points) and points[0].config.model == "open"
+    latency_first = document.run.workload == "push" or open_loop
+    field = report.headline or ("p99_us" if latency_first else "throughput_per_s")
+    values = sorted({p.sweep_value for p in points}, key=lambda v: (v is None, v))
+    at = report.at
     if at is None:
         at = values[-1] if values else None
     return field, at
@@ -98,7 +99,7 @@ def format_value(field: str, value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def _figure(point: dict, field: str) -> tuple[figures.Figure | None, str]:
+def _figure(point: Point, field: str) -> tuple[figures.Figure | None, str]:
     """(the figure in display units, why there is none)."""
     if field in LATENCY_HEADLINES:
         found = figures.latency(point, field)
@@ -116,13 +117,13 @@ def _figure(point: dict, field: str) -> tuple[figures.Figure | None, str]:
     return found, ""
 
 
-def caveat(point: dict, field: str) -> str:
+def caveat(point: Point, field: str) -> str:
     notes = []
     if figures.client_bound(point) and field in GENERATOR_SENSITIVE:
         notes.append("generator-bound, not ranked")
-    option = point.get("latency_set_by")
+    option = point.latency_set_by
     if option and field in LATENCY_HEADLINES:
-        value = point["config"].get("options", {}).get(option)
+        value = point.config.options.get(option)
         notes.append(f"set by {option} = {value:g}" if value is not None else f"set by {option}")
     completeness = figures.completeness(point)
     if field != "completeness" and completeness is not None and completeness.value < 1:
@@ -130,26 +131,24 @@ def caveat(point: dict, field: str) -> str:
     faults = figures.faults(point)
     if faults:
         notes.append(f"{faults:,} errors")
-    unsent = figures.summary(point).get("unsent")
+    unsent = point.summary.unsent
     if unsent:
         notes.append(f"{unsent:,} unsent")
     return ", ".join(notes)
 
 
-def entries(document: dict, field: str, at: object) -> list[Entry]:
+def entries(document: RunDocument, field: str, at: object) -> list[Entry]:
     found = []
-    for point in document["points"]:
-        if point["sweep_value"] != at:
+    for point in document.points:
+        if point.sweep_value != at:
             continue
         figure, why_not = _figure(point, field)
         bounded = figures.client_bound(point) and field in GENERATOR_SENSITIVE
         if figure is None:
-            excluded = why_not or point["status"]
-        elif point["status"] != "ok":
-            excluded = (
-                f"{point['status']}: {figures.trials_note(point) or 'not every trial counts'}"
-            )
-        elif point.get("ablation"):
+            excluded = why_not or point.status
+        elif point.status != "ok":
+            excluded = f"{point.status}: {figures.trials_note(point) or 'not every trial counts'}"
+        elif point.ablation:
             excluded = "an ablation: compared, not ranked"
         else:
             excluded = ""
@@ -162,8 +161,8 @@ def entries(document: dict, field: str, at: object) -> list[Entry]:
             )
         found.append(
             Entry(
-                point["pattern"],
-                point["pattern_label"],
+                point.pattern,
+                point.pattern_label,
                 figure,
                 excluded,
                 figures.lossy(point),
@@ -258,13 +257,13 @@ def _combined(seen: list[Entry], excluded: str | None = None) -> Entry:
     )
 
 
-def rank(document: dict) -> tuple[str, object, list[Ranked]]:
+def rank(document: RunDocument) -> tuple[str, object, list[Ranked]]:
     """Patterns in order, best first, from one run; not-ranked ones last."""
     field, at = headline(document)
     return field, at, order([entries(document, field, at)], field)
 
 
-def rank_runs(documents: list[dict]) -> tuple[str, object, list[Ranked]]:
+def rank_runs(documents: list[RunDocument]) -> tuple[str, object, list[Ranked]]:
     """The order every one of these runs of one scenario agrees on (rule 4)."""
     field, at = headline(documents[0])
     return field, at, order([entries(d, field, at) for d in documents], field)

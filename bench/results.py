@@ -2,7 +2,9 @@
 scenario file as it was run, server logs, and `results/latest` pointing at the newest run.
 
 `results.json` is rewritten atomically after every trial, so a crash or a Ctrl-C keeps
-everything measured until then. The schema is documented in docs/results-schema.md.
+everything measured until then. Its reader is bench.results_model (`read_run` here gives
+the typed document, `load_run` the same checked document as plain dicts, for readers that
+still take them); docs/results-schema.md is generated from its models.
 `run_summary_table` is what a run measured, as a terminal shows it at the run's end.
 """
 
@@ -20,26 +22,28 @@ import pandas as pd
 from bench import figures
 from bench.metrics import TrialResult, summarize
 from bench.ranking import HEADLINE_LABELS, entries, headline
+from bench.results_model import POINT_STATUSES as POINT_STATUSES  # imported from here
+from bench.results_model import (
+    RESULTS_FILE,
+    RESULTS_FORMAT,
+    Point,
+    RunDocument,
+    Summary,
+    as_run,
+    load,
+    parse,
+    read_json,
+    results_path,
+)
+from bench.results_model import ResultsUnreadable as ResultsUnreadable  # imported from here
 
-SCHEMA_VERSION = 2
-RESULTS_FILE = "results.json"
+SCHEMA_VERSION = RESULTS_FORMAT  # the name results.json gives it
 SUMMARY_FILE = "summary.csv"
 LATEST_LINK = "latest"
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-POINT_STATUSES = {
-    "ok": "every trial ran to the end and measured something",
-    "partial": "some trials did, others failed or were invalid: figures from the ok ones",
-    "invalid": "every trial ran to the end but none measured anything usable",
-    "failed": "no trial counts, and at least one broke (server or generator)",
-    "skipped": "what the pattern needs is not installed",
-    "interrupted": "stopped by the user",
-    "pending": "not reached",
-}
 
 
 def point_status(trial_statuses: set[str]) -> str:
@@ -150,68 +154,36 @@ class RunRecorder:
         self.save()
 
 
-class ResultsUnreadable(Exception):
-    """A results.json that is missing, not JSON, or of a schema this version cannot read."""
+def read_run(run_dir: Path) -> RunDocument:
+    """A run's results.json, typed (see bench.results_model.load for what it refuses)."""
+    return load(run_dir)
 
 
 def load_run(run_dir: Path) -> dict:
-    path = run_dir / RESULTS_FILE
-    try:
-        document = json.loads(path.read_text())
-    except OSError as exc:
-        raise ResultsUnreadable(f"{path}: cannot read it: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsUnreadable(f"{path}: not valid JSON: {exc}") from None
-    version = document.get("schema_version") if isinstance(document, dict) else None
-    if version != SCHEMA_VERSION:
-        raise ResultsUnreadable(
-            f"{path}: schema_version {version!r}; this version of bench reads {SCHEMA_VERSION}"
-        )
-    problem = _shape_problem(document)
-    if problem:
-        raise ResultsUnreadable(f"{path}: {problem}: not a results file bench wrote, or damaged")
+    """A run's results.json as plain dicts, checked as read_run checks it: for readers that
+    index it (claims, the command line), which get exactly what the file holds."""
+    path = results_path(run_dir)
+    document = read_json(path)
+    parse(document, path)
     return document
 
 
-# What every reader of a run relies on, checked once here so that a truncated or hand-made
-# file gets one sentence instead of a KeyError deep in a chart.
-_RUN_KEYS = {"id": str, "scenario": str, "title": str, "status": str}
-_POINT_KEYS = {"pattern": str, "status": str, "point": int, "trials": list}
-
-
-def _shape_problem(document: dict) -> str | None:
-    run, points = document.get("run"), document.get("points")
-    if not isinstance(run, dict):
-        return 'no run table ("run")'
-    for key, kind in _RUN_KEYS.items():
-        if not isinstance(run.get(key), kind):
-            return f"run.{key} is missing or not a {kind.__name__}"
-    if not isinstance(points, list):
-        return 'no list of points ("points")'
-    for index, point in enumerate(points):
-        if not isinstance(point, dict):
-            return f"points[{index}] is not a table"
-        for key, kind in _POINT_KEYS.items():
-            if not isinstance(point.get(key), kind):
-                return f"points[{index}].{key} is missing or not a {kind.__name__}"
-    return None
-
-
-def summary_frame(document: dict) -> pd.DataFrame:
+def summary_frame(document: RunDocument | dict) -> pd.DataFrame:
     """One row per pattern and point: pooled figures (over the trials that count), their
     spread across the trials, and what bounds them (generator-bound, losses, too few
     samples). Push columns (delivered, expected...) are empty for request/response."""
+    document = as_run(document)
     rows = []
-    for point in document["points"]:
-        summary = figures.summary(point)
+    for point in document.points:
+        summary = point.summary
         trials_ok, trials_total = figures.trials_counted(point)
         row = {
-            "scenario": document["run"]["scenario"],
-            "point": point["point"],
-            "sweep_parameter": point["sweep_parameter"],
-            "sweep_value": point["sweep_value"],
-            "pattern": point["pattern"],
-            "status": point["status"],
+            "scenario": document.run.scenario,
+            "point": point.point,
+            "sweep_parameter": point.sweep_parameter,
+            "sweep_value": point.sweep_value,
+            "pattern": point.pattern,
+            "status": point.status,
             "trials_ok": trials_ok,
             "trials": trials_total,  # the name summary.csv has always had
             "trials_total": trials_total,
@@ -226,36 +198,42 @@ def summary_frame(document: dict) -> pd.DataFrame:
             row[name] = found.value_us
             row[f"{name}_lower_bound"] = found.lower_bound
         row["latency_samples"] = figures.latency(point, "p50_us").samples
-        delivery = figures.delivery(point)
+        delivery = summary.delivery  # push only: the columns stay empty for request/response
         completeness = figures.completeness(point)
         row.update(
             {
-                "requests": summary.get("requests"),
-                "errors": summary.get("errors"),
-                "timeouts": summary.get("timeouts"),
-                "unsent": summary.get("unsent"),
+                "requests": _stored(summary, "requests"),
+                "errors": _stored(summary, "errors"),
+                "timeouts": _stored(summary, "timeouts"),
+                "unsent": _stored(summary, "unsent"),
                 "unsent_fraction": figures.unsent_fraction(point),
                 "completeness": completeness.value if completeness else None,
-                "delivered": delivery.get("delivered"),
-                "expected": delivery.get("expected"),
-                "lost": delivery.get("lost"),
-                "duplicates": delivery.get("duplicates"),
-                "out_of_order": delivery.get("out_of_order"),
-                "client_bound": summary.get("client_bound"),
-                "client_bound_reasons": "; ".join(summary.get("client_bound_reasons") or []),
+                "delivered": delivery.delivered if delivery else None,
+                "expected": delivery.expected if delivery else None,
+                "lost": delivery.lost if delivery else None,
+                "duplicates": delivery.duplicates if delivery else None,
+                "out_of_order": delivery.out_of_order if delivery else None,
+                "client_bound": _stored(summary, "client_bound"),
+                "client_bound_reasons": "; ".join(summary.client_bound_reasons),
                 "server_cpu_s_per_1000": figures.value(point, "server_cpu_s_per_1000"),
                 "generator_cpu_s_per_1000": figures.value(point, "generator_cpu_s_per_1000"),
                 "server_peak_rss_bytes": figures.value(point, "server_peak_rss_bytes"),
                 "wire_bytes_per_message": figures.value(point, "wire_bytes_per_message"),
                 "payload_bytes_per_message": figures.value(point, "payload_bytes_per_message"),
-                "error": point.get("error"),
+                "error": point.error,
             }
         )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def write_summary_csv(run_dir: Path, document: dict) -> Path:
+def _stored(summary: Summary, name: str) -> object:
+    """A summary field as stored; empty for a point never reached (it has no summary), so
+    that summary.csv does not show it as having measured zero."""
+    return getattr(summary, name) if name in summary.model_fields_set else None
+
+
+def write_summary_csv(run_dir: Path, document: RunDocument | dict) -> Path:
     path = run_dir / SUMMARY_FILE
     summary_frame(document).to_csv(path, index=False)
     return path
@@ -280,17 +258,18 @@ BOUND_LEGEND = {
 }
 
 
-def run_summary_table(document: dict, width: int = TABLE_WIDTH) -> str:
+def run_summary_table(document: RunDocument | dict, width: int = TABLE_WIDTH) -> str:
     """What a run measured, for the terminal at its end: one row per point and pattern with
     its status, the scenario's headline figure (the one the published overview ranks on),
     completeness for push, and flags to read it by; then why any point did not count in
     full, and what the `>=` and `<=` prefixes mean."""
-    run = document["run"]
-    push = run.get("workload") == "push"
+    document = as_run(document)
+    run = document.run
+    push = run.workload == "push"
     field, _ = headline(document)
     shown = {
         (entry.pattern, value): entry
-        for value in {p["sweep_value"] for p in document["points"]}
+        for value in {p.sweep_value for p in document.points}
         for entry in entries(document, field, value)
     }
     header = ["point", "pattern", "status", HEADLINE_HEADERS.get(field, field)]
@@ -298,22 +277,22 @@ def run_summary_table(document: dict, width: int = TABLE_WIDTH) -> str:
     if with_completeness:
         header.append("delivered")
     rows, notes = [], []
-    for point in document["points"]:
-        entry = shown[(point["pattern"], point["sweep_value"])]
+    for point in document.points:
+        entry = shown[(point.pattern, point.sweep_value)]
         figure = entry.text(field) if entry.figure is not None else "-"
         if entry.figure is None and entry.excluded.startswith("n/a"):
             figure = "n/a"
-        row = [point["label"] or "-", point["pattern"], point["status"], figure]
+        row = [point.label or "-", point.pattern, point.status, figure]
         if with_completeness:
             completeness = figures.completeness(point)
             row.append(f"{completeness.value:.2%}" if completeness else "-")
         rows.append((row, _flags(point, field)))
-        if point["status"] != "ok":
-            where = point["pattern"] + (f" at {point['label']}" if point["label"] else "")
-            why = figures.trials_note(point) or point.get("error") or ""
-            notes.append(f"{where}: {point['status']}" + (f": {why}" if why else ""))
-    quick = ", a --quick smoke run" if run.get("quick") else ""
-    lines = [f"{run['scenario']} ({run['status']}{quick}): {HEADLINE_LABELS.get(field, field)}"]
+        if point.status != "ok":
+            where = point.pattern + (f" at {point.label}" if point.label else "")
+            why = figures.trials_note(point) or point.error or ""
+            notes.append(f"{where}: {point.status}" + (f": {why}" if why else ""))
+    quick = ", a --quick smoke run" if run.quick else ""
+    lines = [f"{run.scenario} ({run.status}{quick}): {HEADLINE_LABELS.get(field, field)}"]
     lines += _aligned(header, rows, width)
     for note in notes:
         lines += textwrap.wrap(note, width, subsequent_indent="    ")
@@ -323,14 +302,14 @@ def run_summary_table(document: dict, width: int = TABLE_WIDTH) -> str:
     return "\n".join(lines)
 
 
-def _flags(point: dict, field: str) -> list[str]:
+def _flags(point: Point, field: str) -> list[str]:
     """What to bear in mind reading a row: generator-bound, trials left out, a lower bound
     or unsupported percentile, losses."""
     flags = []
     if figures.client_bound(point):
         flags.append("generator-bound")
     counted, total = figures.trials_counted(point)
-    if point["status"] == "partial":
+    if point.status == "partial":
         flags.append(f"partial: {counted} of {total} trials")
     if field in figures.LATENCY_FIELDS:
         found = figures.latency(point, field)
@@ -338,12 +317,12 @@ def _flags(point: dict, field: str) -> list[str]:
             flags.append("lower bound (losses)")
         if not found.supported and found.samples:
             flags.append(f"n/a: {found.samples:,} of {found.needed:,} samples needed")
-    faults, unsent = figures.faults(point), figures.summary(point).get("unsent") or 0
+    faults, unsent = figures.faults(point), point.summary.unsent
     if faults:
         flags.append(f"{faults:,} errors")
     if unsent:
         flags.append(f"{unsent:,} unsent")
-    lost = figures.delivery(point).get("lost")
+    lost = figures.delivery(point).lost
     if lost:
         flags.append(f"{lost:,} lost")
     return flags

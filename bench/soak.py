@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from bench.results_model import Trial, as_trial
+
 # Shorter trials hold a few samples each: nothing a reader could call a trend.
 MIN_SOAK_S = 60.0
 # At least one sample a second, at most about this many per process over a trial.
@@ -114,23 +116,23 @@ def _slope_per_minute(samples: list[tuple[float, float]]) -> float | None:
     return 60 * sum((t - mean_t) * (v - mean_v) for t, v in samples) / spread
 
 
-def growth_lines(trial: dict) -> list[str]:
+def growth_lines(trial: Trial | dict) -> list[str]:
     """One line per process of a trial (results.json's trial): memory and descriptors,
     first -> last, and their late slope."""
-    timeline = (trial.get("extra") or {}).get("process_resources")
+    timeline = as_trial(trial).extra.process_resources
     if not timeline:
         return []
     lines = []
-    for name, series in timeline["processes"].items():
-        if len(series["t_s"]) < 2:
+    for name, series in timeline.processes.items():
+        if len(series.t_s) < 2:
             continue
-        mib = [b / 2**20 for b in series["rss_bytes"]]
-        rss, fds = Growth.of(series["t_s"], mib), Growth.of(series["t_s"], series["open_fds"])
+        mib = [b / 2**20 for b in series.rss_bytes]
+        rss, fds = Growth.of(series.t_s, mib), Growth.of(series.t_s, series.open_fds)
         lines.append(
             f"{name:24} RSS {rss.first:7.1f} -> {rss.last:7.1f} MiB "
             f"(peak {rss.peak:.1f}, {_per_minute(rss.per_minute_late, 'MiB', 2)}); "
             f"fds {fds.first:.0f} -> {fds.last:.0f} "
-            f"({_per_minute(fds.per_minute_late, '', 1)}) over {series['t_s'][-1] / 60:.1f} min"
+            f"({_per_minute(fds.per_minute_late, '', 1)}) over {series.t_s[-1] / 60:.1f} min"
         )
     return lines
 

@@ -7,6 +7,7 @@ did not run cannot pass: it breaks every limit set for it.
 from __future__ import annotations
 
 from bench import figures
+from bench.results_model import Point, RunDocument, as_run
 from bench.scenario import Limits, Thresholds
 
 _LATENCY = (
@@ -16,25 +17,25 @@ _LATENCY = (
 )
 
 
-def breaches(document: dict) -> list[str]:
-    """One sentence per broken limit in a run (results.json as a dict)."""
-    stored = document["run"].get("thresholds")
+def breaches(document: RunDocument | dict) -> list[str]:
+    """One sentence per broken limit in a run."""
+    document = as_run(document)
+    stored = document.run.thresholds
     if not stored:
         return []
     thresholds = Thresholds.model_validate(stored)
-    push_run = document["run"].get("workload") == "push"
+    push_run = document.run.workload == "push"
     found = []
-    for point in document["points"]:
-        limits = thresholds.for_pattern(point["pattern"])
-        where = f"{point['pattern']}" + (f" at {point['label']}" if point["label"] else "")
+    for point in document.points:
+        limits = thresholds.for_pattern(point.pattern)
+        where = point.pattern + (f" at {point.label}" if point.label else "")
         if not limits.model_dump(exclude_none=True):
             continue
-        summary = figures.summary(point)
-        if point["status"] != "ok" or not summary.get("trials_ok"):
-            found.append(f"{where}: {point['status']}, so no limit can be met")
+        if point.status != "ok" or not point.summary.trials_ok:
+            found.append(f"{where}: {point.status}, so no limit can be met")
             continue
-        bound = " (generator-bound: the generator, not the pattern, may be why)" * bool(
-            summary.get("client_bound")
+        bound = " (generator-bound: the generator, not the pattern, may be why)" * (
+            point.summary.client_bound
         )
         for limit_name, field, label in _LATENCY:
             limit = getattr(limits, limit_name)
@@ -56,22 +57,22 @@ def breaches(document: dict) -> list[str]:
         if limits.max_errors is not None and errors > limits.max_errors:
             found.append(f"{where}: {errors:,} errors and timeouts > {limits.max_errors:,}")
         found += _unsent_breach(where, point, limits)
-        if push_run or figures.delivery(point):
+        if push_run or point.summary.delivery is not None:
             found += _completeness_breach(where, point, limits)
     return found
 
 
-def _unsent_breach(where: str, point: dict, limits: Limits) -> list[str]:
+def _unsent_breach(where: str, point: Point, limits: Limits) -> list[str]:
     """Open loop: more of the requests due left unsent than the limit allows."""
     limit = limits.max_unsent_fraction
     unsent = figures.unsent_fraction(point)
     if limit is None or unsent is None or unsent <= limit:
         return []
-    count = figures.summary(point).get("unsent") or 0
+    count = point.summary.unsent
     return [f"{where}: {count:,} requests unsent, {unsent:.2%} of those due > {limit:.2%}"]
 
 
-def _completeness_breach(where: str, point: dict, limits: Limits) -> list[str]:
+def _completeness_breach(where: str, point: Point, limits: Limits) -> list[str]:
     """Push: completeness below the limit, or none measured (no event in the window),
     which cannot meet it either."""
     if limits.min_completeness is None:

@@ -29,6 +29,7 @@ from bench.claims import (
 from bench.compare import _p_value, compare, holm
 from bench.ranking import order, rank, rank_runs
 from bench.results import load_run
+from bench.results_model import RunDocument
 from bench.thresholds import breaches
 from tests.conftest import run_bench
 
@@ -225,7 +226,9 @@ def test_every_rule_names_points_and_figures_the_judge_knows():
 
 # Ranking ----------------------------------------------------------------------------------
 def _point(pattern: str, value: float, low: float, high: float, **summary) -> dict:
+    """A point as results.json holds it, with only what ranking reads filled in."""
     return {
+        "point": 0,
         "pattern": pattern,
         "pattern_label": pattern,
         "label": "",
@@ -233,15 +236,27 @@ def _point(pattern: str, value: float, low: float, high: float, **summary) -> di
         "sweep_parameter": None,
         "config": {"model": "closed"},
         "status": "ok",
+        "trials": [],
         "summary": {"throughput_per_s": {"value": value, "min": low, "max": high}, **summary},
     }
 
 
-def _document(*points: dict, headline: str | None = None) -> dict:
-    return {
-        "run": {"workload": "request_response", "report": {"headline": headline}},
-        "points": list(points),
-    }
+def _document(*points: dict, headline: str | None = None) -> RunDocument:
+    return RunDocument.model_validate(
+        {
+            "schema_version": 2,
+            "run": {
+                "id": "run",
+                "scenario": "ranked",
+                "title": "ranked",
+                "status": "complete",
+                "workload": "request_response",
+                "report": {"headline": headline},
+            },
+            "environment": {},
+            "points": list(points),
+        }
+    )
 
 
 def _placed(ranked) -> list[tuple]:

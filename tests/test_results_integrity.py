@@ -33,9 +33,11 @@ from bench.results import (
     PointRecord,
     load_run,
     point_status,
+    read_run,
     run_summary_table,
     write_summary_csv,
 )
+from bench.results_model import Point, Spread, Summary
 from bench.scenario import Limits, ScenarioError, load_scenario
 from bench.thresholds import _unsent_breach, breaches
 from common.histogram import LatencyHistogram
@@ -162,8 +164,14 @@ def test_the_runs_exit_check_fails_on_an_invalid_point(tmp_path, capsys):
     assert "rest at concurrency=1: invalid: no validated answer" in capsys.readouterr().err
 
 
+def _stored_point(**changes) -> Point:
+    """The stored request/response run's first point (rest at concurrency=1), changed."""
+    return read_run(RR_RUN).points[0].model_copy(update=changes)
+
+
 def test_charts_mark_an_invalid_point_as_they_mark_a_failed_one():
-    assert problems({"status": "invalid", "summary": {}}) == "invalid"
+    assert problems(_stored_point(status="invalid", summary=Summary())) == "invalid"
+    assert problems(_stored_point(status="failed", summary=Summary())) == "failed"
 
 
 # Partial points pool only the trials that count -----------------------------------------
@@ -267,7 +275,7 @@ def test_summary_csv_has_the_push_columns_and_every_column_it_had(tmp_path):
 
 # Thresholds ----------------------------------------------------------------------------
 def test_a_limit_on_unsent_requests_is_checked_against_the_share_of_those_due():
-    point = {"summary": {"requests": 700, "errors": 0, "timeouts": 0, "unsent": 300}}
+    point = _stored_point(summary=Summary(requests=700, errors=0, timeouts=0, unsent=300))
     assert figures.unsent_fraction(point) == pytest.approx(0.3)
     found = _unsent_breach("rest", point, Limits(max_unsent_fraction=0.25))
     assert found == ["rest: 300 requests unsent, 30.00% of those due > 25.00%"]
@@ -284,24 +292,10 @@ def test_a_scenario_can_set_the_unsent_limit_and_a_run_is_judged_by_it(tmp_path)
         '[load]\nmodel = "open"\nrate_per_s = 100\n[thresholds]\nmax_unsent_fraction = 0.25\n'
     )
     thresholds = load_scenario(path).scenario.thresholds
-    document = {
-        "run": {"thresholds": thresholds.model_dump()},
-        "points": [
-            {
-                "pattern": "rest",
-                "label": "",
-                "status": "ok",
-                "trials": [{"status": "ok"}],
-                "summary": {
-                    "trials_ok": 1,
-                    "requests": 700,
-                    "errors": 0,
-                    "timeouts": 0,
-                    "unsent": 300,
-                },
-            }
-        ],
-    }
+    document = read_run(RR_RUN)
+    document.run.thresholds = thresholds.model_dump()
+    counts = Summary(trials_ok=1, requests=700, errors=0, timeouts=0, unsent=300)
+    document.points = [_stored_point(label="", summary=counts)]
     assert breaches(document) == ["rest: 300 requests unsent, 30.00% of those due > 25.00%"]
     closed = path.read_text().replace('model = "open"\nrate_per_s = 100', "concurrency = 2")
     path.write_text(closed)
@@ -311,18 +305,25 @@ def test_a_scenario_can_set_the_unsent_limit_and_a_run_is_judged_by_it(tmp_path)
 
 
 def test_a_completeness_limit_is_checked_on_push_points():
-    document = load_run(PUSH_RUN)
-    document["run"]["thresholds"] = {"min_completeness": 0.999}
+    document = read_run(PUSH_RUN)
+    document.run.thresholds = {"min_completeness": 0.999}
     assert breaches(document) == []
-    worst = document["points"][0]
-    worst["summary"]["delivery"]["completeness"] = {"value": 0.9, "min": 0.8, "max": 1.0}
+    worst = document.points[0]
+    worst.summary.delivery.completeness = Spread(value=0.9, min=0.8, max=1.0)
+    assert breaches(document) == [f"{worst.pattern} at {worst.label}: 90.00% delivered < 99.90%"]
+    worst.status = "invalid"
     assert breaches(document) == [
-        f"{worst['pattern']} at {worst['label']}: 90.00% delivered < 99.90%"
+        f"{worst.pattern} at {worst.label}: invalid, so no limit can be met"
     ]
-    worst["status"] = "invalid"
-    assert breaches(document) == [
-        f"{worst['pattern']} at {worst['label']}: invalid, so no limit can be met"
-    ]
+
+
+def test_readers_given_the_plain_dicts_of_load_run_see_what_the_typed_document_says():
+    # The command line and the runner still pass load_run's dicts: the same verdicts.
+    raw, typed = load_run(PUSH_RUN), read_run(PUSH_RUN)
+    raw["run"]["thresholds"] = typed.run.thresholds = {"min_throughput_per_s": 10**9}
+    assert breaches(raw) == breaches(typed) != []
+    assert run_summary_table(raw) == run_summary_table(typed)
+    assert raw == typed.to_dict()
 
 
 # bench compare -------------------------------------------------------------------------
@@ -370,7 +371,7 @@ def test_the_run_summary_table_has_every_point_its_headline_and_its_flags():
     invalid = document["points"][2]
     invalid.update(status="invalid", summary={})
     invalid["trials"] = [
-        {"status": "invalid", "error": "no validated answer in the measured window"}
+        {"repeat": 0, "status": "invalid", "error": "no validated answer in the measured window"}
     ]
     table = run_summary_table(document)
     assert all(len(line) <= 100 for line in table.splitlines()), table

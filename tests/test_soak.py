@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from bench.results_model import ProcessResources, Trial, TrialExtra
 from bench.soak import Growth, ProcessTimeline, growth_lines
 from tests.conftest import PROJECT_DIR
 
@@ -60,27 +61,29 @@ def test_the_timeline_samples_each_process_once_per_interval():
     clock.now += timeline.interval_s
     timeline.maybe_sample()  # the child has gone: skipped, not an error
     assert len(timeline.to_dict()["processes"]["child"]["t_s"]) == 2
-    lines = growth_lines({"extra": {"process_resources": timeline.to_dict()}})
+    recorded = ProcessResources.model_validate(timeline.to_dict())
+    lines = growth_lines(Trial(repeat=0, status="ok", extra=TrialExtra(process_resources=recorded)))
     assert [line.split()[0] for line in lines] == ["me", "child"]
     assert "fds" in lines[0] and "MiB" in lines[0]
+    assert growth_lines(Trial(repeat=0, status="ok")) == []  # no timeline: nothing to judge
 
 
 def test_a_brief_soak_records_every_process_of_each_trial(tmp_path, capsys):
     from bench.cli import main
-    from bench.results import load_run
+    from bench.results import read_run
 
     scenario = tmp_path / "soak.toml"
     text = (PROJECT_DIR / "scenarios" / "soak" / "request-response.toml").read_text()
     scenario.write_text(text.replace("warmup_s = 5", "warmup_s = 0.5"))
     results = tmp_path / "results"
     assert main(["run", "--soak", "0.05", "--results-dir", str(results), str(scenario)]) == 0
-    (trial,) = load_run(results / "latest")["points"][0]["trials"]
-    assert trial["measured_s"] == pytest.approx(3, abs=0.2)  # 0.05 minutes
-    processes = trial["extra"]["process_resources"]["processes"]
+    (trial,) = read_run(results / "latest").points[0].trials
+    assert trial.measured_s == pytest.approx(3, abs=0.2)  # 0.05 minutes
+    processes = trial.extra.process_resources.processes
     assert set(processes) == {"rest", "generator 0"}
     for series in processes.values():
-        assert len(series["t_s"]) >= 3  # a sample a second over about 3.6 s
-        assert series["t_s"] == sorted(series["t_s"])
-        assert min(series["rss_bytes"]) > 10 * 2**20 and min(series["open_fds"]) > 3
+        assert len(series.t_s) >= 3  # a sample a second over about 3.6 s
+        assert series.t_s == sorted(series.t_s)
+        assert min(series.rss_bytes) > 10 * 2**20 and min(series.open_fds) > 3
     printed = capsys.readouterr().err
     assert "rest repeat 1:" in printed and "generator 0" in printed and "fds" in printed

@@ -19,20 +19,22 @@ from bench.charts.rates import latency_chart, throughput_chart
 from bench.charts.resources import resources_chart
 from bench.charts.style import color_of, is_push
 from bench.charts.wire import wire_chart
+from bench.results_model import RunDocument, as_run
 
 CHART_DIR = "charts"
 
 __all__ = ["CHART_DIR", "color_of", "overview_chart", "render_charts", "render_run"]
 
 
-def render_run(document: dict, run_dir: Path) -> list[Path]:
+def render_run(document: RunDocument | dict, run_dir: Path) -> list[Path]:
     """Write every chart of a run into `<run_dir>/charts/`; returns the files written."""
     return render_charts(document, run_dir / CHART_DIR)
 
 
-def render_charts(document: dict, out_dir: Path) -> list[Path]:
+def render_charts(document: RunDocument | dict, out_dir: Path) -> list[Path]:
     """Write every chart of a run into `out_dir`; returns the files written."""
-    if not document["points"]:
+    document = as_run(document)
+    if not document.points:
         return []
     if is_push(document):
         charts = (latency_chart, completeness_chart, distribution_chart, cost_chart, wire_chart)

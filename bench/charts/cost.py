@@ -20,29 +20,30 @@ from bench.charts.style import (
     whisker,
 )
 from bench.metrics import memory_count, memory_per_connection, memory_unit
+from bench.results_model import Point, RunDocument
 
 GREY = "#888888"
 
 
-def _cpu_panel(axis, document: dict, grouped: dict, unit: str) -> None:
-    swept = document["run"].get("sweep_parameter") is not None
+def _cpu_panel(axis, document: RunDocument, grouped: dict[str, list[Point]], unit: str) -> None:
+    swept = document.run.sweep_parameter is not None
     if swept:
-        values = sorted({p["sweep_value"] for p in document["points"]})
+        values = sorted({p.sweep_value for p in document.points})
         for pattern, points in grouped.items():
             color = color_of(pattern)
             for name, style in (("server_cpu_s_per_1000", "-"), ("generator_cpu_s_per_1000", ":")):
                 xs, ys = [], []
-                for point in sorted(points, key=lambda p: p["sweep_value"]):
+                for point in sorted(points, key=lambda p: p.sweep_value):
                     found = figures.spread(point, name)
                     if found is None:
                         continue
                     found = found.scaled(1000)
-                    xs.append(point["sweep_value"])
+                    xs.append(point.sweep_value)
                     ys.append(found.value)
-                    whisker(axis, point["sweep_value"], found.low, found.high, color)
+                    whisker(axis, point.sweep_value, found.low, found.high, color)
                     if style == "-":
-                        mark(axis, point["sweep_value"], found.value, point, color)
-                label = points[0]["pattern_label"] if style == "-" else None
+                        mark(axis, point.sweep_value, found.value, point, color)
+                label = points[0].pattern_label if style == "-" else None
                 axis.plot(xs, ys, color=color, linestyle=style, linewidth=1.5, label=label)
         sweep_axis(axis, document, values)
     else:
@@ -63,7 +64,7 @@ def _cpu_panel(axis, document: dict, grouped: dict, unit: str) -> None:
                     width=width * 0.95,
                     color=color,
                     alpha=alpha,
-                    label=points[0]["pattern_label"] if offset < 0 else None,
+                    label=points[0].pattern_label if offset < 0 else None,
                 )
                 whisker(axis, index + offset, found.low, found.high, "#333333")
         axis.set_xticks(range(len(grouped)))
@@ -76,21 +77,22 @@ def _cpu_panel(axis, document: dict, grouped: dict, unit: str) -> None:
     axis.grid(True, axis="y", alpha=0.3)
 
 
-def _memory_panel(axis, grouped: dict, document: dict) -> None:
-    unit = memory_unit(document["run"].get("sweep_parameter"))
+def _memory_panel(axis, grouped: dict[str, list[Point]], document: RunDocument) -> None:
+    unit = memory_unit(document.run.sweep_parameter)
     connection = unit or ("subscriber" if is_push(document) else "connection")
     drawn = False
     for pattern, points in grouped.items():
-        slope = memory_per_connection(points)
+        # bench.metrics fits the slope on points as results.json holds them.
+        slope = memory_per_connection([point.to_dict() for point in points])
         if slope is None:
             continue
         color = color_of(pattern)
         xs, ys = [], []
         for point in points:
-            for trial in point.get("trials", []):
-                if trial["status"] == "ok" and trial.get("server_peak_rss_bytes"):
-                    xs.append(memory_count(point, trial) or 0)
-                    ys.append(trial["server_peak_rss_bytes"] / 2**20)
+            for trial in point.trials:
+                if trial.status == "ok" and trial.server_peak_rss_bytes:
+                    xs.append(memory_count(point.to_dict(), trial.to_dict()) or 0)
+                    ys.append(trial.server_peak_rss_bytes / 2**20)
         axis.scatter(xs, ys, color=color, s=14)
         per = slope["bytes_per_connection"] / 1024
         error = slope["standard_error_bytes"]
@@ -130,8 +132,8 @@ def _memory_panel(axis, grouped: dict, document: dict) -> None:
     axis.grid(True, alpha=0.3)
 
 
-def cost_chart(document: dict, out_dir: Path) -> list[Path]:
-    run = document["run"]
+def cost_chart(document: RunDocument, out_dir: Path) -> list[Path]:
+    run = document.run
     push = is_push(document)
     unit, connection = ("delivered events", "subscriber") if push else ("requests", "connection")
     figure, axes = plt.subplots(1, 2, figsize=(11, 6.0))
@@ -141,9 +143,9 @@ def cost_chart(document: dict, out_dir: Path) -> list[Path]:
     _memory_panel(axes[1], grouped, document)
     legend_below(figure, axes[0], 0.12)
     figure.suptitle(
-        f"{run['title']}\nWhat does each pattern cost? CPU (user + system) per 1,000 {unit}, "
+        f"{run.title}\nWhat does each pattern cost? CPU (user + system) per 1,000 {unit}, "
         "on the server and in the load generator,\nand the resident memory each "
-        f"{memory_unit(run.get('sweep_parameter')) or connection} adds",
+        f"{memory_unit(run.sweep_parameter) or connection} adds",
         fontsize=10,
     )
     return finish(figure, document, out_dir, "cost", notes_for(document, latency=False))

@@ -14,6 +14,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from bench import figures
 from bench.charts.style import by_pattern, color_of, finish, is_push, log_latency_axis
+from bench.results_model import RunDocument
 from common.histogram import MIN_SAMPLES_BEYOND, LatencyHistogram
 
 TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
@@ -31,9 +32,9 @@ def _label(nines: float) -> str:
     return ""
 
 
-def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
-    run = document["run"]
-    labels = sorted({(p["point"], p["label"]) for p in document["points"]})
+def distribution_chart(document: RunDocument, out_dir: Path) -> list[Path]:
+    run = document.run
+    labels = sorted({(p.point, p.label) for p in document.points})
     if len(labels) > MAX_PANELS:  # the first, the last, and two between
         step = (len(labels) - 1) / (MAX_PANELS - 1)
         labels = [labels[round(i * step)] for i in range(MAX_PANELS)]
@@ -54,19 +55,17 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
     deepest = 0.0
     for axis, (index, label) in zip(axes.flat, labels, strict=False):
         for pattern, points in grouped.items():
-            point = next((p for p in points if p["point"] == index), None)
-            summary = figures.summary(point or {})
-            if not summary.get("latency_histogram"):
+            point = next((p for p in points if p.point == index), None)
+            if point is None or not point.summary.latency_histogram:
                 continue
-            merged = LatencyHistogram.merge(
-                [summary["latency_histogram"], summary.get("censored_histogram", "")]
-            )
+            summary = point.summary
+            merged = LatencyHistogram.merge([summary.latency_histogram, summary.censored_histogram])
             # Only the percentiles the samples support: ten samples beyond the last one.
             deepest_supported = 100 * (1 - MIN_SAMPLES_BEYOND / merged.count) if merged.count else 0
             curve = [(p, v) for p, v in merged.percentile_curve() if p <= deepest_supported]
             if not curve:
                 continue
-            censored = (summary.get("latency_us") or {}).get("censored") or 0
+            censored = summary.latency_us.censored
             xs = [_nines(p) for p, _ in curve]
             deepest = max(deepest, xs[-1])
             axis.plot(
@@ -75,7 +74,7 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
                 color=color_of(pattern),
                 linewidth=1.5,
                 linestyle="--" if censored else "-",
-                label=points[0]["pattern_label"]
+                label=points[0].pattern_label
                 + (f" ({censored:,} losses at the time waited)" if censored else "")
                 + (" (generator-bound)" if figures.client_bound(point) else ""),
             )
@@ -96,7 +95,7 @@ def distribution_chart(document: dict, out_dir: Path) -> list[Path]:
         axes.flat[0].legend(fontsize=7, loc="upper left")
     what = "publish-to-receive latency" if is_push(document) else "latency"
     figure.suptitle(
-        f"{run['title']}\nHow is the {what} distributed? Every percentile the samples "
+        f"{run.title}\nHow is the {what} distributed? Every percentile the samples "
         "support, all repeats merged (HDR histograms)",
         fontsize=10,
     )

@@ -15,36 +15,37 @@ import matplotlib.pyplot as plt
 
 from bench import figures
 from bench.charts.style import by_pattern, color_of, finish, log_latency_axis, sweep_axis
+from bench.results_model import Point, RunDocument
 from common.histogram import LatencyHistogram, latency_figures
 
 SHOWN = (("p50_us", "p50"), ("p99_us", "p99"))
 
 
-def is_open_loop(document: dict) -> bool:
-    points = document["points"]
-    return bool(points) and points[0]["config"].get("model") == "open"
+def is_open_loop(document: RunDocument) -> bool:
+    points = document.points
+    return bool(points) and points[0].config.model == "open"
 
 
-def omission_chart(document: dict, out_dir: Path) -> list[Path]:
+def omission_chart(document: RunDocument, out_dir: Path) -> list[Path]:
     if not is_open_loop(document):
         return []
-    run = document["run"]
-    swept = run.get("sweep_parameter") is not None
+    run = document.run
+    swept = run.sweep_parameter is not None
     figure, axes = plt.subplots(1, len(SHOWN), figsize=(10.5, 5.8), sharey=True)
     figure.subplots_adjust(left=0.08, right=0.98, top=0.83, bottom=0.3, wspace=0.08)
-    values = sorted({p["sweep_value"] for p in document["points"]})
+    values = sorted({p.sweep_value for p in document.points})
     for axis, (name, label) in zip(axes, SHOWN, strict=True):
         for pattern, points in by_pattern(document).items():
             color = color_of(pattern)
-            ordered = sorted(points, key=lambda p: p["sweep_value"] or 0)
-            xs = [p["sweep_value"] if swept else i for i, p in enumerate(ordered)]
+            ordered = sorted(points, key=lambda p: p.sweep_value or 0)
+            xs = [p.sweep_value if swept else i for i, p in enumerate(ordered)]
             corrected = [figures.latency(p, name).value_us for p in ordered]
             service = [_service(p, name) for p in ordered]
             bound = " (generator-bound)" if any(figures.client_bound(p) for p in ordered) else ""
             _line(axis, xs, corrected, color, "-", f"{pattern}: from the intended send{bound}")
             _line(axis, xs, service, color, "--", f"{pattern}: from the actual send{bound}")
             for x, point in zip(xs, ordered, strict=True):
-                unsent = figures.summary(point).get("unsent")
+                unsent = point.summary.unsent
                 if unsent:
                     axis.annotate(
                         f"{unsent:,} never sent: >=",
@@ -73,7 +74,7 @@ def omission_chart(document: dict, out_dir: Path) -> list[Path]:
         bbox_to_anchor=(0.5, 0.1),
     )
     figure.suptitle(
-        f"{run['title']}\nWhat does correcting for coordinated omission change? Latency from "
+        f"{run.title}\nWhat does correcting for coordinated omission change? Latency from "
         "when each request was due (solid)\nand from when it was actually sent (dashed): past "
         "the server's capacity only the first shows the queue",
         fontsize=10,
@@ -81,8 +82,8 @@ def omission_chart(document: dict, out_dir: Path) -> list[Path]:
     return finish(figure, document, out_dir, "coordinated-omission")
 
 
-def _service(point: dict, name: str) -> int | None:
-    encoded = figures.summary(point).get("service_time_histogram")
+def _service(point: Point, name: str) -> int | None:
+    encoded = point.summary.service_time_histogram
     if not encoded:
         return None
     return latency_figures(LatencyHistogram.decode(encoded))[name]

@@ -14,10 +14,13 @@ import matplotlib.pyplot as plt
 from bench.charts.style import color_of, log_latency_axis, save
 from bench.environment import describe as describe_environment
 from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, Ranked, rank, rank_runs
+from bench.results_model import RunDocument
 
 
 def overview_chart(
-    documents: list[dict], out_dir: Path, replicates: dict | None = None
+    documents: list[RunDocument],
+    out_dir: Path,
+    replicates: dict[str, list[RunDocument]] | None = None,
 ) -> list[Path]:
     """One panel per scenario, patterns best first, ties marked with '=', patterns that
     cannot be ranked below with the reason. `replicates` maps a scenario to further
@@ -25,7 +28,7 @@ def overview_chart(
     replicates = replicates or {}
     panels = []
     for document in documents:
-        others = replicates.get(document["run"]["scenario"], [])
+        others = replicates.get(document.run.scenario, [])
         field, at, ranked = rank_runs([document, *others]) if others else rank(document)
         if ranked:
             panels.append((document, field, at, ranked, 1 + len(others)))
@@ -49,14 +52,16 @@ def overview_chart(
         "generator-bound points (hollow) are bounds, not ranks",
         fontsize=10,
     )
-    environments = {describe_environment(d["environment"]) for d in documents}
+    environments = {describe_environment(d.environment.to_dict()) for d in documents}
     figure.text(
         0.01, 0.01, "measured on " + "; ".join(sorted(environments)), fontsize=7, color="#444444"
     )
     return save(figure, out_dir, "overview")
 
 
-def _panel(axis, document: dict, field: str, at: object, ranked: list[Ranked], runs: int) -> None:
+def _panel(
+    axis, document: RunDocument, field: str, at: object, ranked: list[Ranked], runs: int
+) -> None:
     for row, item in enumerate(ranked):
         entry = item.entry
         if entry.figure is None:
@@ -115,6 +120,6 @@ def _panel(axis, document: dict, field: str, at: object, ranked: list[Ranked], r
         axis.set_xlim(0, max(max(f.high, f.value) for f in values) * 1.8)
     axis.grid(True, axis="x", which="both", alpha=0.3)
     axis.tick_params(axis="x", labelsize=7)
-    parameter = document["points"][0]["sweep_parameter"]
+    parameter = document.points[0].sweep_parameter
     where = f" ({parameter.split('.')[-1]} = {at:g})" if parameter and at is not None else ""
-    axis.set_title(f"{document['run']['title']}{where}", fontsize=9, loc="left")
+    axis.set_title(f"{document.run.title}{where}", fontsize=9, loc="left")

@@ -23,6 +23,7 @@ from PIL import Image
 from bench import figures
 from bench.environment import describe as describe_environment
 from bench.registry import PATTERNS
+from bench.results_model import Point, PointConfig, RunDocument
 
 PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
 FALLBACK_COLOR = "#7f7f7f"
@@ -47,8 +48,8 @@ BOUND_NOTE = (
 )
 
 
-def is_push(document: dict) -> bool:
-    return document["run"].get("workload") == "push"
+def is_push(document: RunDocument) -> bool:
+    return document.run.workload == "push"
 
 
 def color_of(pattern: str) -> str:
@@ -56,25 +57,24 @@ def color_of(pattern: str) -> str:
     return found.color if found else FALLBACK_COLOR
 
 
-def by_pattern(document: dict) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
-    for point in document["points"]:
-        grouped.setdefault(point["pattern"], []).append(point)
+def by_pattern(document: RunDocument) -> dict[str, list[Point]]:
+    grouped: dict[str, list[Point]] = {}
+    for point in document.points:
+        grouped.setdefault(point.pattern, []).append(point)
     return grouped
 
 
-def latency_ms(point: dict, name: str) -> tuple[float, float, float] | None:
+def latency_ms(point: Point, name: str) -> tuple[float, float, float] | None:
     """(pooled, smallest trial, largest trial) in ms; None when the samples do not
     support the percentile."""
     found = figures.latency(point, name).as_figure()
     return (found.value, found.low, found.high) if found else None
 
 
-def problems(point: dict) -> str:
+def problems(point: Point) -> str:
     """What went wrong at a point, short enough to write next to its marker."""
-    summary = figures.summary(point)
-    if point["status"] in ("failed", "invalid", "skipped", "pending"):
-        return point["status"]
+    if point.status in ("failed", "invalid", "skipped", "pending"):
+        return point.status
     parts = []
     completeness = figures.completeness(point)
     if completeness is not None and completeness.value < 1:
@@ -82,35 +82,34 @@ def problems(point: dict) -> str:
     faults = figures.faults(point)
     if faults:
         parts.append(f"{faults:,} err")
-    if summary.get("unsent"):
-        parts.append(f"{summary['unsent']:,} unsent")
-    if point["status"] in ("partial", "interrupted"):
+    if point.summary.unsent:
+        parts.append(f"{point.summary.unsent:,} unsent")
+    if point.status in ("partial", "interrupted"):
         counted, total = figures.trials_counted(point)
-        parts.append(f"{point['status']} ({counted} of {total} trials)")
+        parts.append(f"{point.status} ({counted} of {total} trials)")
     return ", ".join(parts)
 
 
-def notes_for(document: dict, latency: bool = True) -> str:
+def notes_for(document: RunDocument, latency: bool = True) -> str:
     """The legend lines a chart needs for the markers it draws."""
-    points = document["points"]
+    points = document.points
     notes = []
     if any(figures.client_bound(p) for p in points):
         notes.append(HOLLOW_NOTE)
-    if latency and any(
-        (figures.summary(p).get("latency_us") or {}).get("lower_bound") for p in points
-    ):
+    if latency and any(p.summary.latency_us.lower_bound for p in points):
         notes.append(BOUND_NOTE)
     return "\n".join(notes)
 
 
-def footer(document: dict) -> str:
-    run = document["run"]
-    lines = [f"run {run['id']} ({run['status']}), {describe_environment(document['environment'])}"]
-    placement = (run.get("placement") or {}).get("note")
-    config = document["points"][0]["config"] if document["points"] else {}
+def footer(document: RunDocument) -> str:
+    run = document.run
+    environment = describe_environment(document.environment.to_dict())
+    lines = [f"run {run.id} ({run.status}), {environment}"]
+    placement = run.placement.note
+    config = document.points[0].config if document.points else PointConfig()
     timing = (
-        f"warm-up {config.get('warmup_s', 0):g} s, {config.get('duration_s', 0):g} s measured, "
-        f"{config.get('repeats', 1)} repeat(s) in rotating order; markers: all repeats pooled, "
+        f"warm-up {config.warmup_s:g} s, {config.duration_s:g} s measured, "
+        f"{config.repeats} repeat(s) in rotating order; markers: all repeats pooled, "
         "whiskers: smallest to largest repeat"
     )
     lines.append(f"{timing}; {placement}" if placement else timing)
@@ -118,11 +117,11 @@ def footer(document: dict) -> str:
     return "\n".join(lines)
 
 
-def calibration_line(document: dict) -> str:
+def calibration_line(document: RunDocument) -> str:
     """One line on the generator calibration a run used, or why it has none."""
-    calibration = document.get("calibration")
+    calibration = document.calibration
     if not calibration:
-        why = document["run"].get("calibration_problem") or "run `bench calibrate`"
+        why = document.run.calibration_problem or "run `bench calibrate`"
         return f"no generator calibration for this run: {why}"
     from bench.calibrate import describe_ratios
 
@@ -153,15 +152,17 @@ def save(figure: Figure, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
-def finish(figure: Figure, document: dict, out_dir: Path, name: str, note: str = "") -> list[Path]:
+def finish(
+    figure: Figure, document: RunDocument, out_dir: Path, name: str, note: str = ""
+) -> list[Path]:
     """Footer, then the figure saved into `out_dir`; returns the files."""
     text = footer(document) + (f"\n{note}" if note else "")
     figure.text(0.01, 0.01, text, fontsize=7, color="#444444", va="bottom", ha="left")
     return save(figure, out_dir, name)
 
 
-def sweep_axis(axis, document: dict, values: list[float]) -> None:
-    parameter = document["run"].get("sweep_parameter") or ""
+def sweep_axis(axis, document: RunDocument, values: list[float]) -> None:
+    parameter = document.run.sweep_parameter or ""
     axis.set_xlabel(SWEEP_AXIS_LABELS.get(parameter, parameter))
     axis.margins(x=0.12)
     positive = [v for v in values if v and v > 0]
@@ -184,7 +185,7 @@ def log_latency_axis(axis, x: bool = False) -> None:
     which.set_minor_formatter(NullFormatter())
 
 
-def mark(axis, x: float, y: float, point: dict, color: str, bound: str = "") -> None:
+def mark(axis, x: float, y: float, point: Point, color: str, bound: str = "") -> None:
     """A point's marker: filled; hollow when generator-bound; a triangle pointing up when
     the figure is a lower bound (losses counted at the time waited)."""
     hollow = figures.client_bound(point)

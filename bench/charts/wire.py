@@ -9,9 +9,10 @@ from matplotlib.ticker import FuncFormatter
 
 from bench import figures
 from bench.charts.style import SWEEP_AXIS_LABELS, by_pattern, color_of, finish, is_push
+from bench.results_model import Point, RunDocument
 
 
-def _wire(point: dict) -> tuple[float, float] | None:
+def _wire(point: Point) -> tuple[float, float] | None:
     """(payload, protocol overhead) bytes per message: what the application sends and
     receives (bodies, messages), and everything else the protocol puts on the wire."""
     total = figures.value(point, "wire_bytes_per_message")
@@ -23,24 +24,24 @@ def _wire(point: dict) -> tuple[float, float] | None:
     return payload, total - payload
 
 
-def wire_chart(document: dict, out_dir: Path) -> list[Path]:
+def wire_chart(document: RunDocument, out_dir: Path) -> list[Path]:
     """Bytes on the wire, beside the payload's own size."""
-    run = document["run"]
+    run = document.run
     push = is_push(document)
     unit = "delivered event" if push else "exchange"
-    by_payload = run.get("sweep_parameter") == "payload.size_bytes"
+    by_payload = run.sweep_parameter == "payload.size_bytes"
     figure, axis = plt.subplots(figsize=(9, 5.6))
     figure.subplots_adjust(left=0.12 if by_payload else 0.35, right=0.97, top=0.82, bottom=0.22)
     if by_payload:
-        values = sorted({p["sweep_value"] for p in document["points"]})
+        values = sorted({p.sweep_value for p in document.points})
         for pattern, points in by_pattern(document).items():
             xs, ys = [], []
-            for point in sorted(points, key=lambda p: p["sweep_value"]):
+            for point in sorted(points, key=lambda p: p.sweep_value):
                 wire = _wire(point)
                 if wire:
-                    xs.append(point["sweep_value"])
+                    xs.append(point.sweep_value)
                     ys.append(wire[0] + wire[1])
-            axis.plot(xs, ys, marker="o", color=color_of(pattern), label=points[0]["pattern_label"])
+            axis.plot(xs, ys, marker="o", color=color_of(pattern), label=points[0].pattern_label)
         axis.plot(
             values,
             values,
@@ -59,13 +60,13 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
         axis.legend(fontsize=8, loc="best")
         where = ""
     else:
-        first = min(p["point"] for p in document["points"])
-        points = [p for p in document["points"] if p["point"] == first]
+        first = min(p.point for p in document.points)
+        points = [p for p in document.points if p.point == first]
         for index, point in enumerate(points):
             wire = _wire(point)
             if not wire:
                 axis.annotate(
-                    point["status"],
+                    point.status,
                     (0, index),
                     xytext=(4, -3),
                     textcoords="offset points",
@@ -73,7 +74,7 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
                     color="#b00020",
                 )
                 continue
-            color = color_of(point["pattern"])
+            color = color_of(point.pattern)
             axis.barh(index, wire[0], color=color, alpha=0.45, edgecolor=color)
             axis.barh(index, wire[1], left=wire[0], color=color, edgecolor=color)
             axis.annotate(
@@ -84,11 +85,11 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
                 fontsize=8,
             )
         axis.set_yticks(range(len(points)))
-        axis.set_yticklabels([p["pattern_label"] for p in points], fontsize=8)
+        axis.set_yticklabels([p.pattern_label for p in points], fontsize=8)
         axis.invert_yaxis()
-        payload = points[0]["config"].get("payload_bytes") if points else None
+        payload = points[0].config.payload_bytes if points else None
         only_one_record = push or (
-            points and points[0]["config"]["workload"].get("mix") == {"get_user": 1.0}
+            points and points[0].config.workload.get("mix") == {"get_user": 1.0}
         )
         if payload and only_one_record:
             axis.axvline(payload, linestyle="--", color="#444444")
@@ -106,11 +107,11 @@ def wire_chart(document: dict, out_dir: Path) -> list[Path]:
             )
         axis.set_xlabel(f"bytes per {unit}, both ways: payload (light) + protocol overhead (dark)")
         axis.margins(x=0.25)
-        where = f" ({points[0]['label']})" if points and points[0]["label"] else ""
+        where = f" ({points[0].label})" if points and points[0].label else ""
     axis.grid(True, alpha=0.3)
     everything = ", handshakes, keepalives and empty polls included" if push else ""
     figure.suptitle(
-        f"{run['title']}\nWhat does each pattern put on the wire per {unit}?{where}\n"
+        f"{run.title}\nWhat does each pattern put on the wire per {unit}?{where}\n"
         f"Measured with the kernel's TCP counters{everything}",
         fontsize=10,
     )
