@@ -1,4 +1,13 @@
-"""Shared fixtures: real servers on free ports, stopped afterwards, and process hygiene."""
+"""Shared fixtures: real servers on free ports, stopped afterwards, and process hygiene.
+
+The tests come in three tiers; `make test` (plain `pytest`) runs them all:
+- unmarked: unit tests of the core that need no server (scenarios, schedules, histograms,
+  claims), and tests of one server or driver spoken to directly (its limits, fuzzing);
+- `conformance`: tests/test_conformance.py, the suite every registered pattern folder gets
+  (health, a bad request answered with its protocol's own error, a clean stop);
+- `e2e`: whole runs through the runner or the bench CLI, as a user starts them.
+Pick one with `pytest -m conformance`, `pytest -m e2e` or `pytest -m "not e2e"`.
+"""
 
 from __future__ import annotations
 
@@ -59,13 +68,6 @@ def start_server(
     server = ServerProcess(pattern, command, tmp_path / f"{pattern}.log", ready)
     server.start()
     return server
-
-
-@pytest.fixture
-def rest_server(tmp_path):
-    server = start_server(tmp_path, "rest")
-    yield server
-    server.stop()
 
 
 def run_bench(*args: str, cwd: Path = PROJECT_DIR, timeout: float = 120):
