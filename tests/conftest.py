@@ -70,6 +70,42 @@ def start_server(
     return server
 
 
+SHARED_MAX_REQUEST_BYTES = 16_384  # small, so that "too large" is cheap to send
+
+
+class SharedServers:
+    """One server per pattern for the whole session, started the first time a module asks
+    for it: the files that test one server directly (its answers, its limits, fuzzing)
+    share it instead of each starting their own. Tests only send them requests: nothing
+    publishes on them (push servers get no control line) and nothing stops them early.
+
+    Ask from a module-scoped fixture, never in a test's body: a server started during a
+    test would count as a process the test left behind."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: dict[str, ServerProcess] = {}
+
+    def port(self, pattern: str) -> int:
+        if pattern not in self.started:
+            extra = ["--max-request-bytes", str(SHARED_MAX_REQUEST_BYTES)]
+            self.started[pattern] = start_server(self.tmp_path, pattern, extra=extra)
+        return self.started[pattern].port
+
+    def stop(self) -> None:
+        for server in self.started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_servers(tmp_path_factory):
+    servers = SharedServers(tmp_path_factory.mktemp("shared-servers"))
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
 def run_bench(*args: str, cwd: Path = PROJECT_DIR, timeout: float = 120):
     import subprocess
 

@@ -19,12 +19,11 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect as ws_connect
 
 from common.dataset import FIRST_CREATED_ORDER_ID, build_user
-from tests.conftest import PROJECT_DIR, SMALL_DATASET, start_server
+from tests.conftest import PROJECT_DIR, SHARED_MAX_REQUEST_BYTES, SMALL_DATASET
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 NS = "urn:patternbench:users:v1"
-LIMIT = ["--max-request-bytes", "16384"]
-OVER_LIMIT = 20_000
+OVER_LIMIT = SHARED_MAX_REQUEST_BYTES + 1
 USER_7 = build_user(SMALL_DATASET, 7)
 
 
@@ -42,16 +41,12 @@ def curl(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    """One of each server for the module, stopped at its end."""
-    tmp = tmp_path_factory.mktemp("servers")
-    started = {
-        name: start_server(tmp, name, extra=LIMIT)
+def servers(shared_servers):
+    """The port of each server, shared with the other files that test servers directly."""
+    return {
+        name: shared_servers.port(name)
         for name in ("graphql", "grpc", "websocket", "jsonrpc", "soap")
     }
-    yield {name: server.port for name, server in started.items()}
-    for server in started.values():
-        server.stop()
 
 
 # GraphQL ---------------------------------------------------------------------------------
