@@ -20,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -45,6 +48,9 @@ WAIT_S = 10.0  # every wait on a server ends by then, passed or failed
 PUBLISH_RATE_PER_S = 50.0
 PUBLISH_FOR_S = 600.0  # longer than any folder's tests: the server is stopped before
 STOP_WAIT_S = 5.0  # what a server's own processes get to exit after it has stopped
+
+
+T = TypeVar("T")
 
 
 def folders() -> dict[str, list[Pattern]]:
@@ -121,9 +127,12 @@ def running(request, tmp_path_factory):
         servers.stop()
 
 
-def run(coroutine) -> object:
+def run(exchange: Coroutine[Any, Any, T], doing: str) -> T:
     """Run one exchange with the server, bounded in time."""
-    return asyncio.run(asyncio.wait_for(coroutine, WAIT_S))
+    try:
+        return asyncio.run(asyncio.wait_for(exchange, WAIT_S))
+    except TimeoutError:
+        pytest.fail(f"{doing}: nothing within {WAIT_S:g} s")
 
 
 # A good request ----------------------------------------------------------------------------
@@ -182,9 +191,11 @@ async def first_event(pattern: Pattern, target: Target, dataset: DatasetSpec) ->
 def assert_serves(running: RunningFolder, pattern: Pattern) -> None:
     """A good request succeeds: a validated answer, or (push) the event the publisher sent."""
     if pattern.kind != PUSH:
-        run(validated_requests(pattern, running.target, running.dataset))
+        run(
+            validated_requests(pattern, running.target, running.dataset), f"{pattern.name} requests"
+        )
         return
-    event = run(first_event(pattern, running.target, running.dataset))
+    event = run(first_event(pattern, running.target, running.dataset), f"{pattern.name} events")
     # The same rules the push engine judges every event by (bench/push.py): its due time
     # on the publisher's schedule, and the content the publisher gives that number.
     schedule = DueTimes(running.publish_start_ns, PUBLISH_RATE_PER_S)
@@ -233,15 +244,16 @@ def test_the_folder_says_how_to_send_it_a_bad_request(folder):
 @pytest.mark.parametrize("running", FOLDERS, indirect=True)
 def test_a_bad_request_gets_the_protocols_own_error_and_the_server_goes_on(running):
     module = conformance_module(running.folder)
-    assert run(module.bad_request(running.target)) == module.EXPECTED_ERROR
+    got = run(module.bad_request(running.target), f"{running.folder}'s bad request")
+    assert got == module.EXPECTED_ERROR
     assert running.servers.failure() is None
     assert_serves(running, running.base)
 
 
 # A clean stop ------------------------------------------------------------------------------
 def port_is_free(port: int) -> bool:
-    """Whether a new server could listen on `port` (connections the old one left in
-    TIME_WAIT do not count: every server here sets SO_REUSEADDR, as asyncio does)."""
+    """Whether a new server could listen on `port`. It would bind with SO_REUSEADDR, as
+    asyncio's do, so connections the old one left in TIME_WAIT do not count."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -254,7 +266,12 @@ def port_is_free(port: int) -> bool:
 
 @pytest.mark.parametrize("running", FOLDERS, indirect=True)
 def test_stopping_leaves_no_process_and_frees_the_port(running):
-    processes = [psutil.Process(pid) for pid in running.servers.pids]
+    # Each process started, what it started, and whichever process announced readiness.
+    pids = set(running.servers.pids)
+    for ready in (process.ready for process in running.servers.processes):
+        if isinstance(ready, Path):
+            pids.add(json.loads(ready.read_text())["pid"])
+    processes = [psutil.Process(pid) for pid in pids]
     for process in list(processes):
         processes.extend(process.children(recursive=True))
     ports = [process.port for process in running.servers.processes]
