@@ -1,4 +1,13 @@
-"""Shared fixtures: real servers on free ports, stopped afterwards, and process hygiene."""
+"""Shared fixtures: real servers on free ports, stopped afterwards, and process hygiene.
+
+The tests come in three tiers; `make test` (plain `pytest`) runs them all:
+- unmarked: unit tests of the core that need no server (scenarios, schedules, histograms,
+  claims), and tests of one server or driver spoken to directly (its limits, fuzzing);
+- `conformance`: tests/test_conformance.py, the suite every registered pattern folder gets
+  (health, a bad request answered with its protocol's own error, a clean stop);
+- `e2e`: whole runs through the runner or the bench CLI, as a user starts them.
+Pick one with `pytest -m conformance`, `pytest -m e2e` or `pytest -m "not e2e"`.
+"""
 
 from __future__ import annotations
 
@@ -61,11 +70,40 @@ def start_server(
     return server
 
 
-@pytest.fixture
-def rest_server(tmp_path):
-    server = start_server(tmp_path, "rest")
-    yield server
-    server.stop()
+SHARED_MAX_REQUEST_BYTES = 16_384  # small, so that "too large" is cheap to send
+
+
+class SharedServers:
+    """One server per pattern for the whole session, started the first time a module asks
+    for it: the files that test one server directly (its answers, its limits, fuzzing)
+    share it instead of each starting their own. Tests only send them requests: nothing
+    publishes on them (push servers get no control line) and nothing stops them early.
+
+    Ask from a module-scoped fixture, never in a test's body: a server started during a
+    test would count as a process the test left behind."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: dict[str, ServerProcess] = {}
+
+    def port(self, pattern: str) -> int:
+        if pattern not in self.started:
+            extra = ["--max-request-bytes", str(SHARED_MAX_REQUEST_BYTES)]
+            self.started[pattern] = start_server(self.tmp_path, pattern, extra=extra)
+        return self.started[pattern].port
+
+    def stop(self) -> None:
+        for server in self.started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_servers(tmp_path_factory):
+    servers = SharedServers(tmp_path_factory.mktemp("shared-servers"))
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 def run_bench(*args: str, cwd: Path = PROJECT_DIR, timeout: float = 120):

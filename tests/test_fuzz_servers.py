@@ -4,8 +4,9 @@ bytes on the real gRPC method paths, random WebSocket frames, random cursors and
 Last-Event-IDs. Each answer must be the protocol's own error (or a valid answer), never a
 crash, and the server must still answer a valid request right after.
 
-The servers start once for the module. Examples are few (FUZZ below) so the file runs in
-well under a minute on a loaded two-core machine; nothing is stored between runs.
+The servers are the ones the files that test servers directly share (tests/conftest.py).
+Examples are few (FUZZ below) so the file runs in well under a minute on a loaded two-core
+machine; nothing is stored between runs.
 
 Inputs that crashed a server when this file was written are pinned at the end, each
 with its own test.
@@ -55,17 +56,10 @@ GRPC_SERVICE = "/patternbench.v1.UserService/"
 
 
 @pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """One of each server for the module (webhooks too), stopped at its end."""
-    tmp = tmp_path_factory.mktemp("fuzz")
-    started = {}
-    try:
-        for name in (*SERVERS, "webhooks"):
-            started[name] = start_server(tmp, name)
-        yield {name: server.port for name, server in started.items()}
-    finally:
-        for server in started.values():
-            server.stop()
+def ports(shared_servers):
+    """The port of each server (webhooks too), shared with the other files that test
+    servers directly; nothing publishes on them."""
+    return {name: shared_servers.port(name) for name in (*SERVERS, "webhooks")}
 
 
 def http_request(
@@ -716,3 +710,25 @@ def test_grpc_bytes_that_are_not_the_message_get_a_grpc_status(grpc_channel, met
     assert raised.value.code() == grpc.StatusCode.UNKNOWN
     assert "DecodeError" in raised.value.details()
     grpc_still_serves(grpc_channel)
+
+
+# Known deviations: the server does not answer as its protocol says (reported, not fixed) --
+NOT_UTF8_CLOSE_WAIT_S = 0.5  # a server that closes does so within milliseconds
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="patterns/websocket_push/server.py never reads what subscribers send, and the "
+    "websockets library checks a text frame's UTF-8 only when the message is read: the "
+    "connection stays open instead of closing with 1007 (RFC 6455, section 8.1)",
+)
+def test_websocket_push_closes_on_a_text_frame_that_is_not_utf8_with_1007(tmp_path):
+    server = start_server(tmp_path, "websocket-push")
+    try:
+        with ws_connect(f"ws://127.0.0.1:{server.port}/", proxy=None) as websocket:
+            websocket.send(b"\xff\xfe{", text=True)
+            with pytest.raises(ConnectionClosed):
+                websocket.recv(timeout=NOT_UTF8_CLOSE_WAIT_S)
+            assert websocket.protocol.close_rcvd.code == 1007
+    finally:
+        server.stop()

@@ -47,6 +47,7 @@ def runs(tmp_path):
     return target
 
 
+@pytest.mark.e2e
 def test_publish_builds_offline_html_and_markdown_from_stored_results(runs, tmp_path):
     out = tmp_path / "published"
     completed = run_bench(
@@ -80,6 +81,7 @@ def test_publish_builds_offline_html_and_markdown_from_stored_results(runs, tmp_
     assert "n/a (" in markdown
 
 
+@pytest.mark.e2e
 def test_make_publish_regenerates_the_same_report_from_the_stored_runs(runs, tmp_path):
     out = tmp_path / "published"
     assert (
@@ -95,6 +97,7 @@ def test_make_publish_regenerates_the_same_report_from_the_stored_runs(runs, tmp
     assert (out / "charts" / "overview.png").is_file()
 
 
+@pytest.mark.e2e
 def test_adopting_newer_runs_of_a_scenario_replaces_the_older_ones(runs, tmp_path):
     out = tmp_path / "published"
     run_bench("publish", "--out", str(out), str(runs / "before" / BEFORE_RR.name))
@@ -108,6 +111,7 @@ def test_adopting_newer_runs_of_a_scenario_replaces_the_older_ones(runs, tmp_pat
     assert "the order 2 independent runs agree on" in (out / "README.md").read_text()
 
 
+@pytest.mark.e2e
 def test_publish_without_runs_says_what_to_do(tmp_path):
     completed = run_bench("publish", "--out", str(tmp_path / "empty"))
     assert completed.returncode == 2
@@ -341,6 +345,7 @@ def test_two_runs_that_disagree_on_an_order_show_a_tie():
 
 
 # Compare ----------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_compare_reports_changes_with_their_significance(runs):
     completed = run_bench(
         "compare", str(runs / "before" / BEFORE_RR.name), str(runs / "before" / BEFORE_RR.name)
@@ -354,6 +359,7 @@ def test_compare_reports_changes_with_their_significance(runs):
     assert "rank the patterns alike" in completed.stdout
 
 
+@pytest.mark.e2e
 def test_compare_warns_about_differences_besides_the_code(runs):
     completed = run_bench(
         "compare", str(runs / "before" / BEFORE_RR.name), str(runs / "before" / BEFORE_PUSH.name)
@@ -384,6 +390,7 @@ def test_holm_correction_grows_with_the_number_of_comparisons():
     assert adjusted[1] == pytest.approx(0.06)
 
 
+@pytest.mark.e2e
 def test_compare_exits_non_zero_when_the_later_run_breaks_a_threshold(runs):
     completed = run_bench(
         "compare", str(runs / "before" / BEFORE_RR.name), str(runs / "after" / AFTER_RR.name)
@@ -406,6 +413,7 @@ def test_thresholds_are_checked_per_pattern_with_overrides():
     assert breaches(document) == []
 
 
+@pytest.mark.e2e
 def test_bench_run_exits_non_zero_when_a_threshold_is_broken(tmp_path):
     scenario = tmp_path / "strict.toml"
     scenario.write_text(

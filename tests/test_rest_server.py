@@ -1,4 +1,7 @@
-"""The REST server, spoken to with the standard library's HTTP client (not our own driver)."""
+"""The REST server, spoken to with the standard library's HTTP client (not our own driver),
+on the server the files that test servers directly share (tests/conftest.py). Its health,
+an order in an unknown currency (422) and its clean stop are in the conformance suite
+(tests/test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,16 @@ import sys
 import pytest
 
 from common.dataset import FIRST_CREATED_ORDER_ID, build_user
-from tests.conftest import SMALL_DATASET, start_server
+from tests.conftest import SHARED_MAX_REQUEST_BYTES, SMALL_DATASET
 
 
-def request(server, method: str, path: str, body: bytes | None = None, headers=None):
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+@pytest.fixture(scope="module")
+def rest_port(shared_servers) -> int:
+    return shared_servers.port("rest")
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -23,21 +31,21 @@ def request(server, method: str, path: str, body: bytes | None = None, headers=N
         connection.close()
 
 
-def assert_still_serving(server):
-    status, _, body = request(server, "GET", "/users/2")
+def assert_still_serving(port: int):
+    status, _, body = request(port, "GET", "/users/2")
     assert status == 200 and json.loads(body)["id"] == 2
 
 
-def test_get_user_returns_the_dataset_record_byte_for_byte_in_size(rest_server):
-    status, headers, body = request(rest_server, "GET", "/users/7")
+def test_get_user_returns_the_dataset_record_byte_for_byte_in_size(rest_port):
+    status, headers, body = request(rest_port, "GET", "/users/7")
     assert status == 200
     assert headers["Content-Type"].startswith("application/json")
     assert len(body) == SMALL_DATASET.payload_bytes
     assert json.loads(body) == build_user(SMALL_DATASET, 7)
 
 
-def test_list_users_pages_through_summaries(rest_server):
-    status, _, body = request(rest_server, "GET", "/users?page=3&per_page=20")
+def test_list_users_pages_through_summaries(rest_port):
+    status, _, body = request(rest_port, "GET", "/users?page=3&per_page=20")
     page = json.loads(body)
     assert status == 200
     assert [user["id"] for user in page["items"]] == list(range(41, 51))  # 50 users in all
@@ -46,10 +54,10 @@ def test_list_users_pages_through_summaries(rest_server):
     assert page["items"][0]["order_count"] == len(build_user(SMALL_DATASET, 41)["orders"])
 
 
-def test_create_order_answers_201_with_location_and_can_be_read_back(rest_server):
+def test_create_order_answers_201_with_location_and_can_be_read_back(rest_port):
     order = {"currency": "EUR", "items": [{"sku": "SKU-1", "quantity": 3, "price_cents": 250}]}
     status, headers, body = request(
-        rest_server,
+        rest_port,
         "POST",
         "/users/5/orders",
         json.dumps(order).encode(),
@@ -60,7 +68,7 @@ def test_create_order_answers_201_with_location_and_can_be_read_back(rest_server
     assert created["id"] >= FIRST_CREATED_ORDER_ID
     assert created["total_cents"] == 750 and created["user_id"] == 5
     assert headers["Location"] == f"/orders/{created['id']}"
-    status, _, body = request(rest_server, "GET", headers["Location"])
+    status, _, body = request(rest_port, "GET", headers["Location"])
     assert status == 200 and json.loads(body) == created
 
 
@@ -77,7 +85,6 @@ def test_create_order_answers_201_with_location_and_can_be_read_back(rest_server
         ("GET", "/no/such/path", None, 404),
         ("POST", "/users/1/orders", b"{not json", 400),
         ("POST", "/users/1/orders", b"[1, 2]", 422),
-        ("POST", "/users/1/orders", b'{"currency": "XXX", "items": []}', 422),
         (
             "POST",
             "/users/1/orders",
@@ -94,36 +101,32 @@ def test_create_order_answers_201_with_location_and_can_be_read_back(rest_server
     ],
 )
 def test_bad_requests_get_proper_status_codes_and_the_server_keeps_serving(
-    rest_server, method, path, body, status
+    rest_port, method, path, body, status
 ):
-    got, _, answer = request(rest_server, method, path, body)
+    got, _, answer = request(rest_port, method, path, body)
     assert got == status
     if path != "/no/such/path" and method != "DELETE":  # the router's own answers are text
         assert json.loads(answer)["error"]["status"] == status
-    assert_still_serving(rest_server)
+    assert_still_serving(rest_port)
 
 
-def test_oversized_request_is_refused_with_413(tmp_path):
-    server = start_server(tmp_path, "rest", extra=["--max-request-bytes", "2048"])
-    try:
-        huge = b'{"currency": "EUR", "items": [], "pad": "' + b"x" * 10_000 + b'"}'
-        status, _, _ = request(
-            server, "POST", "/users/1/orders", huge, {"Content-Type": "application/json"}
-        )
-        assert status == 413
-        assert_still_serving(server)
-    finally:
-        server.stop()
+def test_oversized_request_is_refused_with_413(rest_port):
+    huge = b'{"currency": "EUR", "items": [], "pad": "' + b"x" * SHARED_MAX_REQUEST_BYTES + b'"}'
+    status, _, _ = request(
+        rest_port, "POST", "/users/1/orders", huge, {"Content-Type": "application/json"}
+    )
+    assert status == 413
+    assert_still_serving(rest_port)
 
 
-def test_a_port_in_use_is_named_in_a_clear_error(rest_server):
+def test_a_port_in_use_is_named_in_a_clear_error(rest_port):
     completed = subprocess.run(
-        [sys.executable, "-m", "patterns.rest.server", "--port", str(rest_server.port)],
+        [sys.executable, "-m", "patterns.rest.server", "--port", str(rest_port)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert completed.returncode == 3
-    assert f"port {rest_server.port} on 127.0.0.1 is already in use" in completed.stderr
+    assert f"port {rest_port} on 127.0.0.1 is already in use" in completed.stderr
     assert "Traceback" not in completed.stderr

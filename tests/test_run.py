@@ -27,6 +27,8 @@ from common.dataset import DatasetSpec
 from common.histogram import LatencyHistogram
 from tests.conftest import PROJECT_DIR, run_bench, start_server
 
+pytestmark = pytest.mark.e2e  # whole runs, the CLI, generator processes: end to end
+
 
 def scenario_file(
     tmp_path: Path,

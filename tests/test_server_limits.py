@@ -21,7 +21,7 @@ from common.dataset import DatasetSpec, build_user
 from patterns.graphql import driver as graphql_driver
 from patterns.graphql import server as graphql_server
 from patterns.sse.driver import SseDriver, SseOptions, SseSubscription
-from tests.conftest import SMALL_DATASET, start_server
+from tests.conftest import SMALL_DATASET
 
 WAIT_S = 10.0  # every wait on the servers below ends by then, passed or failed
 
@@ -58,10 +58,8 @@ def graphql_still_serves(port: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def graphql_port(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("graphql"), "graphql")
-    yield server.port
-    server.stop()
+def graphql_port(shared_servers):
+    return shared_servers.port("graphql")
 
 
 def test_graphql_refuses_sixty_aliases_of_full_pages_before_executing_them(graphql_port):
@@ -277,14 +275,18 @@ def test_sse_resumes_an_id_it_issued_without_a_reset(sse_published):
     assert "event" not in first and orjson.loads(first["data"])["seq"] == last_id - 1
 
 
-def test_sse_with_nothing_published_resets_to_now(tmp_path):
-    servers, _ = start_sse(tmp_path, publish_events=0)
-    with servers:
-        stream = EventStream(servers.processes[0].port, "41")
-        try:
-            _, reset = stream.blocks(2)
-        finally:
-            stream.close()
+@pytest.fixture(scope="module")
+def sse_unpublished_port(shared_servers) -> int:
+    """An SSE server that has published nothing (the shared one: nothing publishes there)."""
+    return shared_servers.port("sse")
+
+
+def test_sse_with_nothing_published_resets_to_now(sse_unpublished_port):
+    stream = EventStream(sse_unpublished_port, "41")
+    try:
+        _, reset = stream.blocks(2)
+    finally:
+        stream.close()
     assert reset["event"] == "reset" and reset["id"] == "0"
     assert orjson.loads(reset["data"]) == {"last_event_id": "41", "oldest_id": None, "last_id": 0}
 

@@ -91,6 +91,7 @@ def assert_saved_as_interrupted(results: Path, stderr: str, signal_name: str) ->
     assert list((results / "latest" / "charts").glob("*.png"))
 
 
+@pytest.mark.e2e
 @needs_mosquitto
 def test_sigterm_to_the_runner_stops_the_broker_and_saves_the_run(tmp_path):
     results = tmp_path / "results"
@@ -111,6 +112,7 @@ def test_sigterm_to_the_runner_stops_the_broker_and_saves_the_run(tmp_path):
     assert not alive, f"left running after SIGTERM: {alive}"
 
 
+@pytest.mark.e2e
 def test_sighup_to_the_process_group_stops_a_plain_server_and_saves_the_run(tmp_path):
     results = tmp_path / "results"
     bench = start_run(scenario_file(tmp_path, duration_s=60, warmup_s=0.2), results)
@@ -132,6 +134,7 @@ def test_sighup_to_the_process_group_stops_a_plain_server_and_saves_the_run(tmp_
     assert not alive, f"left running after SIGHUP: {alive}"
 
 
+@pytest.mark.e2e
 @needs_mosquitto
 def test_a_runner_killed_outright_takes_its_broker_and_generators_with_it(tmp_path):
     bench = start_run(push_scenario(tmp_path, "mqtt-qos1"), tmp_path / "results")

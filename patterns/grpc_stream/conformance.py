@@ -1,0 +1,23 @@
+"""A request the gRPC event stream refuses, for the conformance suite
+(tests/test_conformance.py): a method its service does not have, answered with the gRPC
+status UNIMPLEMENTED."""
+
+from __future__ import annotations
+
+import grpc
+
+from bench.drivers.base import Target
+
+EXPECTED_ERROR = "gRPC status UNIMPLEMENTED"
+NO_SUCH_METHOD = "/patternbench.v1.EventStream/Unsubscribe"
+
+
+async def bad_request(target: Target) -> str:
+    """Call EventStream/Unsubscribe; describe the answer."""
+    async with grpc.aio.insecure_channel(f"{target.host}:{target.port}") as channel:
+        call = channel.unary_unary(NO_SUCH_METHOD)  # no serializers: raw bytes
+        try:
+            await call(b"", timeout=10)
+        except grpc.aio.AioRpcError as error:
+            return f"gRPC status {error.code().name}"
+    return "gRPC status OK"
