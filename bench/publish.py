@@ -28,6 +28,7 @@ from bench.claims import ClaimResult, check_claims, claims_hash
 from bench.environment import describe as describe_environment
 from bench.environment import git_commit, stack_packages
 from bench.generator_bound import merged_reasons
+from bench.kinds import KINDS, WorkloadKind, kind_of
 from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, rank_runs, ranking_text
 from bench.results import RESULTS_FILE, ResultsUnreadable, load_run
 
@@ -36,10 +37,6 @@ REPLICATES = 2  # independent runs per scenario: the published order is what the
 
 RUNS_DIR = "runs"
 CHARTS_DIR = "charts"
-HEADLINE_CHARTS = {
-    "request_response": ("throughput", "latency"),
-    "push": ("latency", "completeness"),
-}
 OTHER_CHARTS = ("latency-distribution", "cost", "wire-bytes")
 
 
@@ -88,10 +85,9 @@ def adopt(run_dirs: list[Path], out: Path) -> None:
 
 
 def _ordered(documents: list[dict]) -> list[dict]:
-    """Request/response scenarios first, then push; by name within each."""
-    return sorted(
-        documents, key=lambda d: (d["run"].get("workload") == "push", d["run"]["scenario"])
-    )
+    """By workload kind (request/response first, then push), by name within each."""
+    order = list(KINDS)
+    return sorted(documents, key=lambda d: (order.index(kind_of(d).name), d["run"]["scenario"]))
 
 
 def _by_scenario(documents: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
@@ -226,7 +222,7 @@ def _per_1000(point: dict, name: str) -> str:
 
 
 def _summary_rows(document: dict) -> list[list[str]]:
-    push = document["run"].get("workload") == "push"
+    push = kind_of(document).counts_deliveries
     rows = []
     for point in document["points"]:
         summary = figures.summary(point)
@@ -259,18 +255,18 @@ def _summary_rows(document: dict) -> list[list[str]]:
 
 
 def _summary_header(document: dict) -> list[str]:
-    push = document["run"].get("workload") == "push"
+    words = kind_of(document).words
     return [
         "point",
         "pattern",
-        "deliveries/s" if push else "requests/s",
+        words.rate_column,
         "p50",
         "p99",
         "p99.9",
-        "delivered, lost" if push else "errors, timeouts, unsent",
+        words.outcome_column,
         "server CPU ms per 1k",
         "generator CPU ms per 1k",
-        "bytes per event" if push else "bytes per exchange",
+        words.wire_column,
         "generator-bound",
     ]
 
@@ -373,7 +369,7 @@ def render_markdown(report: Report) -> str:
     ]
     for document in documents:
         scenario = document["run"]["scenario"]
-        kind = document["run"].get("workload", "request_response")
+        kind = kind_of(document)
         parts += [f"## {document['run']['title']}", "", document["run"]["description"].strip(), ""]
         for chart in _headline_charts(document, kind):
             parts += [f"![{chart}](charts/{scenario}/{chart}.png)", ""]
@@ -391,8 +387,8 @@ def render_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
-def _headline_charts(document: dict, kind: str) -> tuple[str, ...]:
-    charts = HEADLINE_CHARTS[kind]
+def _headline_charts(document: dict, kind: WorkloadKind) -> tuple[str, ...]:
+    charts = kind.headline_charts
     points = document["points"]
     if points and points[0]["config"].get("model") == "open":
         charts = (*charts, "coordinated-omission")
@@ -452,7 +448,7 @@ def render_html(report: Report, charts_dir: Path) -> str:
     ]
     for document in documents:
         scenario = document["run"]["scenario"]
-        kind = document["run"].get("workload", "request_response")
+        kind = kind_of(document)
         toc.append(f'<li><a href="#{scenario}">{html.escape(document["run"]["title"])}</a></li>')
         shown = _headline_charts(document, kind) + OTHER_CHARTS
         images = "".join(

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 from bench import figures
+from bench.kinds import kind_of
 
 HIGHER_IS_BETTER = {"throughput_per_s", "completeness"}
 LATENCY_HEADLINES = ("p50_us", "p90_us", "p99_us", "p999_us")
@@ -55,7 +56,7 @@ def headline(document: dict) -> tuple[str, object]:
     report = document["run"].get("report") or {}
     points = document["points"]
     open_loop = bool(points) and points[0]["config"].get("model") == "open"
-    latency_first = document["run"].get("workload") == "push" or open_loop
+    latency_first = kind_of(document).ranked_latency_first(open_loop)
     field = report.get("headline") or ("p99_us" if latency_first else "throughput_per_s")
     values = sorted({p["sweep_value"] for p in points}, key=lambda v: (v is None, v))
     at = report.get("at")

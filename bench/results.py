@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures
+from bench.kinds import kind_of
 from bench.metrics import TrialResult, summarize
 from bench.ranking import HEADLINE_LABELS, entries, headline
 
@@ -286,7 +287,7 @@ def run_summary_table(document: dict, width: int = TABLE_WIDTH) -> str:
     completeness for push, and flags to read it by; then why any point did not count in
     full, and what the `>=` and `<=` prefixes mean."""
     run = document["run"]
-    push = run.get("workload") == "push"
+    push = kind_of(document).counts_deliveries
     field, _ = headline(document)
     shown = {
         (entry.pattern, value): entry

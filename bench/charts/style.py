@@ -47,10 +47,6 @@ BOUND_NOTE = (
 )
 
 
-def is_push(document: dict) -> bool:
-    return document["run"].get("workload") == "push"
-
-
 def color_of(pattern: str) -> str:
     found = PATTERNS.get(pattern)
     return found.color if found else FALLBACK_COLOR
