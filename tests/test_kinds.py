@@ -9,17 +9,20 @@ import json
 import re
 import tokenize
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bench.charts import CHARTS
 from bench.engine import LoadPlan
 from bench.kinds import DEFAULT_KIND, KINDS, kind_for, kind_for_plan, kind_named, kind_of
+from bench.kinds.push import publish_plan
 from bench.push import PushPlan
 from bench.registry import PATTERNS
-from bench.resources import ANYWHERE, Place, Placement, plan_placement
+from bench.resources import ANYWHERE, Place, Placement, ServerUsage, plan_placement
 from bench.runner import point_config
 from bench.scenario import load_scenario
+from bench.trials import Window
 from common.events import PublishPlan, ReportRequest, parse_control
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -202,3 +205,54 @@ def test_a_placement_keeps_servers_and_generators_apart_and_reads_back_as_before
     }
     assert Place((3, 4)).cpu_count() == 2
     assert ANYWHERE.cpu_count() >= 1
+
+
+def test_the_publisher_is_told_the_schedule_its_subscribers_check_against(tmp_path):
+    loaded = scenario(tmp_path, PUSH_SCENARIO.replace("drain_s", 'arrival = "poisson"\ndrain_s'))
+    point = loaded.points[0].scenario
+    (job, _) = kind_for(point).generator_jobs(
+        PATTERNS["sse"], point, point.timing, plan_placement(False), loaded.options["sse"]
+    )
+    told = publish_plan(job.plan, start_ns=7)
+    assert told == PublishPlan(7, 100.0, point.timing.warmup_s, point.timing.duration_s, "poisson")
+
+
+def _session(tmp_path: Path, text: str, pattern: str, failure: str | None):
+    """Just what a kind's measurement reads of a trial whose processes ran (or died)."""
+    loaded = scenario(tmp_path, text)
+    servers = SimpleNamespace(failure=lambda: failure, controller=None)
+    return SimpleNamespace(
+        pattern=PATTERNS[pattern],
+        scenario=loaded.scenario,
+        timing=loaded.scenario.timing,
+        options=loaded.options[pattern],
+        repeat=2,
+        name="00-x-r2",
+        logs=tmp_path,
+        servers=servers,
+        cpus_held=lambda: {"generator_cpus": 1, "server_cpus": 1},
+    )
+
+
+def test_a_trial_whose_server_died_in_the_window_is_failed_with_the_servers_reason(tmp_path):
+    session = _session(tmp_path, RR_SCENARIO, "rest", "rest server exited with code -9")
+    measurement = kind_for(session.scenario).measurement(session)
+    trial = measurement.trial([], Window(False, ServerUsage(0.0, 0), 0))
+    assert (trial.status, trial.error, trial.repeat) == (
+        "failed",
+        "rest server exited with code -9",
+        2,
+    )
+    assert measurement.collect_grace_s == session.scenario.load.timeout_s
+
+
+def test_a_push_trial_without_the_publishers_report_is_failed_and_says_so(tmp_path):
+    session = _session(tmp_path, PUSH_SCENARIO, "sse", None)
+    measurement = kind_for(session.scenario).measurement(session)
+    measurement.started_ns = 0  # as on_start would have set it
+    trial = measurement.trial([], Window(True, ServerUsage(0.0, 0), 0))
+    assert trial.status == "failed"
+    assert trial.error == "sse: the server wrote no publication report"
+    assert measurement.collect_grace_s == 0.5  # the drain
+    interrupted = measurement.interrupted_trial([], "Ctrl-C")
+    assert (interrupted.status, interrupted.error) == ("interrupted", "Ctrl-C")

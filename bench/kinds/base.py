@@ -50,8 +50,7 @@ EngineOpener = Callable[["Target"], Engine]
 class Words:
     """How charts, tables and messages name what a kind measures."""
 
-    message: str  # one unit of work, singular: "request", "delivered event"
-    messages: str  # ...and plural
+    messages: str  # what the rates and costs are per: "requests", "delivered events"
     rate_column: str  # a table's rate column: "requests/s"
     outcome_column: str  # a table's column of what went wrong: "errors, timeouts, unsent"
     wire_unit: str  # what bytes on the wire are counted per: "exchange"

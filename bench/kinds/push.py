@@ -35,7 +35,6 @@ class Push(WorkloadKind):
     name = PUSH
     label = "push"
     words = Words(
-        message="delivered event",
         messages="delivered events",
         rate_column="deliveries/s",
         outcome_column="delivered, lost",
@@ -164,6 +163,17 @@ class Push(WorkloadKind):
         return lambda target: PushEngine(driver_class(target, context), job.plan)
 
 
+def publish_plan(plan: PushPlan, start_ns: int) -> PublishPlan:
+    """What the publisher is told: the schedule the subscribers check events against."""
+    return PublishPlan(
+        start_ns=start_ns,
+        rate_per_s=plan.rate_per_s,
+        warmup_s=plan.warmup_s,
+        duration_s=plan.duration_s,
+        arrival=plan.arrival,
+    )
+
+
 def drain_s(scenario: Scenario, options: PatternOptions) -> float:
     """How long after the window subscribers wait for events still on their way: the
     scenario's, or longer where the pattern needs it (a polling interval)."""
@@ -186,15 +196,8 @@ class _Measurement(Measurement):
 
     def on_start(self, start_ns: int) -> None:
         self.started_ns = start_ns
-        workload, timing = self.session.scenario.workload, self.session.timing
         self.session.servers.controller.send_control(
-            PublishPlan(
-                start_ns=start_ns,
-                rate_per_s=workload.rate_per_s,
-                warmup_s=timing.warmup_s,
-                duration_s=timing.duration_s,
-                arrival=workload.arrival,
-            )
+            publish_plan(self.session.group.jobs[0].plan, start_ns)
         )
 
     def after_collect(self, window: Window) -> None:

@@ -33,7 +33,6 @@ class RequestResponse(WorkloadKind):
     name = REQUEST_RESPONSE
     label = "request/response"
     words = Words(
-        message="request",
         messages="requests",
         rate_column="requests/s",
         outcome_column="errors, timeouts, unsent",
