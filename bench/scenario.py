@@ -232,11 +232,12 @@ class Scenario(_Strict):
     def _settings_fit_together(self, info: ValidationInfo) -> Scenario:
         """Settings that only mean something beside others, all checked at once: one
         line per problem, each naming its field as the file spells it."""
+        kind = kind_for(self)  # what the workload, payload and load may set is the kind's
         rules = [
             _pattern_problems,
-            _workload_problems,
-            _payload_problems,
-            _load_problems,
+            kind.workload_problems,
+            kind.payload_problems,
+            kind.load_problems,
             _sweep_problems,
             _threshold_problems,
         ]
@@ -265,18 +266,6 @@ def _pattern_problems(scenario: Scenario) -> list[str]:
         for index, name in enumerate(scenario.patterns)
         if not kind.serves(PATTERNS[name])
     ]
-
-
-def _workload_problems(scenario: Scenario) -> list[str]:
-    return kind_for(scenario).workload_problems(scenario)
-
-
-def _payload_problems(scenario: Scenario) -> list[str]:
-    return kind_for(scenario).payload_problems(scenario)
-
-
-def _load_problems(scenario: Scenario) -> list[str]:
-    return kind_for(scenario).load_problems(scenario)
 
 
 def _sweep_problems(scenario: Scenario) -> list[str]:
