@@ -85,7 +85,7 @@ def adopt(run_dirs: list[Path], out: Path) -> None:
 
 
 def _ordered(documents: list[dict]) -> list[dict]:
-    """By workload kind (request/response first, then push), by name within each."""
+    """In the order of the workload kinds (bench/kinds/), by name within each."""
     order = list(KINDS)
     return sorted(documents, key=lambda d: (order.index(kind_of(d).name), d["run"]["scenario"]))
 

@@ -113,9 +113,10 @@ class ServerMonitor:
     threads that come and go count too. Elsewhere psutil's times are used.
     """
 
-    def __init__(self, pids: list[int], generator_cpus: tuple[int, ...] | None = None) -> None:
+    def __init__(self, pids: list[int], generators: Place = ANYWHERE) -> None:
         self.processes = [psutil.Process(pid) for pid in pids]
-        self.generator_cpus = CpuBusy(generator_cpus)
+        # How busy the generators' CPUs were, by anyone: known where they have their own.
+        self.generator_cpus = CpuBusy(generators.cpus)
         self._cpu_start = 0.0
         self._peak_rss = 0
         self.precise = all(_thread_run_ns(pid) is not None for pid in pids)

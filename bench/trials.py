@@ -108,7 +108,7 @@ def run_trial(
         group.spawn()  # the generators load while the server starts
         try:
             target = Target("127.0.0.1", servers.start())
-            monitor = ServerMonitor(servers.pids, placement.generators.cpus)
+            monitor = ServerMonitor(servers.pids, placement.generators)
             kind.check_health(pattern, servers, target, scenario, options)
             group.connect(target)
         except ServerFailed as exc:
