@@ -29,6 +29,7 @@ from bench import environment
 from bench.drivers.base import Target
 from bench.engine import LoadPlan
 from bench.generators import GeneratorFailed, GeneratorGroup, GeneratorJob
+from bench.kinds import KINDS, kind_named
 from bench.loadtools import (
     GET_USER_ID,
     TOOL_TIMEOUT_GRACE_S,
@@ -42,7 +43,7 @@ from bench.loadtools import (
     tool_requests,
     tool_version,
 )
-from bench.registry import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
+from bench.registry import PATTERNS, Pattern
 from bench.resources import Placement, plan_placement
 from bench.results import utc_now, write_json
 from bench.serverproc import PatternUnavailable, ServerFailed
@@ -94,7 +95,7 @@ class Round:
 @dataclass
 class PatternCalibration:
     pattern: str
-    workload: str  # request_response or push
+    workload: str  # the pattern's workload kind (bench/kinds/)
     status: str  # calibrated, failed or uncalibrated
     reason: str | None = None  # why failed or uncalibrated
     tool: str | None = None
@@ -261,7 +262,7 @@ def measure_harness(
         ),
         seed=1,
         options=pattern.options(),
-        cpus=placement.generator_cpus,
+        place=placement.generators,
         operations=(Operation("get_user", user_id=GET_USER_ID),),
     )
     with GeneratorGroup([job]) as group:
@@ -376,7 +377,7 @@ def summarise(
 ) -> PatternCalibration:
     result = PatternCalibration(
         pattern=pattern.name,
-        workload=REQUEST_RESPONSE,
+        workload=pattern.kind,
         status="calibrated",
         tool=request.tool,
         request=request.describe(),
@@ -425,7 +426,7 @@ def calibrate_pattern(
     files.mkdir(parents=True, exist_ok=True)
     try:
         with pattern.servers(
-            dataset, pattern.options(), logs, pattern.name, placement.server_cpus
+            dataset, pattern.options(), logs, pattern.name, placement.servers
         ) as servers:
             target = Target("127.0.0.1", servers.start())
             url = f"http://{target.host}:{target.port}{request.path}"
@@ -436,7 +437,7 @@ def calibrate_pattern(
     except (ToolFailed, GeneratorFailed, ServerFailed, PatternUnavailable) as exc:
         return PatternCalibration(
             pattern=pattern.name,
-            workload=REQUEST_RESPONSE,
+            workload=pattern.kind,
             status="failed",
             reason=str(exc).splitlines()[0],
             tool=request.tool,
@@ -624,13 +625,19 @@ def describe_ratios(record: dict) -> str:
         f"{name} {entry['cpu_ratio']:.1f}x" if entry["status"] == "calibrated" else f"{name} failed"
         for name, entry in measured.items()
     ]
+    uncalibrated = {n: e for n, e in patterns.items() if e["status"] == "uncalibrated"}
     unmeasured = [
         name
-        for name, entry in patterns.items()
-        if entry["status"] == "uncalibrated" and entry["workload"] != PUSH
+        for name, entry in uncalibrated.items()
+        if kind_named(entry["workload"]).tool_calibrated
     ]
-    if any(e["status"] == "uncalibrated" and e["workload"] == PUSH for e in patterns.values()):
-        unmeasured.append("push patterns")
+    # A kind no tool can drive is uncalibrated as a whole: said once, not per pattern.
+    unmeasured += [
+        f"{kind.label} patterns"
+        for kind in KINDS.values()
+        if not kind.tool_calibrated
+        and any(entry["workload"] == kind.name for entry in uncalibrated.values())
+    ]
     tools = "/".join(dict.fromkeys(entry["tool"] for entry in measured.values()))
     line = (
         f"generator CPU per request vs {tools} at {record['rate_per_s']:,.0f}/s: {', '.join(parts)}"

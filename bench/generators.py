@@ -1,8 +1,9 @@
 """Generator processes: several load engines driving one point, started on a common clock.
 
-Each generator is its own process (its own interpreter and event loop on uvloop), pinned
-to the generator CPUs. They connect first, report ready, and then all start at the same
-monotonic instant, so their measured windows coincide and their histograms merge exactly.
+Each generator is its own process (its own interpreter and event loop on uvloop), in the
+generators' place (bench/resources.py). They connect first, report ready, and then all
+start at the same monotonic instant, so their measured windows coincide and their
+histograms merge exactly.
 
 Generators ignore SIGINT, SIGTERM and SIGHUP, which may reach the runner's whole process
 group: on any of them the runner asks them to stop, and they return what they measured so
@@ -16,7 +17,6 @@ import contextlib
 import importlib
 import multiprocessing
 import multiprocessing.connection
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 import uvloop
 
 from bench import signals
-from bench.drivers.base import DriverContext, PushContext, Target
-from bench.engine import LoadEngine, LoadPlan
+from bench.drivers.base import Target
+from bench.engine import LoadPlan
 from bench.options import PatternOptions
-from bench.push import PushEngine, PushPlan
+from bench.push import PushPlan
 from bench.registry import get_pattern
+from bench.resources import ANYWHERE, Place
 from bench.serverproc import die_with_parent
-from bench.workload import ExpectedAnswers, Operation, operation_cycle
+from bench.workload import Operation
 from common.dataset import DatasetSpec
 
 READY_TIMEOUT_S = 120.0
@@ -43,23 +44,57 @@ class GeneratorFailed(Exception):
 
 @dataclass(frozen=True)
 class GeneratorJob:
-    """Everything one generator process needs; sent to it pickled."""
+    """Everything one generator process needs; sent to it pickled. The plan's type says
+    which workload kind's engine drives it (bench/kinds/)."""
 
     index: int
     pattern: str
     dataset: DatasetSpec
-    plan: LoadPlan | None = None  # request/response
+    plan: LoadPlan | PushPlan
+    # Request/response: which operations, in what proportions, from what seed.
     mix: dict[str, float] = field(default_factory=lambda: {"get_user": 1.0})
     per_page: int = 20
     seed: int = 0
-    options: PatternOptions = field(default_factory=PatternOptions)
-    cpus: tuple[int, ...] | None = None
     operations: tuple[Operation, ...] | None = None  # a fixed cycle instead of the mix
-    push: PushPlan | None = None  # set for a push workload: this generator's subscribers
+    options: PatternOptions = field(default_factory=PatternOptions)
+    place: Place = ANYWHERE
     driver_path: str | None = None  # "module:Class" instead of the pattern's (tests)
 
 
-async def _watch_for_stop(stop_requested, engine: LoadEngine | PushEngine) -> None:
+# The messages between the runner and a generator process, in the order they go:
+# runner -> generator: Connect, then Go (or Abort at any time)
+# generator -> runner: Ready after Connect, Finished after Go, or Crashed at any time
+@dataclass(frozen=True)
+class Connect:
+    target: Target
+
+
+@dataclass(frozen=True)
+class Go:
+    start_ns: int  # the common start, monotonic
+
+
+@dataclass(frozen=True)
+class Abort:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    pass
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: dict  # the engine's result, to_dict()
+
+
+@dataclass(frozen=True)
+class Crashed:
+    detail: str  # which generator, and what went wrong
+
+
+async def _watch_for_stop(stop_requested, engine) -> None:
     while not stop_requested.is_set():
         await asyncio.sleep(STOP_POLL_S)
     engine.request_stop()
@@ -72,56 +107,26 @@ def _driver_class(job: GeneratorJob):
     return get_pattern(job.pattern).driver_class()
 
 
-async def _generate_push(job: GeneratorJob, pipe, stop_requested) -> None:
-    driver_class = _driver_class(job)
-    loop = asyncio.get_running_loop()
-    message = await loop.run_in_executor(None, pipe.recv)
-    if message[0] != "connect":
-        return
-    context = PushContext(job.options, job.dataset.payload_bytes)
-    engine = PushEngine(driver_class(message[1], context), job.push)
-    try:
-        await engine.open()
-        pipe.send(("ready", None))
-        message = await loop.run_in_executor(None, pipe.recv)
-        if message[0] != "go":
-            return
-        watcher = asyncio.create_task(_watch_for_stop(stop_requested, engine))
-        result = await engine.run(message[1])
-        watcher.cancel()
-        pipe.send(("result", result.to_dict()))
-    finally:
-        await engine.close()
-
-
 async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
-    if job.push is not None:
-        await _generate_push(job, pipe, stop_requested)
-        return
+    from bench.kinds import kind_for_plan  # the kinds build jobs: they import this module
+
     # Everything up to the first message is done while the server is still starting.
-    operations = list(
-        job.operations or operation_cycle(job.mix, job.dataset, job.per_page, job.seed)
-    )
-    expected = ExpectedAnswers(job.dataset)
-    expected.prepare(operations)
-    driver_class = _driver_class(job)
+    open_engine = kind_for_plan(job.plan).engine_opener(job, _driver_class(job))
     loop = asyncio.get_running_loop()
     message = await loop.run_in_executor(None, pipe.recv)
-    if message[0] != "connect":
+    if not isinstance(message, Connect):
         return
-    driver = driver_class(message[1], DriverContext(expected, job.options))
-    driver.prepare(operations)
-    engine = LoadEngine(driver, job.plan, operations)
+    engine = open_engine(message.target)
     try:
         await engine.open()
-        pipe.send(("ready", None))
+        pipe.send(Ready())
         message = await loop.run_in_executor(None, pipe.recv)
-        if message[0] != "go":
+        if not isinstance(message, Go):
             return
         watcher = asyncio.create_task(_watch_for_stop(stop_requested, engine))
-        result = await engine.run(message[1])
+        result = await engine.run(message.start_ns)
         watcher.cancel()
-        pipe.send(("result", result.to_dict()))
+        pipe.send(Finished(result.to_dict()))
     finally:
         await engine.close()
 
@@ -129,13 +134,12 @@ async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
 def _generator_main(job: GeneratorJob, pipe, stop_requested) -> None:
     signals.ignore_in_child()  # and only then unblocks them (see spawn)
     die_with_parent(signal.SIGKILL)
-    if job.cpus:
-        os.sched_setaffinity(0, job.cpus)
+    job.place.enter()
     try:
         uvloop.run(_generate(job, pipe, stop_requested))
     except BaseException as exc:  # report, do not print a traceback into the runner's output
         with contextlib.suppress(OSError):
-            pipe.send(("error", f"generator {job.index}: {type(exc).__name__}: {exc}"))
+            pipe.send(Crashed(f"generator {job.index}: {type(exc).__name__}: {exc}"))
 
 
 class GeneratorGroup:
@@ -175,12 +179,12 @@ class GeneratorGroup:
     def connect(self, target: Target, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Point every generator at the server and wait until their connections are open."""
         for pipe in self._pipes:
-            pipe.send(("connect", target))
+            pipe.send(Connect(target))
         deadline = time.monotonic() + timeout_s
         for pipe in self._pipes:
-            kind, detail = self._receive(pipe, deadline)
-            if kind != "ready":
-                raise GeneratorFailed(detail)
+            message = self._receive(pipe, deadline)
+            if not isinstance(message, Ready):
+                raise GeneratorFailed(_failure(message))
 
     def start(self, target: Target, timeout_s: float = READY_TIMEOUT_S) -> None:
         """spawn() and connect() in one step."""
@@ -189,7 +193,7 @@ class GeneratorGroup:
 
     def go(self, start_ns: int) -> None:
         for pipe in self._pipes:
-            pipe.send(("go", start_ns))
+            pipe.send(Go(start_ns))
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -204,16 +208,16 @@ class GeneratorGroup:
         for index, pipe in enumerate(self._pipes):
             if index in self._results:
                 continue
-            kind, detail = self._receive(pipe, deadline)
-            if kind != "result":
-                raise GeneratorFailed(detail)
-            self._results[index] = detail
+            message = self._receive(pipe, deadline)
+            if not isinstance(message, Finished):
+                raise GeneratorFailed(_failure(message))
+            self._results[index] = message.result
         return [self._results[index] for index in range(len(self._pipes))]
 
     def close(self) -> None:
         for pipe in self._pipes:
             with contextlib.suppress(OSError):
-                pipe.send(("abort", None))
+                pipe.send(Abort())
         with signals.deferred():  # a signal now would leave generators behind
             for process in self._processes:
                 process.join(timeout=5)
@@ -223,24 +227,30 @@ class GeneratorGroup:
             for pipe in self._pipes:
                 pipe.close()
 
-    def _receive(self, pipe, deadline: float) -> tuple[str, object]:
+    def _receive(self, pipe, deadline: float) -> Ready | Finished | Crashed:
         index = self._pipes.index(pipe)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return "error", f"generator {index} did not answer in time"
+                return Crashed(f"generator {index} did not answer in time")
             try:
                 if pipe.poll(min(remaining, 0.5)):
                     return pipe.recv()
             except (EOFError, OSError):
                 code = self._processes[index].exitcode
-                return "error", f"generator {index} exited (code {code}) without a result"
+                return Crashed(f"generator {index} exited (code {code}) without a result")
             if not self._processes[index].is_alive() and not pipe.poll(0):
                 code = self._processes[index].exitcode
-                return "error", f"generator {index} exited (code {code}) without a result"
+                return Crashed(f"generator {index} exited (code {code}) without a result")
 
     def __enter__(self) -> GeneratorGroup:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _failure(message: Ready | Finished | Crashed) -> str:
+    if isinstance(message, Crashed):
+        return message.detail
+    return f"answered {type(message).__name__} out of turn"

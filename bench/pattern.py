@@ -17,9 +17,12 @@ from pathlib import Path
 from bench.drivers.base import Driver
 from bench.needs import Requirement
 from bench.options import PatternOptions
+from bench.resources import Place
 from bench.serverproc import ServerGroup, ServerProcess
 from common.dataset import DatasetSpec
 
+# The workload kinds' names, as entries and scenario files spell them; what each kind is
+# lives in bench/kinds/.
 REQUEST_RESPONSE = "request_response"
 PUSH = "push"
 
@@ -31,7 +34,8 @@ def load(path: str):
 
 
 # How a pattern whose server side is more than its own process (a broker and a publisher)
-# starts it: (pattern, dataset, options, logs folder, trial name, CPUs) -> its processes.
+# starts it: (pattern, dataset, options, logs folder, trial name, place) -> its processes,
+# every one of them in that place.
 Launcher = Callable[..., ServerGroup]
 
 
@@ -39,7 +43,7 @@ Launcher = Callable[..., ServerGroup]
 class Pattern:
     name: str
     label: str  # how charts name it: the pattern and the stack that implements it
-    kind: str  # the workload kind it serves: REQUEST_RESPONSE or PUSH
+    kind: str  # the name of the workload kind it serves (bench/kinds/)
     server_module: str  # run as `python -m <server_module>`
     driver_path: str  # "module:Class"
     color: str  # one fixed colour per pattern, across every chart
@@ -93,19 +97,22 @@ class Pattern:
         options: PatternOptions,
         logs: Path,
         name: str,
-        cpus: tuple[int, ...] | None,
+        place: Place | None,
     ) -> ServerGroup:
-        """The process(es) this pattern runs; most run one, `python -m <server_module>`."""
+        """The process(es) this pattern runs, in `place` (None: anywhere); most run one,
+        `python -m <server_module>`."""
         if self.launcher_path:
-            return load(self.launcher_path)(self, dataset, options, logs, name, cpus)
+            return load(self.launcher_path)(self, dataset, options, logs, name, place)
+        from bench.kinds import kind_named  # the kinds import the registry, which imports this
+
         ready = logs / f".{name}.ready"
         process = ServerProcess(
             self.name,
             self.server_command(dataset, ready, options),
             logs / f"{name}.log",
             ready,
-            cpus,
-            control=self.kind == PUSH,
+            place,
+            control=kind_named(self.kind).server_takes_control,
         )
         return ServerGroup([process])
 

@@ -28,6 +28,7 @@ from bench.claims import ClaimResult, check_claims, claims_hash
 from bench.environment import describe as describe_environment
 from bench.environment import git_commit, stack_packages
 from bench.generator_bound import merged_reasons
+from bench.kinds import KINDS, WorkloadKind, kind_of
 from bench.ranking import HEADLINE_LABELS, HIGHER_IS_BETTER, rank_runs, ranking_text
 from bench.results import RESULTS_FILE, ResultsUnreadable, read_run
 from bench.results_model import GitState, Point, RunDocument
@@ -37,10 +38,6 @@ REPLICATES = 2  # independent runs per scenario: the published order is what the
 
 RUNS_DIR = "runs"
 CHARTS_DIR = "charts"
-HEADLINE_CHARTS = {
-    "request_response": ("throughput", "latency"),
-    "push": ("latency", "completeness"),
-}
 OTHER_CHARTS = ("latency-distribution", "cost", "wire-bytes")
 
 
@@ -89,8 +86,9 @@ def adopt(run_dirs: list[Path], out: Path) -> None:
 
 
 def _ordered(documents: list[RunDocument]) -> list[RunDocument]:
-    """Request/response scenarios first, then push; by name within each."""
-    return sorted(documents, key=lambda d: (d.run.workload == "push", d.run.scenario))
+    """In the order of the workload kinds (bench/kinds/), by name within each."""
+    order = list(KINDS)
+    return sorted(documents, key=lambda d: (order.index(kind_of(d).name), d.run.scenario))
 
 
 def _by_scenario(
@@ -225,7 +223,7 @@ def _per_1000(point: Point, name: str) -> str:
 
 
 def _summary_rows(document: RunDocument) -> list[list[str]]:
-    push = document.run.workload == "push"
+    push = kind_of(document).counts_deliveries
     rows = []
     for point in document.points:
         summary = point.summary
@@ -256,18 +254,18 @@ def _summary_rows(document: RunDocument) -> list[list[str]]:
 
 
 def _summary_header(document: RunDocument) -> list[str]:
-    push = document.run.workload == "push"
+    words = kind_of(document).words
     return [
         "point",
         "pattern",
-        "deliveries/s" if push else "requests/s",
+        words.rate_column,
         "p50",
         "p99",
         "p99.9",
-        "delivered, lost" if push else "errors, timeouts, unsent",
+        words.outcome_column,
         "server CPU ms per 1k",
         "generator CPU ms per 1k",
-        "bytes per event" if push else "bytes per exchange",
+        words.wire_column,
         "generator-bound",
     ]
 
@@ -365,7 +363,7 @@ def render_markdown(report: Report) -> str:
     ]
     for document in documents:
         scenario = document.run.scenario
-        kind = document.run.workload
+        kind = kind_of(document)
         parts += [f"## {document.run.title}", "", document.run.description.strip(), ""]
         for chart in _headline_charts(document, kind):
             parts += [f"![{chart}](charts/{scenario}/{chart}.png)", ""]
@@ -383,8 +381,8 @@ def render_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
-def _headline_charts(document: RunDocument, kind: str) -> tuple[str, ...]:
-    charts = HEADLINE_CHARTS[kind]
+def _headline_charts(document: RunDocument, kind: WorkloadKind) -> tuple[str, ...]:
+    charts = kind.headline_charts
     points = document.points
     if points and points[0].config.model == "open":
         charts = (*charts, "coordinated-omission")
@@ -444,7 +442,7 @@ def render_html(report: Report, charts_dir: Path) -> str:
     ]
     for document in documents:
         scenario = document.run.scenario
-        kind = document.run.workload
+        kind = kind_of(document)
         toc.append(f'<li><a href="#{scenario}">{html.escape(document.run.title)}</a></li>')
         shown = _headline_charts(document, kind) + OTHER_CHARTS
         images = "".join(

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 from bench import figures
+from bench.kinds import kind_of
 from bench.results_model import Point, RunDocument
 
 HIGHER_IS_BETTER = {"throughput_per_s", "completeness"}
@@ -56,7 +57,7 @@ def headline(document: RunDocument) -> tuple[str, object]:
     report = document.run.report
     points = document.points
     open_loop = bool(points) and points[0].config.model == "open"
-    latency_first = document.run.workload == "push" or open_loop
+    latency_first = kind_of(document).ranked_latency_first(open_loop)
     field = report.headline or ("p99_us" if latency_first else "throughput_per_s")
     values = sorted({p.sweep_value for p in points}, key=lambda v: (v is None, v))
     at = report.at

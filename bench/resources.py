@@ -1,23 +1,81 @@
-"""Where processes run (CPU placement) and what the servers cost (CPU seconds, RSS)."""
+"""Where processes run (their placement) and what the servers cost (CPU seconds, RSS).
+
+A `Place` is where one process runs; a `Placement` is the run's plan, one place for the
+servers (brokers and publishers included) and one for the generators. Every process is
+put in its place through `Place.enter` / `Place.put`, never by pinning code of its own:
+today a place is a set of CPUs; a network namespace or a remote host would be more fields
+here, and the processes would follow without a change of their own.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import psutil
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the OS does not say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one process runs: pinned to `cpus`, or anywhere (None)."""
+
+    cpus: tuple[int, ...] | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.cpus)
+
+    def cpu_count(self) -> int:
+        """The CPUs a process here can use: its own when pinned, every usable one if not."""
+        return len(self.cpus) if self.cpus else len(usable_cpus())
+
+    def enter(self) -> None:
+        """Move the calling process here (a generator, as it starts)."""
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
+
+    def put(self, pid: int) -> None:
+        """Move process `pid` here (a server the runner has just started). It may already
+        have exited: whoever waits for it reports that."""
+        if self.cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, self.cpus)
+
+
+ANYWHERE = Place()
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Which CPUs servers and generators are pinned to; None means not pinned."""
+    """The run's plan: where its servers run and where its generators run."""
 
-    server_cpus: tuple[int, ...] | None
-    generator_cpus: tuple[int, ...] | None
+    servers: Place
+    generators: Place
     note: str
 
+    @property
+    def server_cpus(self) -> tuple[int, ...] | None:
+        return self.servers.cpus
+
+    @property
+    def generator_cpus(self) -> tuple[int, ...] | None:
+        return self.generators.cpus
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As results.json stores it."""
+        return {
+            "server_cpus": self.server_cpus,
+            "generator_cpus": self.generator_cpus,
+            "note": self.note,
+        }
 
 
 def plan_placement(pin: bool) -> Placement:
@@ -28,12 +86,14 @@ def plan_placement(pin: bool) -> Placement:
     """
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not pin:
-        return Placement(None, None, "not pinned: the scenario sets load.pin_cpus = false")
+        return Placement(ANYWHERE, ANYWHERE, "not pinned: the scenario sets load.pin_cpus = false")
     if len(cpus) < 2:
-        return Placement(None, None, f"not pinned: only {len(cpus)} CPU available")
+        return Placement(ANYWHERE, ANYWHERE, f"not pinned: only {len(cpus)} CPU available")
     half = len(cpus) // 2
     generators, servers = tuple(cpus[:half]), tuple(cpus[half:])
-    return Placement(servers, generators, f"servers on CPUs {servers}, generators on {generators}")
+    return Placement(
+        Place(servers), Place(generators), f"servers on CPUs {servers}, generators on {generators}"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,9 +113,10 @@ class ServerMonitor:
     threads that come and go count too. Elsewhere psutil's times are used.
     """
 
-    def __init__(self, pids: list[int], generator_cpus: tuple[int, ...] | None = None) -> None:
+    def __init__(self, pids: list[int], generators: Place = ANYWHERE) -> None:
         self.processes = [psutil.Process(pid) for pid in pids]
-        self.generator_cpus = CpuBusy(generator_cpus)
+        # How busy the generators' CPUs were, by anyone: known where they have their own.
+        self.generator_cpus = CpuBusy(generators.cpus)
         self._cpu_start = 0.0
         self._peak_rss = 0
         self.precise = all(_thread_run_ns(pid) is not None for pid in pids)

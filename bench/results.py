@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures
+from bench.kinds import kind_of
 from bench.metrics import TrialResult, summarize
 from bench.ranking import HEADLINE_LABELS, entries, headline
 from bench.results_model import POINT_STATUSES as POINT_STATUSES  # imported from here
@@ -265,7 +266,7 @@ def run_summary_table(document: RunDocument | dict, width: int = TABLE_WIDTH) ->
     full, and what the `>=` and `<=` prefixes mean."""
     document = as_run(document)
     run = document.run
-    push = run.workload == "push"
+    push = kind_of(document).counts_deliveries
     field, _ = headline(document)
     shown = {
         (entry.pattern, value): entry

@@ -17,9 +17,10 @@ from pathlib import Path
 from bench import charts, environment, generator_bound, signals
 from bench.calibrate import calibration_for_run
 from bench.claims import claims_hash
+from bench.kinds import kind_for
 from bench.metrics import TrialResult
 from bench.options import PatternOptions
-from bench.registry import PUSH, Pattern, get_pattern
+from bench.registry import Pattern, get_pattern
 from bench.resources import Placement, plan_placement
 from bench.results import (
     PointRecord,
@@ -60,7 +61,7 @@ def effective_timing(scenario: Scenario, quick: bool, overrides: dict | None = N
 
 
 def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) -> dict:
-    load = scenario.load
+    """What results.json records of a point's settings: these, then the kind's own."""
     common = {
         "options": options.model_dump(),
         "workload": scenario.workload.model_dump(),
@@ -69,25 +70,7 @@ def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) ->
         "duration_s": timing.duration_s,
         "repeats": timing.repeats,
     }
-    if scenario.workload.kind == PUSH:
-        return {
-            **common,
-            "model": "push",
-            "rate_per_s": scenario.workload.rate_per_s,
-            "subscribers": scenario.workload.subscribers,
-            "generators": min(load.generators, scenario.workload.subscribers),
-        }
-    return {
-        **common,
-        "model": load.model,
-        "concurrency": load.concurrency,
-        "connections": load.connection_count,
-        "rate_per_s": load.rate_per_s,
-        "arrival": load.arrival if load.model == "open" else None,
-        "generators": min(load.generators, load.connection_count),
-        "timeout_s": load.timeout_s,
-        "users": scenario.payload.users,
-    }
+    return {**common, **kind_for(scenario).point_config(scenario)}
 
 
 def _ms(latency: dict, name: str) -> str:
@@ -256,7 +239,7 @@ def _create_run(
             "scenario_file": str(loaded.path),
             "title": scenario.title,
             "description": scenario.description,
-            "workload": scenario.workload.kind,
+            "workload": kind_for(scenario).name,
             "sweep_parameter": scenario.sweep.parameter if scenario.sweep else None,
             "quick": options.quick,
             "placement": placement.to_dict(),

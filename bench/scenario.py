@@ -36,30 +36,15 @@ from pydantic import (
     model_validator,
 )
 
+from bench.kinds import DEFAULT_KIND, KINDS, kind_for
 from bench.options import PatternOptions
-from bench.registry import PATTERNS, PUSH, REQUEST_RESPONSE, Pattern
+from bench.pattern import PUSH, REQUEST_RESPONSE
+from bench.registry import PATTERNS, Pattern
 from bench.workload import OperationName
 from common.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
 
-# What each kind of workload can sweep: the rest are settings it does not use.
-SWEEPABLE: dict[str, tuple[str, ...]] = {
-    REQUEST_RESPONSE: (
-        "load.concurrency",
-        "load.rate_per_s",
-        "load.connections",
-        "load.generators",
-        "payload.size_bytes",
-        "payload.users",
-        "workload.per_page",
-    ),
-    PUSH: ("workload.rate_per_s", "workload.subscribers", "load.generators", "payload.size_bytes"),
-}
-# Every sweepable setting, once, in the order above (push's own first, as listed before).
-SweepParameter = Literal[
-    tuple(dict.fromkeys(SWEEPABLE[PUSH][:2] + SWEEPABLE[REQUEST_RESPONSE] + SWEEPABLE[PUSH]))
-]
-# A push workload sets its rate and subscribers under [workload]: of [load], it uses these.
-PUSH_LOAD_FIELDS = ("generators", "pin_cpus")
+# Every setting some kind of workload can sweep (each kind says which are its own).
+SweepParameter = Literal[tuple(dict.fromkeys(p for kind in KINDS.values() for p in kind.sweepable))]
 CLOSED_LOOP_ONLY = ("concurrency",)
 OPEN_LOOP_ONLY = ("rate_per_s", "connections", "arrival")
 # Validation context of a sweep's points: whole-file rules (report.at) were checked once.
@@ -71,7 +56,7 @@ DEFAULT_OPEN_LOOP_CONNECTIONS = 32
 def _workload_kind(value: object) -> str | None:
     """`kind` may be left out of a request/response workload: it is the default."""
     if isinstance(value, dict):
-        kind = value.get("kind", REQUEST_RESPONSE)
+        kind = value.get("kind", DEFAULT_KIND)
         return kind if isinstance(kind, str) else repr(kind)  # a tag must be hashable
     return getattr(value, "kind", None)
 
@@ -247,11 +232,12 @@ class Scenario(_Strict):
     def _settings_fit_together(self, info: ValidationInfo) -> Scenario:
         """Settings that only mean something beside others, all checked at once: one
         line per problem, each naming its field as the file spells it."""
+        kind = kind_for(self)  # what the workload, payload and load may set is the kind's
         rules = [
             _pattern_problems,
-            _workload_problems,
-            _payload_problems,
-            _load_problems,
+            kind.workload_problems,
+            kind.payload_problems,
+            kind.load_problems,
             _sweep_problems,
             _threshold_problems,
         ]
@@ -273,96 +259,32 @@ class Scenario(_Strict):
 
 # Settings that only mean something together ----------------------------------------------
 def _pattern_problems(scenario: Scenario) -> list[str]:
-    kind = scenario.workload.kind
+    kind = kind_for(scenario)
     return [
-        f"patterns[{index}] = {_show(name)}: cannot run a {kind} workload; patterns that "
-        f"can: {', '.join(p for p in PATTERNS if PATTERNS[p].kind == kind)}"
+        f"patterns[{index}] = {show_value(name)}: cannot run a {kind.name} workload; patterns "
+        f"that can: {', '.join(p for p in PATTERNS if kind.serves(PATTERNS[p]))}"
         for index, name in enumerate(scenario.patterns)
-        if PATTERNS[name].kind != kind
+        if not kind.serves(PATTERNS[name])
     ]
-
-
-def _workload_problems(scenario: Scenario) -> list[str]:
-    workload = scenario.workload
-    given = workload.model_fields_set
-    swept = scenario.sweep.parameter if scenario.sweep else None
-    if isinstance(workload, PushWorkload):
-        if "away_s" in given and workload.disconnect_every_s is None:
-            return [
-                f"workload.away_s = {_show(workload.away_s)}: only means something with "
-                "workload.disconnect_every_s (how often each subscriber drops); set both, "
-                "or neither"
-            ]
-        return []
-    if "list_users" not in workload.mix and ("per_page" in given or swept == "workload.per_page"):
-        field = "sweep.parameter" if swept == "workload.per_page" else "workload.per_page"
-        value = _show(swept if field == "sweep.parameter" else workload.per_page)
-        return [
-            f"{field} = {value}: per_page is only used by list_users, which workload.mix "
-            f"does not have ({', '.join(workload.mix)}); add list_users to the mix, or "
-            "remove it"
-        ]
-    return []
-
-
-def _payload_problems(scenario: Scenario) -> list[str]:
-    if scenario.workload.kind == PUSH and "users" in scenario.payload.model_fields_set:
-        return [
-            f"payload.users = {_show(scenario.payload.users)}: a push workload publishes "
-            "events, not users; [payload] takes only size_bytes here"
-        ]
-    return []
-
-
-def _load_problems(scenario: Scenario) -> list[str]:
-    load = scenario.load
-    given = load.model_fields_set
-    if scenario.workload.kind == PUSH:
-        return [
-            f"load.{name} = {_show(getattr(load, name))}: a push workload sets its rate and "
-            f"subscribers under [workload]; [load] takes only {' and '.join(PUSH_LOAD_FIELDS)}"
-            for name in Load.model_fields
-            if name in given and name not in PUSH_LOAD_FIELDS
-        ]
-    other = "open" if load.model == "closed" else "closed"
-    elsewhere = OPEN_LOOP_ONLY if load.model == "closed" else CLOSED_LOOP_ONLY
-    problems = [
-        f"load.{name} = {_show(getattr(load, name))}: only for load.model = {_show(other)}, "
-        f"and load.model is {_show(load.model)}; remove it, or set model = {_show(other)}"
-        for name in elsewhere
-        if name in given
-    ]
-    needed, loop, meaning = (
-        ("concurrency", "a closed loop", "requests in flight, e.g. concurrency = 8")
-        if load.model == "closed"
-        else ("rate_per_s", "an open loop", "arrivals per second, e.g. rate_per_s = 1000")
-    )
-    swept = scenario.sweep is not None and scenario.sweep.parameter == f"load.{needed}"
-    if getattr(load, needed) is None and not swept:
-        problems.append(
-            f"load.{needed}: required field is missing; {loop} (load.model = "
-            f"{_show(load.model)}) needs {needed} ({meaning})"
-        )
-    return problems
 
 
 def _sweep_problems(scenario: Scenario) -> list[str]:
     if scenario.sweep is None:
         return []
-    parameter, kind = scenario.sweep.parameter, scenario.workload.kind
-    if parameter not in SWEEPABLE[kind]:
+    parameter, kind = scenario.sweep.parameter, kind_for(scenario)
+    if parameter not in kind.sweepable:
         return [
-            f"sweep.parameter = {_show(parameter)}: not a setting of a {kind} workload; "
-            f"sweepable here: {', '.join(SWEEPABLE[kind])}"
+            f"sweep.parameter = {show_value(parameter)}: not a setting of a {kind.name} "
+            f"workload; sweepable here: {', '.join(kind.sweepable)}"
         ]
     section, name = parameter.split(".")
     model = scenario.load.model
     elsewhere = OPEN_LOOP_ONLY if model == "closed" else CLOSED_LOOP_ONLY
     if section == "load" and name in elsewhere:
-        allowed = [p for p in SWEEPABLE[kind] if p.removeprefix("load.") not in elsewhere]
+        allowed = [p for p in kind.sweepable if p.removeprefix("load.") not in elsewhere]
         return [
-            f"sweep.parameter = {_show(parameter)}: not a setting of load.model = "
-            f"{_show(model)}; sweepable here: {', '.join(allowed)}"
+            f"sweep.parameter = {show_value(parameter)}: not a setting of load.model = "
+            f"{show_value(model)}; sweepable here: {', '.join(allowed)}"
         ]
     return []
 
@@ -380,16 +302,17 @@ def _threshold_problems(scenario: Scenario) -> list[str]:
     where = [("thresholds", thresholds)] + [
         (f"thresholds.patterns.{name}", limits) for name, limits in thresholds.patterns.items()
     ]
-    if scenario.workload.kind != PUSH:
+    kind = kind_for(scenario)
+    if not kind.counts_deliveries:
         problems += [
-            f"{place}.min_completeness = {_show(limits.min_completeness)}: only a push "
-            "workload counts delivered events; this one is request_response"
+            f"{place}.min_completeness = {show_value(limits.min_completeness)}: "
+            f"{_only_deliveries_counted(kind)}"
             for place, limits in where
             if limits.min_completeness is not None
         ]
-    if scenario.workload.kind == PUSH or scenario.load.model != "open":
+    if not kind.may_leave_unsent(scenario):
         problems += [
-            f"{place}.max_unsent_fraction = {_show(limits.max_unsent_fraction)}: only an "
+            f"{place}.max_unsent_fraction = {show_value(limits.max_unsent_fraction)}: only an "
             'open loop (load.model = "open") has requests due that may go unsent'
             for place, limits in where
             if limits.max_unsent_fraction is not None
@@ -400,27 +323,31 @@ def _threshold_problems(scenario: Scenario) -> list[str]:
 def _report_problems(scenario: Scenario) -> list[str]:
     report, sweep = scenario.report, scenario.sweep
     problems = []
-    if report.headline == "completeness" and scenario.workload.kind != PUSH:
-        problems.append(
-            'report.headline = "completeness": only a push workload counts delivered '
-            "events; this one is request_response"
-        )
+    kind = kind_for(scenario)
+    if report.headline == "completeness" and not kind.counts_deliveries:
+        problems.append(f'report.headline = "completeness": {_only_deliveries_counted(kind)}')
     if report.at is not None and sweep is None:
         problems.append(
-            f"report.at = {_show(report.at)}: picks a sweep value to rank at, and this file "
+            f"report.at = {show_value(report.at)}: picks a sweep value to rank at, and this file "
             "has no [sweep]; remove it"
         )
     elif report.at is not None and report.at not in sweep.values:
         problems.append(
-            f"report.at = {_show(report.at)}: not one of sweep.values "
-            f"({', '.join(_show(v) for v in sweep.values)})"
+            f"report.at = {show_value(report.at)}: not one of sweep.values "
+            f"({', '.join(show_value(v) for v in sweep.values)})"
         )
     return problems
 
 
+def _only_deliveries_counted(kind) -> str:
+    counting = " or ".join(k.name for k in KINDS.values() if k.counts_deliveries)
+    return f"only a {counting} workload counts delivered events; this one is {kind.name}"
+
+
+# The workload schemas by the `kind` that picks them.
 WORKLOAD_MODELS: dict[str, type[BaseModel]] = {
-    "request_response": RequestResponseWorkload,
-    "push": PushWorkload,
+    typing.get_args(model.model_fields["kind"].annotation)[0]: model
+    for model in (RequestResponseWorkload, PushWorkload)
 }
 
 
@@ -541,8 +468,8 @@ def _fixed_option_problem(variant: Pattern, option: str, value: object) -> str:
     ]
     instead = f", or use {' or '.join(elsewhere)}" if elsewhere else ""
     return (
-        f"options.{variant.name}.{option} = {_show(value)}: {variant.name} fixes {option} = "
-        f"{_show(variant.fixed_options[option])} (that is what makes it a variant); "
+        f"options.{variant.name}.{option} = {show_value(value)}: {variant.name} fixes {option} = "
+        f"{show_value(variant.fixed_options[option])} (that is what makes it a variant); "
         f"remove the line{instead}"
     )
 
@@ -638,10 +565,10 @@ def _describe(item: dict, model: type[BaseModel], prefix: tuple) -> str:
         allowed = _fields_at(model, tuple(item["loc"][:-1]), workload_kind)
         guess = _did_you_mean(str(loc[-1]), allowed)
         return (
-            f"{location} = {_show(value)}: unknown field; allowed here: "
+            f"{location} = {show_value(value)}: unknown field; allowed here: "
             f"{', '.join(allowed) or 'none'}{guess}"
         )
-    return f"{location} = {_show(value)}: {message}"
+    return f"{location} = {show_value(value)}: {message}"
 
 
 def _message(item: dict) -> str:
@@ -697,7 +624,7 @@ def _path(loc: tuple) -> str:
     return path
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     shown = _toml(value)
     return shown if len(shown) <= 80 else shown[:77] + "..."
 

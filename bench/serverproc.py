@@ -19,6 +19,8 @@ from collections import deque
 from pathlib import Path
 
 from bench import signals
+from bench.resources import ANYWHERE, Place
+from common.events import ControlMessage
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
@@ -58,8 +60,9 @@ class ServerProcess:
     """One server process; use as a context manager so that it is always stopped.
 
     It is ready when it writes its port to `ready` (a file path), or, for programs that
-    cannot (a broker), when `ready` (a port number) accepts connections. With `control`,
-    its stdin stays open for commands (push servers take publish plans there).
+    cannot (a broker), when `ready` (a port number) accepts connections. It runs in
+    `place`. With `control`, its stdin stays open for control messages (push servers take
+    publish plans there).
     """
 
     def __init__(
@@ -68,14 +71,14 @@ class ServerProcess:
         command: list[str],
         log_path: Path,
         ready: Path | int,
-        cpus: tuple[int, ...] | None = None,
+        place: Place | None = None,
         control: bool = False,
     ) -> None:
         self.name = name
         self.command = command
         self.log_path = log_path
         self.ready = ready
-        self.cpus = cpus
+        self.place = place or ANYWHERE
         self.control = control
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
@@ -103,17 +106,16 @@ class ServerProcess:
                 )
         except OSError as exc:
             raise ServerFailed(self.name, f"could not be started: {exc}", "") from None
-        if self.cpus:
-            # The process may already have exited; the wait below reports it.
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(self.process.pid, self.cpus)
+        self.place.put(self.process.pid)
         self.port = self._wait_until_ready(timeout_s)
         return self.port
 
-    def send_control(self, command: dict) -> None:
-        """One JSON line on the server's stdin."""
+    def send_control(self, message: ControlMessage | dict) -> None:
+        """One control message, as a JSON line on the server's stdin (a dict is sent as
+        it is: tests use it to send what no typed message would)."""
         assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        line = message if isinstance(message, dict) else message.to_dict()
+        self.process.stdin.write(json.dumps(line).encode() + b"\n")
         self.process.stdin.flush()
 
     def _is_ready(self) -> int | None:

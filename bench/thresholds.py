@@ -7,6 +7,7 @@ did not run cannot pass: it breaks every limit set for it.
 from __future__ import annotations
 
 from bench import figures
+from bench.kinds import kind_of
 from bench.results_model import Point, RunDocument, as_run
 from bench.scenario import Limits, Thresholds
 
@@ -24,7 +25,7 @@ def breaches(document: RunDocument | dict) -> list[str]:
     if not stored:
         return []
     thresholds = Thresholds.model_validate(stored)
-    push_run = document.run.workload == "push"
+    push_run = kind_of(document).counts_deliveries
     found = []
     for point in document.points:
         limits = thresholds.for_pattern(point.pattern)

@@ -7,11 +7,14 @@ Subscribers measure publish-to-receive latency from that time, so a server that 
 behind its own schedule shows it in full (the push side of coordinated omission); how
 late the source actually was is recorded here too.
 
-The runner starts publishing with a line on the server's stdin:
+The runner talks to the server through control messages, one JSON line each on the
+server's stdin, both typed here and read only by `parse_control`: a `PublishPlan` starts
+publishing,
     {"start_ns": ..., "rate_per_s": ..., "arrival": "constant", "warmup_s": ..., "duration_s": ...}
-and, once the subscribers are done, asks for the report with {"report_file": "..."}: how
-many events went out, which sequence numbers fall inside the measured window, how late
-the source was, and the pattern's own counters (slow consumers, retries...).
+and, once the subscribers are done, a `ReportRequest` asks for the report,
+    {"report_file": "..."}
+(how many events went out, which sequence numbers fall inside the measured window, how
+late the source was, and the pattern's own counters: slow consumers, retries...).
 """
 
 from __future__ import annotations
@@ -50,13 +53,35 @@ class Event:
         return cls(seq, published_ns, payload, data)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PublishPlan:
+    """Control message: publish at `rate_per_s` from `start_ns` (monotonic) through the
+    warm-up and the measured window. The subscribers rebuild the same schedule."""
+
     start_ns: int
     rate_per_s: float
     warmup_s: float
     duration_s: float
     arrival: str = "constant"
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> PublishPlan:
+        return cls(
+            start_ns=int(fields["start_ns"]),
+            rate_per_s=float(fields["rate_per_s"]),
+            warmup_s=float(fields["warmup_s"]),
+            duration_s=float(fields["duration_s"]),
+            arrival=fields.get("arrival", "constant"),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "start_ns": self.start_ns,
+            "rate_per_s": self.rate_per_s,
+            "arrival": self.arrival,
+            "warmup_s": self.warmup_s,
+            "duration_s": self.duration_s,
+        }
 
     @property
     def measure_from_ns(self) -> int:
@@ -65,6 +90,34 @@ class PublishPlan:
     @property
     def end_ns(self) -> int:
         return self.measure_from_ns + round(self.duration_s * 1e9)
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """Control message: once publishing has ended, write the report to `report_file`
+    (whole: through a temporary file renamed into place)."""
+
+    report_file: str
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> ReportRequest:
+        return cls(report_file=str(fields["report_file"]))
+
+    def to_dict(self) -> dict:
+        return {"report_file": self.report_file}
+
+
+ControlMessage = PublishPlan | ReportRequest
+
+
+def parse_control(line: bytes | str) -> ControlMessage:
+    """The control message a line holds; ValueError, KeyError or TypeError if none."""
+    fields = json.loads(line)
+    if not isinstance(fields, dict):
+        raise TypeError(f"expected a JSON object, got {type(fields).__name__}")
+    if "start_ns" in fields:
+        return PublishPlan.from_dict(fields)
+    return ReportRequest.from_dict(fields)
 
 
 EVENT_ENVELOPE_BYTES = 40  # {"seq":..,"t":..,"payload":""} around the filler, about
@@ -173,27 +226,18 @@ async def control_loop(source: EventSource) -> None:
     publishing: asyncio.Task | None = None
     while line := await reader.readline():
         try:
-            command = json.loads(line)
-            if "start_ns" in command:
-                plan = PublishPlan(
-                    start_ns=int(command["start_ns"]),
-                    rate_per_s=float(command["rate_per_s"]),
-                    warmup_s=float(command["warmup_s"]),
-                    duration_s=float(command["duration_s"]),
-                    arrival=command.get("arrival", "constant"),
-                )
-                publishing = asyncio.create_task(source.run(plan))
-            else:
-                report_file = Path(command["report_file"])
+            message = parse_control(line)
         except (ValueError, KeyError, TypeError) as exc:
             print(f"ignoring a control line it cannot use: {exc}", file=sys.stderr)
             continue
-        if "start_ns" in command:
+        if isinstance(message, PublishPlan):
+            publishing = asyncio.create_task(source.run(message))
             continue
         publication = dict(await publishing) if publishing is not None else {}
         if "publish_lag" in publication:
             publication["publish_lag_us"] = publication.pop("publish_lag").summary().__dict__
         report = {**publication, "counters": dict(source.counters)}
+        report_file = Path(message.report_file)
         partial = report_file.with_suffix(".partial")
         partial.write_text(json.dumps(report))
         os.replace(partial, report_file)

@@ -19,6 +19,7 @@ from bench.engine import LoadPlan
 from bench.generators import GeneratorGroup, GeneratorJob
 from bench.metrics import build_trial
 from bench.registry import PATTERNS, Pattern
+from bench.resources import Place
 from bench.results import load_run
 from bench.runner import RunOptions, run_scenario
 from bench.scenario import load_scenario
@@ -283,7 +284,7 @@ def test_two_saturated_generators_sharing_one_cpu_are_flagged_generator_bound():
             dataset=DatasetSpec(users=10),
             plan=LoadPlan("closed", 4, warmup_s=0.2, duration_s=1.0),
             operations=(Operation("get_user", user_id=1),),
-            cpus=(0,),
+            place=Place((0,)),
             driver_path="tests.scripted:BurningDriver",
         )
         for index in range(2)

@@ -17,11 +17,22 @@ from bench.charts.omission import omission_chart
 from bench.charts.overview import overview_chart
 from bench.charts.rates import latency_chart, throughput_chart
 from bench.charts.resources import resources_chart
-from bench.charts.style import color_of, is_push
+from bench.charts.style import color_of
 from bench.charts.wire import wire_chart
+from bench.kinds import kind_of
 from bench.results_model import RunDocument, as_run
 
 CHART_DIR = "charts"
+# Each chart by the name of the file it writes; a run's kind says which it gets.
+CHARTS = {
+    "throughput": throughput_chart,
+    "latency": latency_chart,
+    "coordinated-omission": omission_chart,
+    "completeness": completeness_chart,
+    "latency-distribution": distribution_chart,
+    "cost": cost_chart,
+    "wire-bytes": wire_chart,
+}
 
 __all__ = ["CHART_DIR", "color_of", "overview_chart", "render_charts", "render_run"]
 
@@ -36,16 +47,6 @@ def render_charts(document: RunDocument | dict, out_dir: Path) -> list[Path]:
     document = as_run(document)
     if not document.points:
         return []
-    if is_push(document):
-        charts = (latency_chart, completeness_chart, distribution_chart, cost_chart, wire_chart)
-    else:
-        charts = (
-            throughput_chart,
-            latency_chart,
-            omission_chart,
-            distribution_chart,
-            cost_chart,
-            wire_chart,
-        )
-    charts += (resources_chart,)  # only where trials were long enough: soaks
+    charts = [CHARTS[name] for name in kind_of(document).charts]
+    charts.append(resources_chart)  # only where trials were long enough: soaks
     return [path for chart in charts for path in chart(document, out_dir)]

@@ -12,13 +12,13 @@ from bench.charts.style import (
     by_pattern,
     color_of,
     finish,
-    is_push,
     legend_below,
     mark,
     notes_for,
     sweep_axis,
     whisker,
 )
+from bench.kinds import kind_of
 from bench.metrics import memory_count, memory_per_connection, memory_unit
 from bench.results_model import Point, RunDocument
 
@@ -79,7 +79,7 @@ def _cpu_panel(axis, document: RunDocument, grouped: dict[str, list[Point]], uni
 
 def _memory_panel(axis, grouped: dict[str, list[Point]], document: RunDocument) -> None:
     unit = memory_unit(document.run.sweep_parameter)
-    connection = unit or ("subscriber" if is_push(document) else "connection")
+    connection = unit or kind_of(document).words.connection
     drawn = False
     for pattern, points in grouped.items():
         # bench.metrics fits the slope on points as results.json holds them.
@@ -134,8 +134,8 @@ def _memory_panel(axis, grouped: dict[str, list[Point]], document: RunDocument) 
 
 def cost_chart(document: RunDocument, out_dir: Path) -> list[Path]:
     run = document.run
-    push = is_push(document)
-    unit, connection = ("delivered events", "subscriber") if push else ("requests", "connection")
+    words = kind_of(document).words
+    unit, connection = words.messages, words.connection
     figure, axes = plt.subplots(1, 2, figsize=(11, 6.0))
     figure.subplots_adjust(left=0.08, right=0.98, top=0.84, bottom=0.34, wspace=0.25)
     grouped = by_pattern(document)

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from bench import figures
-from bench.charts.style import by_pattern, color_of, finish, is_push, log_latency_axis
+from bench.charts.style import by_pattern, color_of, finish, log_latency_axis
+from bench.kinds import kind_of
 from bench.results_model import RunDocument
 from common.histogram import MIN_SAMPLES_BEYOND, LatencyHistogram
 
@@ -93,7 +94,7 @@ def distribution_chart(document: RunDocument, out_dir: Path) -> list[Path]:
         axis.set_xlim(0, (max(ticks[-1], deepest) * 1.02 if ticks else 0) or 1)
     if axes.flat[0].get_legend_handles_labels()[0]:
         axes.flat[0].legend(fontsize=7, loc="upper left")
-    what = "publish-to-receive latency" if is_push(document) else "latency"
+    what = kind_of(document).words.latency
     figure.suptitle(
         f"{run.title}\nHow is the {what} distributed? Every percentile the samples "
         "support, all repeats merged (HDR histograms)",

@@ -12,7 +12,6 @@ from bench.charts.style import (
     by_pattern,
     color_of,
     finish,
-    is_push,
     legend_below,
     log_latency_axis,
     mark,
@@ -21,6 +20,7 @@ from bench.charts.style import (
     sweep_axis,
     whisker,
 )
+from bench.kinds import kind_of
 from bench.results_model import Point, RunDocument
 
 RED = "#b00020"
@@ -97,17 +97,8 @@ def throughput_chart(document: RunDocument, out_dir: Path) -> list[Path]:
 
 
 def latency_question(document: RunDocument) -> str:
-    if is_push(document):
-        return (
-            "How long from an event's publication until each subscriber has it? "
-            "Measured from when it was due"
-        )
-    if document.points and document.points[0].config.model == "open":
-        return (
-            "How long does each pattern take to answer? Measured from the intended "
-            "send time (open loop, coordinated omission corrected)"
-        )
-    return "How long does each pattern take to answer? Measured from the actual send"
+    open_loop = bool(document.points) and document.points[0].config.model == "open"
+    return kind_of(document).latency_question(open_loop)
 
 
 def _unsupported(axis, x: float, missing: list[tuple[Point, figures.LatencyFigure]]) -> None:

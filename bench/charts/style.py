@@ -48,10 +48,6 @@ BOUND_NOTE = (
 )
 
 
-def is_push(document: RunDocument) -> bool:
-    return document.run.workload == "push"
-
-
 def color_of(pattern: str) -> str:
     found = PATTERNS.get(pattern)
     return found.color if found else FALLBACK_COLOR

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
 from bench import figures
-from bench.charts.style import SWEEP_AXIS_LABELS, by_pattern, color_of, finish, is_push
+from bench.charts.style import SWEEP_AXIS_LABELS, by_pattern, color_of, finish
+from bench.kinds import kind_of
 from bench.results_model import Point, RunDocument
 
 
@@ -27,8 +28,8 @@ def _wire(point: Point) -> tuple[float, float] | None:
 def wire_chart(document: RunDocument, out_dir: Path) -> list[Path]:
     """Bytes on the wire, beside the payload's own size."""
     run = document.run
-    push = is_push(document)
-    unit = "delivered event" if push else "exchange"
+    kind = kind_of(document)
+    unit = kind.words.wire_unit
     by_payload = run.sweep_parameter == "payload.size_bytes"
     figure, axis = plt.subplots(figsize=(9, 5.6))
     figure.subplots_adjust(left=0.12 if by_payload else 0.35, right=0.97, top=0.82, bottom=0.22)
@@ -47,7 +48,7 @@ def wire_chart(document: RunDocument, out_dir: Path) -> list[Path]:
             values,
             linestyle="--",
             color="#444444",
-            label="the payload itself" + (" (the event as JSON)" if push else " (JSON)"),
+            label=f"the payload itself ({kind.words.payload_short})",
         )
         axis.set_xscale("log")
         axis.set_yscale("log")
@@ -88,12 +89,13 @@ def wire_chart(document: RunDocument, out_dir: Path) -> list[Path]:
         axis.set_yticklabels([p.pattern_label for p in points], fontsize=8)
         axis.invert_yaxis()
         payload = points[0].config.payload_bytes if points else None
-        only_one_record = push or (
+        # One payload per message: every event; a request only if it gets one record.
+        only_one_record = kind.counts_deliveries or (
             points and points[0].config.workload.get("mix") == {"get_user": 1.0}
         )
         if payload and only_one_record:
             axis.axvline(payload, linestyle="--", color="#444444")
-            what = "the event as JSON" if push else "the record as compact JSON"
+            what = kind.words.payload
             axis.annotate(  # above the bars, where it covers none of them
                 f"{what}: {payload:,} B",
                 (payload, 1.0),
@@ -109,7 +111,7 @@ def wire_chart(document: RunDocument, out_dir: Path) -> list[Path]:
         axis.margins(x=0.25)
         where = f" ({points[0].label})" if points and points[0].label else ""
     axis.grid(True, alpha=0.3)
-    everything = ", handshakes, keepalives and empty polls included" if push else ""
+    everything = kind.words.wire_includes
     figure.suptitle(
         f"{run.title}\nWhat does each pattern put on the wire per {unit}?{where}\n"
         f"Measured with the kernel's TCP counters{everything}",

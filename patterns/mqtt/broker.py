@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.needs import Requirement
 from bench.options import PatternOptions
+from bench.resources import Place
 from bench.serverproc import PatternUnavailable, ServerGroup, ServerProcess
 from common.dataset import DatasetSpec
 
@@ -73,8 +74,9 @@ def launch_mosquitto(
     options: PatternOptions,
     logs: Path,
     name: str,
-    cpus: tuple[int, ...] | None,
+    place: Place | None,
 ) -> ServerGroup:
+    """The broker and the publisher, both in `place` (the servers' place)."""
     binary = MOSQUITTO.find()
     if binary is None:
         raise PatternUnavailable(f"Mosquitto is not installed ({MOSQUITTO.install})")
@@ -87,7 +89,7 @@ def launch_mosquitto(
         )
     )
     broker = ServerProcess(
-        "mosquitto", [binary, "-c", str(config)], logs / f"{name}-broker.log", port, cpus
+        "mosquitto", [binary, "-c", str(config)], logs / f"{name}-broker.log", port, place
     )
     ready = logs / f".{name}.ready"
     publisher = ServerProcess(
@@ -105,7 +107,7 @@ def launch_mosquitto(
         ],
         logs / f"{name}.log",
         ready,
-        cpus,
+        place,
         control=True,
     )
     return ServerGroup([broker, publisher], target=0)
