@@ -26,10 +26,13 @@ from bench.trials import Window
 from common.events import PublishPlan, ReportRequest, parse_control
 
 PROJECT = Path(__file__).resolve().parent.parent
-# The schema names the kinds its workload tables are tagged with; entries name the kind
-# they serve (pattern.py holds those names); claims are about named results.
+# The schemas name the kinds: the scenario's workload tables are tagged with them, and
+# results.json stores them (and reads a file that predates them as request/response);
+# entries name the kind they serve (pattern.py holds those names); claims are about named
+# results.
 MAY_NAME_KINDS = {
-    PROJECT / "bench" / name for name in ("pattern.py", "registry.py", "scenario.py", "claims.py")
+    PROJECT / "bench" / name
+    for name in ("pattern.py", "registry.py", "scenario.py", "results_model.py", "claims.py")
 }
 KIND_NAME = re.compile(r"\b(PUSH|REQUEST_RESPONSE|is_push)\b")
 

@@ -95,11 +95,13 @@ def start_run(path: Path, results: Path) -> subprocess.Popen:
     )
 
 
-def descendants(pid: int, marker: str) -> list[psutil.Process]:
+def descendants(pid: int, *markers: str) -> list[psutil.Process]:
+    """The processes under `pid` whose command line holds every one of `markers`."""
     found = []
     for child in psutil.Process(pid).children(recursive=True):
         try:
-            if marker in " ".join(child.cmdline()):
+            command = " ".join(child.cmdline())
+            if all(marker in command for marker in markers):
                 found.append(child)
         except psutil.NoSuchProcess:
             continue
@@ -191,8 +193,11 @@ def test_a_server_that_dies_mid_run_fails_its_point_and_the_run_goes_on(tmp_path
     runner.start()
     try:
         # Once the first point's server has been under load for a while, kill it by its id.
+        # This run's, found by its folder: other tests' servers may be up in this process.
         (server,) = wait_for(
-            lambda: descendants(os.getpid(), "patterns.rest.server"), 60, "the server"
+            lambda: descendants(os.getpid(), "patterns.rest.server", str(tmp_path)),
+            60,
+            "the server",
         )
         under_load(server, connections=2)
         server.kill()
