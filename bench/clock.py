@@ -15,7 +15,6 @@ for `RealClock` is the same monotonic clock and for `VirtualTime` is the virtual
 from __future__ import annotations
 
 import asyncio
-import math
 import selectors
 import time
 from collections.abc import Coroutine
@@ -101,7 +100,7 @@ class VirtualTime:
 
     def advance(self, seconds: float) -> None:
         """Move the clock on by `seconds` (at least 1 ns): work that took that long."""
-        self.now_ns += max(1, math.ceil(seconds * 1e9))
+        self.now_ns += max(1, round(seconds * 1e9))
 
     async def sleep_until(self, deadline_ns: int) -> None:
         # Seconds as floats can land a nanosecond short of the deadline: go round again.
@@ -112,7 +111,8 @@ class VirtualTime:
         pass
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
-        """Run `main` to completion on the virtual loop, then close the loop."""
+        """Run `main` to completion on the virtual loop, then close the loop: one run per
+        VirtualTime, as one asyncio.run per event loop."""
         runner = asyncio.Runner(loop_factory=lambda: self.loop)
         with runner:
             return runner.run(main)

@@ -185,6 +185,8 @@ def test_errors_timeouts_and_warm_up_errors_are_counted_and_connections_replaced
     assert result.reconnects == driver.connects - 2
     assert failures - 2 <= result.reconnects <= failures
     assert driver.closed == driver.connects  # all closed, failed ones and at the end
+    # The meter saw the reconnections of the window (those of the warm-up are not its).
+    assert 0 < result.connections_opened <= result.reconnects
     # A timed-out request took the timeout: it is in the figures, censored there.
     censored = LatencyHistogram.decode(result.censored)
     assert censored.count == result.timeouts
