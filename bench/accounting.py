@@ -8,7 +8,7 @@ failure or a lost event is counted) can be tested with numbers alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,11 +44,13 @@ class MeasurementWindow:
         return cls(measure_from_ns, measure_from_ns + round(duration_s * 1e9))
 
     def phase(self, at_ns: int) -> Phase:
+        """Which part of the run `at_ns` falls in."""
         if at_ns < self.measure_from_ns:
             return "warm-up"
         return "measured" if at_ns < self.end_ns else "after"
 
     def contains(self, at_ns: int) -> bool:
+        """Whether something that started at `at_ns` is measured."""
         return self.measure_from_ns <= at_ns < self.end_ns
 
     def close_at(self, now_ns: int) -> None:
@@ -77,6 +79,7 @@ class ErrorKinds:
 
 
 def error_kind(exc: BaseException) -> str:
+    """How an error is listed: its type and message, cut short."""
     return f"{type(exc).__name__}: {exc}"[:ERROR_KIND_LENGTH]
 
 
@@ -172,7 +175,7 @@ class RequestAccounting:
         self.unsent += 1
         self.censored.record_ns(max(self.window.end_ns, now_ns) - intended_ns)
 
-    def unsent_in_window(self, schedule, now_ns: int) -> None:
+    def unsent_in_window(self, schedule: Iterator[int], now_ns: int) -> None:
         """Count every time left in `schedule` that falls in the window as never sent."""
         window = self.window
         for intended in schedule:
@@ -200,6 +203,7 @@ class EventAccounting:
         self._expected_seq, self._expected_text = -1, ""  # no event yet
 
     def start(self, due: DueTimes, window: MeasurementWindow) -> None:
+        """The publisher's schedule is known (and with it, every event's due time)."""
         self.due = due
         self.window = window
 
