@@ -13,10 +13,9 @@ nothing when several generator processes share it.
 from __future__ import annotations
 
 import asyncio
-import time
 
+from bench.clock import Clock
 from common.histogram import LatencyHistogram
-from common.timer import DeadlineTimer
 
 PROBE_INTERVAL_NS = 2_000_000  # 500 wake-ups a second: enough samples, under 1% of a CPU
 
@@ -24,8 +23,8 @@ PROBE_INTERVAL_NS = 2_000_000  # 500 wake-ups a second: enough samples, under 1%
 class LoopLagProbe:
     """Records, inside the measured window, how late the loop wakes a sleeper."""
 
-    def __init__(self, timer: DeadlineTimer, interval_ns: int = PROBE_INTERVAL_NS) -> None:
-        self.timer = timer
+    def __init__(self, clock: Clock, interval_ns: int = PROBE_INTERVAL_NS) -> None:
+        self.clock = clock
         self.interval_ns = interval_ns
         self.lag = LatencyHistogram()
 
@@ -33,8 +32,8 @@ class LoopLagProbe:
         """Probe from `measure_from_ns` until `end_ns` (or until cancelled)."""
         due = measure_from_ns
         while due < end_ns:
-            await self.timer.sleep_until(due)
-            woke = time.monotonic_ns()
+            await self.clock.sleep_until(due)
+            woke = self.clock.monotonic_ns()
             self.lag.record_ns(woke - due)
             # The next wake-up is one interval after this one was due, not after it woke:
             # a late loop is probed at the same instants, not less often.
@@ -44,7 +43,7 @@ class LoopLagProbe:
 
 
 def start_probe(
-    timer: DeadlineTimer, measure_from_ns: int, end_ns: int
+    clock: Clock, measure_from_ns: int, end_ns: int
 ) -> tuple[LoopLagProbe, asyncio.Task]:
-    probe = LoopLagProbe(timer)
+    probe = LoopLagProbe(clock)
     return probe, asyncio.create_task(probe.run(measure_from_ns, end_ns))

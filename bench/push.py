@@ -12,6 +12,10 @@ it carries (subscribers rebuild the publisher's schedule from the same plan, so 
 cannot stamp events late to look fast) and its payload, whose content depends on the
 sequence number. A wrong event is an error, not a delivery.
 
+What is counted, and how, is bench/accounting.py's (`EventAccounting`, `SubscriberLog`):
+this module is the asyncio loop around it, reading the time from a `Clock`
+(bench/clock.py), the real one unless a test gives it virtual time.
+
 Like the request/response engine it holds no global state and installs no signal
 handlers; patterns plug in through `PushDriver`.
 """
@@ -24,14 +28,20 @@ import itertools
 import time
 from dataclasses import asdict, dataclass, field
 
+from bench.accounting import (
+    OTHER_ERRORS,
+    ErrorKinds,
+    EventAccounting,
+    MeasurementWindow,
+    SubscriberLog,
+    error_kind,
+)
+from bench.clock import Clock, RealClock
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
 from bench.looplag import start_probe
 from common.events import EventPayloads, padding_length
-from common.histogram import LatencyHistogram
 from common.schedule import Arrival, DueTimes
-from common.timer import DeadlineTimer
 
-monotonic_ns = time.monotonic_ns
 SUBSCRIBE_BATCH = 50
 WIRE_SCAN_S = 0.25
 CANCEL_WAIT_S = 5.0
@@ -51,49 +61,6 @@ class PushPlan:
     payload_bytes: int = 256  # the event size the scenario asked for
     disconnect_every_s: float | None = None  # fault injection: each subscriber drops and resumes
     away_s: float = 0.0  # ...after staying away this long
-
-
-class SubscriberLog:
-    """Everything one subscriber received, cheap enough to run per event."""
-
-    __slots__ = ("counts", "duplicates", "engine", "max_seq", "out_of_order")
-
-    def __init__(self, engine: PushEngine) -> None:
-        self.engine = engine
-        self.counts = bytearray(1024)  # counts[seq]: arrivals of that event, capped at 255
-        self.max_seq = 0
-        self.out_of_order = 0
-        self.duplicates = 0
-
-    def received(
-        self, arrived_ns: int, seq: int, published_ns: int, payload: str, size: int
-    ) -> bool:
-        """An event arrived (its bytes, at `arrived_ns`); False if it is not the event the
-        publisher sent under that number (counted as an error, not a delivery)."""
-        engine = self.engine
-        problem = engine.wrong_event(seq, published_ns, payload)
-        if problem is not None:
-            engine.count_invalid(problem)
-            return False
-        counts = self.counts
-        if seq >= len(counts):
-            counts.extend(bytes(max(seq + 1 - len(counts), len(counts))))
-        seen = counts[seq]
-        if seen < 255:
-            counts[seq] = seen + 1
-        if not seen:
-            engine.payload_bytes += size  # repeats of an event are overhead, not payload
-        if not engine.measure_from_ns <= published_ns < engine.end_ns:
-            return True
-        if seen:
-            self.duplicates += 1
-            return True
-        if seq < self.max_seq:
-            self.out_of_order += 1
-        else:
-            self.max_seq = seq
-        engine.latency.record_ns(arrived_ns - published_ns)
-        return True
 
 
 @dataclass
@@ -122,19 +89,19 @@ class PushResult:
 
 
 class PushEngine:
-    def __init__(self, driver: PushDriver, plan: PushPlan) -> None:
+    """Subscribe `plan.subscribers` subscribers, let the publisher's schedule run through
+    warm-up, window and drain, and account for every event they receive."""
+
+    def __init__(self, driver: PushDriver, plan: PushPlan, *, clock: Clock | None = None) -> None:
         self.driver = driver
         self.plan = plan
-        self.latency = LatencyHistogram()
-        self.logs = [SubscriberLog(self) for _ in range(plan.subscribers)]
+        self.clock: Clock = clock if clock is not None else RealClock()
+        self.events = EventAccounting(EventPayloads(padding_length(plan.payload_bytes)))
+        self.events.on_invalid = self._count_invalid
+        self.logs = [SubscriberLog(self.events) for _ in range(plan.subscribers)]
         self.subscriptions: list[Subscription] = []
-        self.measure_from_ns = 0
-        self.end_ns = 2**63  # nothing counts as measured until run() sets the window
-        self.payload_bytes = 0
         self.result = PushResult()
-        self._due: DueTimes | None = None  # the publisher's schedule, once it is known
-        self._payloads = EventPayloads(padding_length(plan.payload_bytes))
-        self._expected_seq, self._expected_text = -1, ""  # no event yet
+        self._error_kinds = ErrorKinds()
         self._stop = asyncio.Event()
         self._running = True
         self._faulting = True
@@ -153,35 +120,33 @@ class PushEngine:
             )
 
     async def run(self, start_ns: int) -> PushResult:
-        plan = self.plan
-        self._due = DueTimes(start_ns, plan.rate_per_s, plan.arrival)
-        self.measure_from_ns = start_ns + round(plan.warmup_s * 1e9)
-        self.end_ns = self.measure_from_ns + round(plan.duration_s * 1e9)
-        timer = DeadlineTimer()
-        probe, probing = start_probe(timer, self.measure_from_ns, self.end_ns)
+        plan, now = self.plan, self.clock.monotonic_ns
+        window = MeasurementWindow.after_warmup(start_ns, plan.warmup_s, plan.duration_s)
+        self.events.start(DueTimes(start_ns, plan.rate_per_s, plan.arrival), window)
+        probe, probing = start_probe(self.clock, window.measure_from_ns, window.end_ns)
         faults = (
             asyncio.create_task(self._inject_disconnects()) if plan.disconnect_every_s else None
         )
         scans = asyncio.create_task(self._scan_wire())
         try:
-            await self._sleep_until(self.measure_from_ns)
+            await self._sleep_until(window.measure_from_ns)
             cpu_start = time.process_time()
-            await self._sleep_until(self.end_ns)
+            await self._sleep_until(window.end_ns)
             cpu_end = time.process_time()
-            measured_end = min(self.end_ns, monotonic_ns())
+            measured_end = min(window.end_ns, now())
             # Faults stop with the window, the same for every pattern whatever its drain:
             # the drain is for getting back what is still on its way.
             self._faulting = False
-            await self._sleep_until(self.end_ns + round(plan.drain_s * 1e9))
+            await self._sleep_until(window.end_ns + round(plan.drain_s * 1e9))
         finally:
             self._running = False
             for task in (faults, scans, probing):
                 if task is not None:
                     await _cancel(task)
-            timer.close()
+            self.clock.close()
         result = self.result
         result.cpu_s = cpu_end - cpu_start
-        result.measured_s = max(0.0, (measured_end - self.measure_from_ns) / 1e9)
+        result.measured_s = max(0.0, (measured_end - window.measure_from_ns) / 1e9)
         result.loop_lag = probe.lag.encode()
         return self._finish()
 
@@ -195,36 +160,14 @@ class PushEngine:
                 await subscription.close()
         await self.driver.close()
 
-    # Checking every event ---------------------------------------------------------------
-    def wrong_event(self, seq: int, published_ns: int, payload: str) -> str | None:
-        """Why an event is not the one the publisher sent as `seq`, or None if it is."""
-        if self._due is None or seq < 1:
-            return f"event {seq} before the publisher's schedule started"
-        if published_ns != self._due.due_ns(seq):
-            return f"event {seq} carries due time {published_ns}, not its schedule's"
-        if payload != self._expected_payload(seq):
-            return f"event {seq} has another event's payload, or a damaged one"
-        return None
-
-    def _expected_payload(self, seq: int) -> str:
-        """Every subscriber gets the same event in one burst, on this one event loop: the
-        expected text is built once per event, not once per arrival, since whatever runs
-        here delays the next subscriber's callback and is measured as its latency."""
-        if seq != self._expected_seq:
-            self._expected_seq, self._expected_text = seq, self._payloads(seq)
-        return self._expected_text
-
-    def count_invalid(self, problem: str) -> None:
-        self.result.invalid_events += 1
-        self._count_error(ResponseInvalid(problem))
-
     # Faults and wire bytes ------------------------------------------------------------
     async def _sleep_until(self, deadline_ns: int) -> None:
+        """Until `deadline_ns` or a stop request, whichever comes first."""
         if self._stop.is_set():
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                self._stop.wait(), max(0.0, (deadline_ns - monotonic_ns()) / 1e9)
+                self._stop.wait(), max(0.0, (deadline_ns - self.clock.monotonic_ns()) / 1e9)
             )
 
     async def _inject_disconnects(self) -> None:
@@ -271,39 +214,39 @@ class PushEngine:
             away.discard(index)
 
     async def _scan_wire(self) -> None:
-        """Read the socket counters now and then, so that connections that close (a
+        """Read the wire meter now and then, so that connections that close (a
         reconnect, a slow consumer cut off) keep the bytes they carried."""
         while self._running:
             await asyncio.sleep(WIRE_SCAN_S)
             self.driver.meter.scan()
 
+    def _count_invalid(self, problem: str) -> None:
+        self._count_error(ResponseInvalid(problem))
+
     def _count_error(self, exc: Exception) -> None:
         self.result.errors += 1
-        kind = f"{type(exc).__name__}: {exc}"[:160]
-        if kind not in self.result.error_kinds and len(self.result.error_kinds) >= 20:
-            kind = "other errors"
-        self.result.error_kinds[kind] = self.result.error_kinds.get(kind, 0) + 1
+        self._error_kinds.count(error_kind(exc))
 
     def _finish(self) -> PushResult:
-        result = self.result
-        result.latency = self.latency.encode()
-        result.latency_out_of_range = self.latency.out_of_range
+        result, events = self.result, self.events
+        result.latency = events.latency.encode()
+        result.latency_out_of_range = events.latency.out_of_range
         result.counts = [bytes(log.counts) for log in self.logs]
         result.out_of_order = sum(log.out_of_order for log in self.logs)
         result.duplicates_in_window = sum(log.duplicates for log in self.logs)
-        wire = self.driver.wire_bytes()
+        wire = self.driver.meter.wire_bytes()
         result.wire_sent, result.wire_received = wire.sent, wire.received
-        result.payload_received = self.payload_bytes
+        result.payload_received = events.payload_bytes
+        result.invalid_events = events.invalid
         for subscription in self.subscriptions:
             for problem in subscription.problems:
                 self._count_error(problem)
             # Beyond the kept examples, count the rest under one heading.
             unlisted = subscription.problem_count - len(subscription.problems)
             if unlisted > 0:
-                self.result.errors += unlisted
-                self.result.error_kinds["other errors"] = (
-                    self.result.error_kinds.get("other errors", 0) + unlisted
-                )
+                result.errors += unlisted
+                self._error_kinds.count(OTHER_ERRORS, unlisted)
+        result.error_kinds = dict(self._error_kinds.counts)
         result.counters = self.driver.counters()
         return result
 

@@ -1,8 +1,11 @@
-"""Bytes on the wire, read from the kernel's own TCP counters (Linux TCP_INFO).
+"""Bytes on the wire and connections, as each driver's meter counts them.
 
-The counts are TCP payload: everything the protocol puts on the connection (HTTP headers,
-WebSocket frames, HTTP/2 framing, MQTT packets) is included, TCP/IP headers are not.
-They are measured, never computed from payload sizes.
+Every driver has a `WireMeter`: what its traffic carried and how many connections it
+opened and holds. The engines read only the meter, so a transport other than TCP (a UDP
+or QUIC pattern) supplies a meter of its own. The default, `TcpWireMeter`, reads the
+kernel's own TCP counters (Linux TCP_INFO): TCP payload, so everything the protocol puts
+on the connection (HTTP headers, WebSocket frames, HTTP/2 framing, MQTT packets) is
+included, TCP/IP headers are not. They are measured, never computed from payload sizes.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 # Offsets in struct tcp_info (include/uapi/linux/tcp.h): tcpi_bytes_received is at 128,
@@ -67,20 +71,6 @@ def tcp_wire_bytes(sock: socket.socket | None) -> WireBytes | None:
     return WireBytes(sent=sent, received=received)
 
 
-def process_wire_bytes(port: int, *, local: bool = False) -> WireBytes:
-    """Bytes on every TCP socket of this process connected to `port` (or, with `local`,
-    accepted on our own `port`), read from the kernel through duplicates of their fds.
-
-    This finds the sockets a library keeps to itself (grpcio's C core, for one) as well as
-    our own, so every pattern is measured the same way. A socket closed since the last
-    reading takes its bytes with it; `WireMeter` keeps them.
-    """
-    total = WireBytes()
-    for counted in socket_counters(port, local=local).values():
-        total += counted
-    return total
-
-
 def socket_counters(port: int, *, local: bool = False) -> dict[str, WireBytes]:
     """Per socket (keyed by its inode), the bytes of this process's matching TCP sockets."""
     found: dict[str, WireBytes] = {}
@@ -119,12 +109,45 @@ def _is_listening(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 
 
-class WireMeter:
-    """Totals over a process's sockets to a port across their lifetimes: call `scan()` now
-    and then (and before sockets close, where you can); closed sockets keep their last
-    reading, so reconnections do not take their bytes with them."""
+class WireMeter(ABC):
+    """One driver's account of its traffic: bytes on the wire, connections opened and
+    held. Drivers call `opened()` for each connection they open, `scan()` where a
+    connection may close soon (so it keeps its bytes where the meter can), and
+    `closed(carried)` with what a connection they close themselves carried, where the
+    meter cannot see it any more."""
+
+    def __init__(self) -> None:
+        self.connections_opened = 0
+        self.closed_wire = WireBytes()
+
+    def opened(self) -> None:
+        self.connections_opened += 1
+
+    def closed(self, carried: WireBytes) -> None:
+        self.closed_wire += carried
+
+    def scan(self) -> None:  # noqa: B027 - optional: only meters that can lose bytes need it
+        """Take a reading now, so connections that close later keep their bytes."""
+
+    @abstractmethod
+    def wire_bytes(self) -> WireBytes:
+        """Bytes exchanged with the server so far."""
+
+    @abstractmethod
+    def open_connections(self) -> int:
+        """Connections held to the server now."""
+
+
+class TcpWireMeter(WireMeter):
+    """The kernel's counters of this process's TCP sockets to a port (or, with `local`,
+    accepted on our own port), found through /proc whoever opened them: a library's own
+    sockets (grpcio's C core, for one) count as well as ours.
+
+    A socket that closed takes its bytes with it, unless `scan()` read it before (it then
+    keeps its last reading) or the driver handed them to `closed()`."""
 
     def __init__(self, port: int, *, local: bool = False) -> None:
+        super().__init__()
         self.port = port
         self.local = local
         self._seen: dict[str, WireBytes] = {}
@@ -132,9 +155,13 @@ class WireMeter:
     def scan(self) -> None:
         self._seen.update(socket_counters(self.port, local=self.local))
 
-    def total(self) -> WireBytes:
-        self.scan()
-        total = WireBytes()
-        for counted in self._seen.values():
+    def wire_bytes(self) -> WireBytes:
+        # Reading does not scan: sockets are kept only from the readings a driver asked for.
+        sockets = {**self._seen, **socket_counters(self.port, local=self.local)}
+        total = self.closed_wire
+        for counted in sockets.values():
             total += counted
         return total
+
+    def open_connections(self) -> int:
+        return len(socket_counters(self.port, local=self.local))

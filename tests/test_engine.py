@@ -1,8 +1,10 @@
-"""The load engine against scripted connections: schedules, latency origin, warm-up, faults.
+"""The load engine against scripted servers: schedules, latency origin, warm-up, faults.
 
-Timing assertions here are lower bounds that follow from sleeps (which end no more than
-the event loop's millisecond timer resolution early), never upper bounds on how fast a
-shared machine is.
+The engine runs on virtual time (bench/clock.py): a scripted server's answer takes
+exactly the time its script says, checks take none unless they advance the clock, so the
+counts below are exact, and a one-second window takes milliseconds. Two tests run on the
+real clock, for what virtual time cannot show: that the real timer never sends a request
+before it is due, and that the kernel's TCP counters are read right.
 """
 
 from __future__ import annotations
@@ -11,254 +13,262 @@ import asyncio
 import socket
 import time
 
+import pytest
 import uvloop
 
-from bench.drivers.base import Connection, Driver, ResponseInvalid
+from bench.clock import RealClock, VirtualTime
+from bench.drivers.base import ResponseInvalid
 from bench.engine import LoadEngine, LoadPlan
-from bench.wire import PayloadCounter, WireBytes, tcp_wire_bytes
+from bench.wire import TcpWireMeter, WireBytes, tcp_wire_bytes
 from bench.workload import Operation
 from common.histogram import LatencyHistogram
 from common.timer import DeadlineTimer
+from tests.scripted import ANSWER_BYTES, REQUEST_BYTES, ScriptedDriver, answer_after
 
 MS = 1_000_000
 OPERATIONS = [Operation("get_user", user_id=1)]
-
-
-class ScriptedConnection(Connection):
-    def __init__(self, driver: ScriptedDriver) -> None:
-        self.driver = driver
-
-    async def send(self, operation: Operation) -> tuple[int, int]:
-        now = time.monotonic_ns()
-        self.driver.sends.append(now)
-        number = len(self.driver.sends)
-        await self.driver.behaviour(now, number)
-        return time.monotonic_ns(), number
-
-    def check(self, operation: Operation, number: int) -> None:
-        self.driver.checking(number)
-
-    async def close(self) -> None:
-        self.driver.closed += 1
-
-
-class ScriptedDriver(Driver):
-    """A driver whose requests do whatever `behaviour(now_ns, call_number)` does, and
-    whose answer checks whatever `checking(call_number)` does."""
-
-    def __init__(self, behaviour, checking=lambda number: None) -> None:
-        self.behaviour = behaviour
-        self.checking = checking
-        self.payload = PayloadCounter()
-        self.sends: list[int] = []
-        self.connects = 0
-        self.closed = 0
-        self.connections_opened = 0
-
-    async def connect(self) -> Connection:
-        self.connects += 1
-        return ScriptedConnection(self)
-
-    def wire_bytes(self) -> WireBytes:
-        return WireBytes(10 * len(self.sends), 100 * len(self.sends))
-
-    def tcp_connections(self) -> int:
-        return self.connects - self.closed
-
-
-async def instant(now_ns: int, number: int) -> None:
-    await asyncio.sleep(0)  # like any network call, it yields to the event loop
+START_IN_MS = 20
 
 
 def run(
-    driver: Driver, plan: LoadPlan, *, start_in_ms: int = 20, stop_after_s: float | None = None
+    clock: VirtualTime,
+    driver: ScriptedDriver,
+    plan: LoadPlan,
+    *,
+    stop_after_s: float | None = None,
 ):
+    """Open, run from START_IN_MS from now and close an engine on `clock`'s virtual time."""
+
     async def main():
-        engine = LoadEngine(driver, plan, OPERATIONS)
+        engine = LoadEngine(driver, plan, OPERATIONS, clock=clock)
         await engine.open()
-        start_ns = time.monotonic_ns() + start_in_ms * MS
+        start_ns = clock.monotonic_ns() + START_IN_MS * MS
         if stop_after_s is not None:
             asyncio.get_running_loop().call_later(stop_after_s, engine.request_stop)
         result = await engine.run(start_ns)
         await engine.close()
         return start_ns, result
 
-    return uvloop.run(main())
+    return clock.run(main())
 
 
-def test_open_loop_sends_each_request_at_or_after_its_intended_time():
-    driver = ScriptedDriver(instant)
+def recorded(encoded: str) -> list[tuple[int, int]]:
+    """(value in us, count) of each bucket of an encoded histogram."""
+    histogram = LatencyHistogram.decode(encoded)
+    return [
+        (item.value_iterated_to, item.count_at_value_iterated_to)
+        for item in histogram.hdr.get_recorded_iterator()
+    ]
+
+
+def about_us(value_us: int, expected_us: int) -> bool:
+    """Equal to HDR's precision (3 significant figures)."""
+    return abs(value_us - expected_us) <= expected_us / 500 + 1
+
+
+def test_open_loop_sends_each_request_at_its_intended_time():
+    clock = VirtualTime()
+    driver = ScriptedDriver(clock, answer_after(0.001))
     plan = LoadPlan("open", connections=4, warmup_s=0, duration_s=0.5, rate_per_s=400)
-    start_ns, result = run(driver, plan)
-    intended = [start_ns + round(i * 1e9 / 400) for i in range(200)]
-    assert len(driver.sends) == 200
-    assert all(sent >= due for sent, due in zip(sorted(driver.sends), intended, strict=True))
+    start_ns, result = run(clock, driver, plan)
+    assert driver.sends == [start_ns + i * 2_500_000 for i in range(200)]
     assert result.ok == 200 and result.unsent == 0
+    assert LatencyHistogram.decode(result.send_lag).summary().max_us <= 1  # never late
 
 
-def stall_once(at_ms_after_first: int, stall_s: float):
+def test_on_the_real_clock_no_request_goes_out_before_it_is_due():
+    # What virtual time cannot show: the real timer (a timerfd) never wakes early.
+    driver = ScriptedDriver(RealClock(), answer_after(0))
+
+    async def main():
+        plan = LoadPlan("open", connections=4, warmup_s=0, duration_s=0.2, rate_per_s=400)
+        engine = LoadEngine(driver, plan, OPERATIONS)
+        await engine.open()
+        start_ns = time.monotonic_ns() + START_IN_MS * MS
+        result = await engine.run(start_ns)
+        await engine.close()
+        return start_ns, result
+
+    start_ns, result = uvloop.run(main())
+    intended = [start_ns + i * 2_500_000 for i in range(80)]
+    assert len(driver.sends) == 80 and result.ok == 80
+    assert all(sent >= due for sent, due in zip(sorted(driver.sends), intended, strict=True))
+
+
+def stall_once(at_ms_after_first: int, stall_s: float, service_s: float = 0.001):
+    """A server that answers in `service_s`, except the first request sent at least
+    `at_ms_after_first` after the first one: that one takes `stall_s`."""
     first: list[int] = []
 
-    async def behaviour(now_ns: int, number: int) -> None:
+    async def behaviour(sent_ns: int, number: int) -> None:
         if not first:
-            first.append(now_ns)
-        if len(first) == 1 and now_ns - first[0] >= at_ms_after_first * MS:
-            first.append(now_ns)
+            first.append(sent_ns)
+        if len(first) == 1 and sent_ns - first[0] >= at_ms_after_first * MS:
+            first.append(sent_ns)
             await asyncio.sleep(stall_s)
+            return
+        await asyncio.sleep(service_s)
 
     return behaviour
 
 
 def test_open_loop_measures_latency_from_the_intended_send_time():
-    # One connection, 100 requests/s, and one 500 ms stall: every request due during the
-    # stall waits for it, and open loop must say so (coordinated omission corrected).
+    # One slot, 100 requests/s, 1 ms answers and one 500 ms stall at 200 ms: every request
+    # due during the stall waits for it, and open loop must say so (coordinated omission
+    # corrected).
+    clock = VirtualTime()
     plan = LoadPlan("open", connections=1, warmup_s=0, duration_s=1.2, rate_per_s=100)
-    _, result = run(ScriptedDriver(stall_once(200, 0.5)), plan)
+    _, result = run(clock, ScriptedDriver(clock, stall_once(200, 0.5)), plan)
+    assert result.ok == 120 and result.unsent == 0  # caught up after the stall
     latency = LatencyHistogram.decode(result.latency)
-    service = LatencyHistogram.decode(result.service_time)
-    slow = sum(
-        item.count_at_value_iterated_to
-        for item in latency.hdr.get_recorded_iterator()
-        if item.value_iterated_to >= 100_000
-    )
-    # Requests due in the first 400 ms of the stall complete >= 100 ms after they were due.
-    assert slow >= 40
-    assert latency.summary().max_us >= 495_000
+    assert about_us(latency.summary().max_us, 500_000)
+    # The requests due at 210, 220... ms go out back to back from 700 ms, 1 ms apart:
+    # the k-th is (500 - 9k) ms late, and k = 1..44 are more than 100 ms late.
+    slow = sum(count for value, count in recorded(result.latency) if value >= 100_000)
+    assert slow == 1 + 44
     # Measured from the actual send instead, only the stalled request itself is slow.
-    assert service.summary().p90_us < 100_000
-    assert service.summary().max_us >= 495_000
+    service = recorded(result.service_time)
+    assert [count for value, count in service if value >= 100_000] == [1]
+    assert about_us(service[0][0], 1_000) and service[0][1] == 119
 
 
 def test_closed_loop_measures_from_the_actual_send_and_sees_the_stall_once():
+    clock = VirtualTime()
     plan = LoadPlan("closed", connections=1, warmup_s=0, duration_s=1.0)
-    _, result = run(ScriptedDriver(stall_once(200, 0.5)), plan)
-    latency = LatencyHistogram.decode(result.latency)
-    assert latency.summary().max_us >= 495_000
-    assert latency.percentile_us(99.9) < latency.summary().max_us or latency.count < 1000
+    _, result = run(clock, ScriptedDriver(clock, stall_once(200, 0.5)), plan)
+    # 200 requests in the first 200 ms, the stalled one, then one a millisecond from 700.
+    assert result.ok == 200 + 1 + 300
+    buckets = recorded(result.latency)
+    assert [count for value, count in buckets if value >= 2_000] == [1]
+    assert about_us(buckets[-1][0], 500_000)
     assert result.service_time == ""  # closed loop has no separate service time
 
 
 def test_warm_up_is_excluded_from_the_measurement():
-    measure_from: list[int] = []
+    # 200 ms answers to what is sent in warm-up, 1 ms answers after: the request sent at
+    # 400 ms is answered inside the window, and still is warm-up traffic.
+    clock = VirtualTime()
+    measure_from = clock.monotonic_ns() + (START_IN_MS + 500) * MS
 
-    async def slow_until_measured(now_ns: int, number: int) -> None:
-        if not measure_from or now_ns < measure_from[0]:
-            await asyncio.sleep(0.2)
+    async def slow_until_measured(sent_ns: int, number: int) -> None:
+        await asyncio.sleep(0.2 if sent_ns < measure_from else 0.001)
 
-    driver = ScriptedDriver(slow_until_measured)
-
-    async def main():
-        plan = LoadPlan("closed", connections=2, warmup_s=0.5, duration_s=0.5)
-        engine = LoadEngine(driver, plan, OPERATIONS)
-        await engine.open()
-        start_ns = time.monotonic_ns() + 20 * MS
-        measure_from.append(start_ns + 500 * MS)
-        result = await engine.run(start_ns)
-        await engine.close()
-        return result
-
-    result = uvloop.run(main())
+    plan = LoadPlan("closed", connections=2, warmup_s=0.5, duration_s=0.5)
+    _, result = run(clock, ScriptedDriver(clock, slow_until_measured), plan)
+    assert result.ok == 2 * 400  # each slot: 600 ms to 1,000 ms, one a millisecond
     latency = LatencyHistogram.decode(result.latency)
-    assert latency.count > 0
-    assert latency.summary().max_us < 200_000  # no warm-up request (200 ms each) was recorded
+    assert latency.count == result.ok
+    assert about_us(latency.summary().max_us, 1_000)
 
 
 def test_errors_timeouts_and_warm_up_errors_are_counted_and_connections_replaced():
-    async def faulty(now_ns: int, number: int) -> None:
-        if number % 25 == 0:
-            await asyncio.sleep(1)  # longer than the timeout
+    async def faulty(sent_ns: int, number: int) -> None:
+        await asyncio.sleep(1 if number % 25 == 0 else 0.001)  # 1 s: beyond the timeout
 
     def wrong_every_tenth(number: int) -> None:
         if number % 10 == 0:
             raise ResponseInvalid("get_user: wrong number of orders")
 
-    driver = ScriptedDriver(faulty, wrong_every_tenth)
+    clock = VirtualTime()
+    driver = ScriptedDriver(clock, faulty, wrong_every_tenth)
     plan = LoadPlan("closed", connections=2, warmup_s=0.1, duration_s=0.5, timeout_s=0.05)
-    _, result = run(driver, plan)
+    _, result = run(clock, driver, plan)
     assert result.errors > 0
     assert result.timeouts > 0
     assert result.warmup_errors > 0
-    assert result.error_kinds["ResponseInvalid: get_user: wrong number of orders"] == result.errors
-    assert result.error_kinds["timeout after 0.05 s"] == result.timeouts
-    assert driver.connects >= 2 + result.errors + result.timeouts  # each failure reconnects
+    assert result.error_kinds == {
+        "ResponseInvalid: get_user: wrong number of orders": result.errors,
+        "timeout after 0.05 s": result.timeouts,
+    }
+    # Every failure replaces its slot's connection (unless the window closed first).
+    failures = result.errors + result.timeouts + result.warmup_errors
     assert result.reconnects == driver.connects - 2
-    # A timed-out request took at least the timeout: it is in the figures, censored there.
+    assert failures - 2 <= result.reconnects <= failures
+    assert driver.closed == driver.connects  # all closed, failed ones and at the end
+    # The meter saw the reconnections of the window (those of the warm-up are not its).
+    assert 0 < result.connections_opened <= result.reconnects
+    # A timed-out request took the timeout: it is in the figures, censored there.
     censored = LatencyHistogram.decode(result.censored)
     assert censored.count == result.timeouts
-    assert censored.hdr.get_min_value() >= 48_000  # the timeout, to the timer's millisecond
+    assert about_us(censored.hdr.get_min_value(), 50_000)
+    assert about_us(censored.hdr.get_max_value(), 50_000)
 
 
 def test_the_clock_stops_when_the_answer_arrives_not_when_it_has_been_checked():
+    clock = VirtualTime()
+
     def slow_check(number: int) -> None:
-        time.sleep(0.02)  # a check far slower than the request itself
+        clock.advance(0.02)  # a check far slower than the request itself
 
     plan = LoadPlan("closed", connections=1, warmup_s=0, duration_s=0.5)
-    _, result = run(ScriptedDriver(instant, slow_check), plan)
-    latency = LatencyHistogram.decode(result.latency)
-    assert result.ok >= 5
-    assert latency.summary().p50_us < 20_000  # the 20 ms checks are not in the latency...
-    assert result.check_s >= 0.02 * result.ok * 0.9  # ...but timed and reported apart
+    _, result = run(clock, ScriptedDriver(clock, answer_after(0.001), slow_check), plan)
+    assert result.ok == 24  # one request every 21 ms: 1 ms answer, 20 ms check
+    assert about_us(LatencyHistogram.decode(result.latency).summary().max_us, 1_000)
+    assert result.check_s == pytest.approx(24 * 0.02)  # timed and reported apart
 
 
-def test_open_loop_tells_waiting_for_a_busy_connection_from_its_own_lateness():
-    async def slow_server(now_ns: int, number: int) -> None:
-        await asyncio.sleep(0.02)
-
-    # One connection, 20 ms per answer, 100 requests due a second: requests queue for
-    # the connection (the server's doing); the generator itself sends on time.
+def test_open_loop_tells_waiting_for_a_busy_slot_from_its_own_lateness():
+    # One slot, 20 ms per answer, 100 requests due a second: requests queue for the slot
+    # (the server's doing); the generator itself sends on time.
+    clock = VirtualTime()
     plan = LoadPlan("open", connections=1, warmup_s=0, duration_s=0.6, rate_per_s=100)
-    _, result = run(ScriptedDriver(slow_server), plan)
+    _, result = run(clock, ScriptedDriver(clock, answer_after(0.02)), plan)
     waited = LatencyHistogram.decode(result.connection_wait)
-    lag = LatencyHistogram.decode(result.send_lag)
     assert waited.summary().p90_us >= 50_000
-    assert lag.summary().p50_us < 5_000
-
-    def busy_generator(number: int) -> None:
-        deadline = time.perf_counter() + 0.02
-        while time.perf_counter() < deadline:  # the generator's own CPU, not the server's
-            pass
+    assert LatencyHistogram.decode(result.send_lag).summary().max_us <= 1
 
     # The same rate with answers that are instant but cost the generator 20 ms each: now
-    # the lateness is the generator's own, with four connections free.
+    # the lateness is the generator's own, with four slots free.
+    clock = VirtualTime()
+
+    def busy_generator(number: int) -> None:
+        clock.advance(0.02)
+
     plan = LoadPlan("open", connections=4, warmup_s=0, duration_s=0.6, rate_per_s=100)
-    _, result = run(ScriptedDriver(instant, busy_generator), plan)
+    _, result = run(clock, ScriptedDriver(clock, answer_after(0.0001), busy_generator), plan)
     lag = LatencyHistogram.decode(result.send_lag)
-    loop_lag = LatencyHistogram.decode(result.loop_lag)
     assert lag.summary().p90_us >= 5_000
-    assert loop_lag.summary().p50_us >= 1_000  # and its event loop wakes up late
+    assert LatencyHistogram.decode(result.loop_lag).summary().p50_us >= 1_000  # woke late
 
 
 def test_request_stop_ends_the_window_and_keeps_what_was_measured():
+    clock = VirtualTime()
     plan = LoadPlan("closed", connections=2, warmup_s=0, duration_s=30)
-    started = time.monotonic()
-    _, result = run(ScriptedDriver(instant), plan, stop_after_s=0.3)
-    assert time.monotonic() - started < 20
+    began = clock.monotonic_ns()
+    _, result = run(clock, ScriptedDriver(clock, answer_after(0.001)), plan, stop_after_s=0.3)
+    assert clock.monotonic_ns() - began < 400 * MS  # not the 30 s planned
     assert result.stopped_early
-    assert 0.2 < result.measured_s < 20
-    assert result.ok > 0
+    assert result.measured_s == pytest.approx(0.3 - START_IN_MS / 1000)
+    assert result.ok == 2 * 280  # each slot, one a millisecond, until the stop
     assert LatencyHistogram.decode(result.latency).count == result.ok
 
 
 def test_open_loop_counts_requests_it_could_not_send_in_time():
-    async def slow(now_ns: int, number: int) -> None:
-        await asyncio.sleep(0.05)
-
-    # One connection that needs 50 ms per request cannot keep up with 200 requests/s.
+    # One slot that needs 50 ms per request cannot keep up with 200 requests/s: of the
+    # 100 due in the window, it sends one every 50 ms, and the rest are never sent.
+    clock = VirtualTime()
     plan = LoadPlan("open", connections=1, warmup_s=0, duration_s=0.5, rate_per_s=200)
-    _, result = run(ScriptedDriver(slow), plan)
-    assert result.unsent > 0
-    assert result.ok + result.unsent <= 100
-    assert result.ok + result.unsent >= 99
-    # Never sent, so waited on until the window closed: counted in the figures as such.
-    assert LatencyHistogram.decode(result.censored).count == result.unsent
+    _, result = run(clock, ScriptedDriver(clock, answer_after(0.05)), plan)
+    assert result.ok == 10 and result.unsent == 90
+    # Never sent, so waited on until the window closed: counted in the figures as such,
+    # from 5 ms (due at 495 ms) to 450 ms (due at 50 ms).
+    censored = LatencyHistogram.decode(result.censored)
+    assert censored.count == result.unsent
+    assert about_us(censored.hdr.get_min_value(), 5_000)
+    assert about_us(censored.hdr.get_max_value(), 450_000)
 
 
-def test_wire_bytes_and_cpu_are_measured_over_the_window():
+def test_wire_bytes_connections_and_cpu_are_measured_over_the_window():
+    # Answers every 0.7 ms: none lands on the window's edges at 100 and 400 ms, so the
+    # window holds exactly the requests sent from 100.1 ms to 399.7 ms.
+    clock = VirtualTime()
+    driver = ScriptedDriver(clock, answer_after(0.0007), lambda number: None)
     plan = LoadPlan("closed", connections=1, warmup_s=0.1, duration_s=0.3)
-    driver = ScriptedDriver(instant)
-    _, result = run(driver, plan)
-    assert result.wire_sent > 0 and result.wire_received == 10 * result.wire_sent
-    assert result.wire_sent < 10 * len(driver.sends)  # warm-up traffic is not counted
+    _, result = run(clock, driver, plan)
+    assert result.ok == 571 - 143 + 1
+    assert result.wire_sent == REQUEST_BYTES * result.ok  # warm-up traffic is not counted
+    assert result.wire_received == ANSWER_BYTES * result.ok
+    assert result.connections_opened == 0 and result.tcp_connections == 1
     assert result.cpu_s > 0
 
 
@@ -287,18 +297,44 @@ def test_deadline_timer_never_wakes_before_the_deadline():
     assert all(at >= deadline for deadline, at in woke)
 
 
+def exchange(client: socket.socket, server: socket.socket, sent: int, answered: int) -> None:
+    client.sendall(b"x" * sent)
+    received = 0
+    while received < sent:
+        received += len(server.recv(4096))
+    server.sendall(b"y" * answered)
+    got = 0
+    while got < answered:
+        got += len(client.recv(4096))
+
+
 def test_tcp_wire_bytes_reads_the_kernel_counters():
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
         with client, server:
-            client.sendall(b"x" * 1000)
-            received = 0
-            while received < 1000:
-                received += len(server.recv(4096))
-            server.sendall(b"y" * 300)
-            got = 0
-            while got < 300:
-                got += len(client.recv(4096))
+            exchange(client, server, 1000, 300)
             assert tcp_wire_bytes(client) == WireBytes(sent=1000, received=300)
             assert tcp_wire_bytes(server) == WireBytes(sent=300, received=1000)
+
+
+def test_the_tcp_meter_keeps_what_closed_sockets_carried_only_where_it_was_told():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        meter = TcpWireMeter(listener.getsockname()[1])
+        first = socket.create_connection(listener.getsockname())
+        first_server, _ = listener.accept()
+        exchange(first, first_server, 1000, 300)
+        assert meter.wire_bytes() == WireBytes(1000, 300)
+        assert meter.open_connections() == 1
+        meter.scan()  # read before it closes: it keeps these bytes
+        first.close()
+        first_server.close()
+        second = socket.create_connection(listener.getsockname())
+        second_server, _ = listener.accept()
+        with second, second_server:
+            exchange(second, second_server, 50, 20)
+            assert meter.open_connections() == 1
+            assert meter.wire_bytes() == WireBytes(1050, 320)
+            # A connection closed unscanned is gone, unless its driver hands its bytes over.
+            meter.closed(WireBytes(7, 3))
+            assert meter.wire_bytes() == WireBytes(1057, 323)

@@ -11,16 +11,15 @@ import hmac
 import http.client
 import json
 import socket
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from bench.clock import VirtualTime
 from bench.drivers.base import PushContext, PushDriver, Subscription, Target
-from bench.metrics import delivery_counts
-from bench.options import PatternOptions
+from bench.metrics import delivery_counts, lost_event_waits
 from bench.push import PushEngine, PushPlan, PushResult
 from bench.registry import PATTERNS
 from bench.results import load_run
@@ -28,7 +27,9 @@ from bench.runner import RunOptions, run_scenario
 from bench.scenario import load_scenario
 from common.dataset import DatasetSpec
 from common.histogram import LatencyHistogram
+from common.schedule import DueTimes
 from patterns.mqtt.broker import mosquitto_binary
+from tests.scripted import ScriptedPublisher, ScriptedSubscription
 
 PUSH_PATTERNS = [name for name, p in PATTERNS.items() if p.kind == "push" and not p.ablation]
 RESUMABLE = ["sse", "long-polling", "short-polling", "grpc-stream", "mqtt-qos1"]
@@ -203,49 +204,6 @@ def manual_push(
     return result, report, delivery, peak_rss[0]
 
 
-class StubbornSubscription(Subscription):
-    """Reconnects that swallow a cancellation, as asyncio.wait_for on Python 3.11 does when
-    the cancellation lands just as the handshake it waits for completes."""
-
-    async def disconnect(self) -> None:
-        pass
-
-    async def resume(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        pass
-
-
-async def run_engine_now(driver: PushDriver, plan: PushPlan) -> PushResult:
-    """A push engine over `driver`, subscribed and run from now (no server schedule)."""
-    engine = PushEngine(driver, plan)
-    await engine.open()
-    return await engine.run(time.monotonic_ns())
-
-
-class StubbornDriver(PushDriver):
-    async def subscribe(self, subscriber: int, on_event) -> Subscription:
-        return StubbornSubscription()
-
-
-def test_the_push_engine_finishes_when_a_reconnect_swallows_its_cancellation():
-    async def main():
-        driver = StubbornDriver(Target("127.0.0.1", 9), PushContext(PatternOptions(), 256))
-        plan = PushPlan(2, 0, 0.05, 0.2, 0.05, 100, disconnect_every_s=0.001, away_s=0)
-        return await run_engine_now(driver, plan)
-
-    # In a thread of its own: a hung event loop fails the test instead of hanging it.
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=asyncio.run(main())))
-    runner.daemon = True
-    runner.start()
-    runner.join(timeout=20)
-    assert not runner.is_alive(), "the push engine did not finish after its window"
-    assert outcome["result"].reconnects > 0
-
-
 async def away_for(engine: PushEngine, seconds: float) -> None:
     """The first subscriber leaves 0.7 s in and comes back `seconds` later."""
     await asyncio.sleep(0.7)
@@ -388,40 +346,6 @@ def test_mqtt_points_are_skipped_with_the_reason_when_no_broker_can_be_had(tmp_p
     assert sse["status"] == "ok"
 
 
-def test_every_event_is_checked_for_its_number_due_time_and_content():
-    from common.events import EventPayloads, padding_length
-
-    start_ns = time.monotonic_ns()
-    payload = EventPayloads(padding_length(512))
-
-    class Feeder(PushDriver):
-        async def subscribe(self, subscriber: int, on_event) -> Subscription:
-            self.on_event = on_event
-            return StubbornSubscription()
-
-    async def main():
-        driver = Feeder(Target("127.0.0.1", 9), PushContext(PatternOptions(), 512))
-        plan = PushPlan(1, 0, 0.0, 0.3, 0.05, 100.0, payload_bytes=512)
-        engine = PushEngine(driver, plan)
-        await engine.open()
-        running = asyncio.create_task(engine.run(start_ns))
-        await asyncio.sleep(0.05)
-        due = [start_ns + round(i * 1e7) for i in range(4)]  # 100/s: seq n due at n-1 ticks
-        now = time.monotonic_ns()
-        verdicts = [
-            driver.on_event(now, 1, due[0], payload(1), 500),  # the real event 1
-            driver.on_event(now, 2, due[1] + 5_000_000, payload(2), 500),  # stamped late
-            driver.on_event(now, 3, due[2], payload(2), 500),  # event 2's content as 3
-            driver.on_event(now, 4, due[3], payload(4)[:-1] + "#", 500),  # damaged
-        ]
-        return verdicts, await running
-
-    verdicts, result = asyncio.run(main())
-    assert verdicts == [True, False, False, False]
-    assert result.invalid_events == 3 and result.errors == 3
-    assert sum(1 for count in result.counts[0] if count) == 1  # only event 1 was delivered
-
-
 @needs_mosquitto
 def test_lost_events_enter_the_latency_at_the_time_waited_for_them(tmp_path):
     points = push_scenario(
@@ -489,39 +413,128 @@ def test_the_ablations_produce_the_failure_they_exist_to_show(tmp_path):
     assert max(faults.values()) - min(faults.values()) <= 2, faults
 
 
-class CountingSubscription(StubbornSubscription):
-    """Counts how often it was dropped and how often it came back."""
+# The push engine on virtual time, against scripted publishers ---------------------------
+def run_on_virtual_time(
+    clock: VirtualTime, driver: PushDriver, plan: PushPlan, start_ns: int | None = None
+) -> PushResult:
+    """Subscribe, run from `start_ns` (now by default) and close a push engine on `clock`.
+    A hang fails the test: it would run past a virtual minute, which takes no real time."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped = self.resumed = 0
+    async def main():
+        engine = PushEngine(driver, plan, clock=clock)
+        async with asyncio.timeout(60):
+            await engine.open()
+            result = await engine.run(clock.monotonic_ns() if start_ns is None else start_ns)
+            await engine.close()
+        return result
 
-    async def disconnect(self) -> None:
-        self.dropped += 1
+    return clock.run(main())
+
+
+def test_the_push_engine_accounts_for_every_event_each_subscriber_got():
+    # 100 events/s from START, warm-up 0.1 s, window 0.5 s (events 11 to 60), drain
+    # 0.2 s. Subscriber 0 gets every event 3 ms after it was due; subscriber 1 never gets
+    # event 20, gets 30 twice, and 40 late enough (15 ms) to arrive after 41.
+    clock = VirtualTime()
+    start_ns = clock.monotonic_ns() + 10_000_000
+
+    def delivery(subscriber: int, seq: int) -> list[float]:
+        if subscriber == 1:
+            return {20: [], 30: [0.003, 0.008], 40: [0.015]}.get(seq, [0.003])
+        return [0.003]
+
+    driver = ScriptedPublisher(clock, start_ns, 100, delivery, payload_bytes=256)
+    plan = PushPlan(2, 0, 0.1, 0.5, 0.2, 100, payload_bytes=256)
+    result = run_on_virtual_time(clock, driver, plan, start_ns)
+    assert result.errors == 0 and result.invalid_events == 0
+    # Everything due up to the end of the drain (800 ms: event 81, due at 800, is not in).
+    assert [sum(1 for count in counts if count) for counts in result.counts] == [80, 79]
+    assert result.counts[1][20] == 0 and result.counts[1][30] == 2
+    assert result.duplicates_in_window == 1 and result.out_of_order == 1
+    assert result.payload_received == (80 + 79) * len(driver.payloads(1))
+    # Latency from each event's due time, the first arrival of each event in the window.
+    latency = LatencyHistogram.decode(result.latency)
+    assert latency.count == 50 + 49
+    assert 2_990 <= latency.hdr.get_min_value() <= 3_010
+    assert 14_950 <= latency.hdr.get_max_value() <= 15_050
+    assert result.measured_s == pytest.approx(0.5)
+    # What the runner makes of the counts: the lost event, waited for until the drain's end.
+    delivery_in_window = delivery_counts(result.counts, 11, 60)
+    assert delivery_in_window["lost"] == 1 and delivery_in_window["duplicates"] == 1
+    horizon_ns = start_ns + 800_000_000
+    waits = lost_event_waits(result.counts, 11, 60, DueTimes(start_ns, 100), horizon_ns)
+    assert waits.count == 1 and 609_000 <= waits.hdr.get_min_value() <= 611_000
+
+
+def test_every_event_is_checked_for_its_number_due_time_and_content():
+    from common.events import EventPayloads, padding_length
+
+    clock = VirtualTime()
+    start_ns = clock.monotonic_ns()
+    payload = EventPayloads(padding_length(512))
+
+    class Feeder(ScriptedPublisher):
+        async def subscribe(self, subscriber: int, on_event) -> Subscription:
+            self.on_event = on_event
+            return ScriptedSubscription()
+
+    async def main():
+        driver = Feeder(clock, start_ns, 100.0, lambda subscriber, seq: [])
+        plan = PushPlan(1, 0, 0.0, 0.3, 0.05, 100.0, payload_bytes=512)
+        engine = PushEngine(driver, plan, clock=clock)
+        await engine.open()
+        running = asyncio.create_task(engine.run(start_ns))
+        await asyncio.sleep(0.05)
+        due = [start_ns + round(i * 1e7) for i in range(4)]  # 100/s: seq n due at n-1 ticks
+        now = clock.monotonic_ns()
+        verdicts = [
+            driver.on_event(now, 1, due[0], payload(1), 500),  # the real event 1
+            driver.on_event(now, 2, due[1] + 5_000_000, payload(2), 500),  # stamped late
+            driver.on_event(now, 3, due[2], payload(2), 500),  # event 2's content as 3
+            driver.on_event(now, 4, due[3], payload(4)[:-1] + "#", 500),  # damaged
+            driver.on_event(now, 0, due[0], payload(0), 500),  # numbers start at 1
+        ]
+        return verdicts, await running
+
+    verdicts, result = clock.run(main())
+    assert verdicts == [True, False, False, False, False]
+    assert result.invalid_events == 4 and result.errors == 4
+    assert sum(result.error_kinds.values()) == 4
+    assert sum(1 for count in result.counts[0] if count) == 1  # only event 1 was delivered
+
+
+class StubbornSubscription(ScriptedSubscription):
+    """Reconnects that swallow a cancellation, as asyncio.wait_for on Python 3.11 does when
+    the cancellation lands just as the handshake it waits for completes."""
 
     async def resume(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
         self.resumed += 1
 
 
-class CountingDriver(PushDriver):
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self.made: list[CountingSubscription] = []
-
+class StubbornPublisher(ScriptedPublisher):
     async def subscribe(self, subscriber: int, on_event) -> Subscription:
-        self.made.append(CountingSubscription())
+        self.made.append(StubbornSubscription())
         return self.made[-1]
 
 
-def test_a_subscriber_away_when_the_window_closes_still_comes_back():
-    # Faults every 0.1 s, each away for 0.15 s: when the window closes, some subscriber
-    # is always away. It must be brought back, not left disconnected through the drain.
-    async def main():
-        driver = CountingDriver(Target("127.0.0.1", 9), PushContext(PatternOptions(), 256))
-        plan = PushPlan(2, 0, 0.0, 0.5, 0.3, 100, disconnect_every_s=0.1, away_s=0.15)
-        return driver.made, await run_engine_now(driver, plan)
+def test_the_push_engine_finishes_when_a_reconnect_swallows_its_cancellation():
+    clock = VirtualTime()
+    driver = StubbornPublisher(clock, clock.monotonic_ns(), 100, lambda subscriber, seq: [])
+    plan = PushPlan(2, 0, 0.05, 0.2, 0.05, 100, disconnect_every_s=0.001, away_s=0)
+    result = run_on_virtual_time(clock, driver, plan)  # a hang would time out
+    assert result.reconnects > 0
 
-    made, result = asyncio.run(main())
-    assert sum(s.dropped for s in made) >= 3
-    assert all(s.resumed == s.dropped for s in made), [(s.dropped, s.resumed) for s in made]
-    assert result.reconnects == sum(s.dropped for s in made)
+
+def test_a_subscriber_away_when_the_window_closes_still_comes_back():
+    # Two subscribers, faults every 0.1 s (one every 0.05 s, in turn), each away 0.15 s,
+    # a window of 0.52 s: subscriber 0 drops at 0.05, 0.25 and 0.45 s, subscriber 1 at
+    # 0.1, 0.3 and 0.5 s; the turns at 0.15, 0.2, 0.35 and 0.4 s find theirs still away.
+    # The last two come back after the window closes, not left away through the drain.
+    clock = VirtualTime()
+    driver = ScriptedPublisher(clock, clock.monotonic_ns(), 100, lambda subscriber, seq: [])
+    plan = PushPlan(2, 0, 0.0, 0.52, 0.3, 100, disconnect_every_s=0.1, away_s=0.15)
+    result = run_on_virtual_time(clock, driver, plan)
+    assert [(s.dropped, s.resumed) for s in driver.made] == [(3, 3), (3, 3)]
+    assert result.reconnects == 6 and result.faults_skipped == 4

@@ -1,9 +1,11 @@
 """The one interface every pattern's client driver implements.
 
-Request/response: the engine only ever calls `Driver.connect()`, `Driver.wire_bytes()`,
-`Connection.call()` and `Connection.close()`. Push: `PushDriver.subscribe()` and the
-`Subscription` it returns. Neither engine branches on a pattern's name: what is specific
-to a pattern lives in its driver module and its registry entry.
+Request/response: the engine only ever calls `Driver.connect()`, `Connection.send()`,
+`Connection.check()` and `Connection.close()`. Push: `PushDriver.subscribe()` and the
+`Subscription` it returns. Both read the driver's `meter` (bench/wire.py) for bytes on the
+wire and connections, and its `payload` for the application's bytes. Neither engine
+branches on a pattern's name: what is specific to a pattern lives in its driver module
+and its registry entry.
 """
 
 from __future__ import annotations
@@ -16,13 +18,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from bench.options import PatternOptions
-from bench.wire import (
-    PayloadCounter,
-    WireBytes,
-    WireMeter,
-    process_wire_bytes,
-    socket_counters,
-)
+from bench.wire import PayloadCounter, TcpWireMeter, WireMeter
 from bench.workload import ExpectedAnswers, Operation
 
 
@@ -85,8 +81,8 @@ class Driver(ABC):
         self.target = target
         self.context = context
         self.payload = PayloadCounter()  # checks add the application data of each exchange
-        self.connections_opened = 0  # TCP connections opened so far (drivers count them)
-        self.closed_wire = WireBytes()  # what connections carried before the driver closed them
+        # Bytes on the wire and connections; a driver on another transport assigns its own.
+        self.meter: WireMeter = TcpWireMeter(target.port)
 
     def prepare(self, operations: list[Operation]) -> None:  # noqa: B027 - optional hook
         """Build what checking these operations' answers needs, before the clock starts."""
@@ -94,15 +90,6 @@ class Driver(ABC):
     @abstractmethod
     async def connect(self) -> Connection:
         """Open a new connection to the server."""
-
-    def wire_bytes(self) -> WireBytes:
-        """Bytes this process has exchanged with the server so far (kernel TCP counters):
-        on the connections open now, and on those the driver closed and counted."""
-        return process_wire_bytes(self.target.port) + self.closed_wire
-
-    def tcp_connections(self) -> int:
-        """TCP connections this process holds to the server now."""
-        return len(socket_counters(self.target.port))
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers share nothing
         """Release what the driver shares between connections (a channel, a session)."""
@@ -187,16 +174,14 @@ class PushDriver(ABC):
         self.target = target
         self.context = context
         self.options = context.options
-        self.meter = WireMeter(target.port)
+        # Every connection this process opens to the server, closed ones too where they
+        # were scanned before closing; a driver on another transport assigns its own.
+        self.meter: WireMeter = TcpWireMeter(target.port)
         self.payload = PayloadCounter()  # subscriptions add the events' own bytes
 
     @abstractmethod
     async def subscribe(self, subscriber: int, on_event: EventCallback) -> Subscription:
         """Connect subscriber number `subscriber`; return once it is listening."""
-
-    def wire_bytes(self) -> WireBytes:
-        """Bytes of every connection this process opened to the server, closed ones too."""
-        return self.meter.total()
 
     def counters(self) -> dict[str, int]:
         """Pattern-specific counts for the results (polls made, signatures rejected...)."""

@@ -1,9 +1,9 @@
-"""Physical connections shared by several logical ones.
+"""Physical connections shared by several slots.
 
 HTTP/2 (gRPC) and WebSocket carry several requests at once on one TCP connection. The
-engine drives logical connections, each with one request in flight; this pool maps them
-onto at most `per_connection` per physical connection, opening and closing physical
-connections as logical ones come and go.
+engine drives slots, each with one request in flight; this pool maps them onto at most
+`per_connection` per physical connection, opening and closing physical connections as
+slots come and go.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class SharedConnections(Generic[Physical]):
         self._open = open_physical
         self._close = close_physical
         self._per_connection = per_connection
-        self._users: dict[int, int] = {}  # id(physical) -> logical connections on it
+        self._users: dict[int, int] = {}  # id(physical) -> slots on it
         self._physical: dict[int, Physical] = {}
         self._broken: set[int] = set()
         self._lock = asyncio.Lock()
@@ -47,7 +47,7 @@ class SharedConnections(Generic[Physical]):
             return physical
 
     async def release(self, physical: Physical, broken: bool = False) -> None:
-        """A logical connection is done with `physical`; a broken one gets no new users."""
+        """A slot is done with `physical`; a broken one gets no new users."""
         key = id(physical)
         if key not in self._users:
             return

@@ -167,6 +167,6 @@ class GraphqlDriver(Driver):
                 self.expected_answer(operation.user_id, full)
 
     async def connect(self) -> GraphqlConnection:
-        self.connections_opened += 1
+        self.meter.opened()
         http = await Http1Connection.open(self.target.host, self.target.port)
         return GraphqlConnection(self, http)

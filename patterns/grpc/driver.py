@@ -171,7 +171,7 @@ class GrpcDriver(Driver):
         )
 
     async def _open(self, address: str) -> _Channel:
-        self.connections_opened += 1
+        self.meter.opened()
         channel = _Channel(address)
         await channel.channel.channel_ready()
         return channel

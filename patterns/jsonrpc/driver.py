@@ -75,6 +75,6 @@ class JsonRpcDriver(Driver):
         self.host = host_header(target)
 
     async def connect(self) -> JsonRpcConnection:
-        self.connections_opened += 1
+        self.meter.opened()
         http = await Http1Connection.open(self.target.host, self.target.port)
         return JsonRpcConnection(self, http)

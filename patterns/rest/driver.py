@@ -67,7 +67,7 @@ class RestConnection(Connection):
                 request = request_bytes(operation, driver.host, b"Connection: close\r\n")
                 response = await http.request(request)
             finally:
-                driver.closed_wire += http.wire_bytes()  # its bytes go with it otherwise
+                driver.meter.closed(http.wire_bytes())  # its bytes go with it otherwise
                 http.close()
         else:
             response = await self.http.request(request_bytes(operation, driver.host, b""))
@@ -105,7 +105,7 @@ class RestDriver(Driver):
         self.host = host_header(target)
 
     async def open(self) -> Http1Connection:
-        self.connections_opened += 1
+        self.meter.opened()
         return await Http1Connection.open(self.target.host, self.target.port)
 
     async def connect(self) -> RestConnection:

@@ -165,6 +165,6 @@ class SoapDriver(Driver):
         self.checked = CheckedAnswers()
 
     async def connect(self) -> SoapConnection:
-        self.connections_opened += 1
+        self.meter.opened()
         http = await Http1Connection.open(self.target.host, self.target.port)
         return SoapConnection(self, http)

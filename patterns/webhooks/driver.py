@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Connection, host_header, post_request
 from bench.options import PushServerOptions
-from bench.wire import WireMeter
+from bench.wire import TcpWireMeter
 from patterns.webhooks.protocol import (
     ID_HEADER,
     RETRY_BASE_BACKOFF_S,
@@ -276,7 +276,7 @@ class WebhookDriver(PushDriver):
             self.receiver_started = asyncio.create_task(self.receiver.start())
         await self.receiver_started
         # The bytes that matter are the deliveries, on the receiver's own port.
-        self.meter = WireMeter(self.receiver.port, local=True)
+        self.meter = TcpWireMeter(self.receiver.port, local=True)
         endpoint = Endpoint(secrets.token_hex(16).encode(), on_event)
         self.receiver.endpoints[subscriber] = endpoint
         subscription = WebhookSubscription(self, subscriber, endpoint)

@@ -158,7 +158,7 @@ class WebsocketDriver(Driver):
         )
 
     async def _open(self) -> _Socket:
-        self.connections_opened += 1
+        self.meter.opened()
         websocket = await connect(
             self.uri,
             compression=None,
