@@ -174,7 +174,7 @@ def _long_run_problem(estimates: list[tuple[Path, RunEstimate]]) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import RunOptions, run_scenario
+    from bench.runner import RunSettings, run_scenario
 
     files = _scenario_files(args.files, soak=args.soak is not None)
     loaded, problems = _load_all(files)
@@ -215,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
-    options = RunOptions(
+    options = RunSettings(
         quick=args.quick,
         timing_overrides=overrides,
         results_dir=args.results_dir,

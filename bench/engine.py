@@ -54,7 +54,10 @@ class LoadPlan:
     """How one generator drives its share of a point."""
 
     mode: Literal["closed", "open"]
-    connections: int  # slots: requests in flight at once (see `slots`)
+    # Requests in flight at once, each in its own slot: the scenario's concurrency (closed
+    # loop) or connections (open loop). A slot is not a connection: a driver may share
+    # one connection between slots (HTTP/2, WebSocket) or open one per request.
+    slots: int
     warmup_s: float
     duration_s: float
     timeout_s: float = 5.0
@@ -62,11 +65,6 @@ class LoadPlan:
     arrival: Arrival = "constant"
     phase: float = 0.0  # open loop: offset, in intervals, between generators sharing a rate
     seed: int = 0
-
-    @property
-    def slots(self) -> int:
-        """Requests in flight at once, one per slot; the scenario calls them connections."""
-        return self.connections
 
 
 @dataclass

@@ -53,7 +53,7 @@ class ToolRequest:
 
 
 @dataclass(frozen=True)
-class ToolReport:
+class ToolOutput:
     """What a tool printed about its run, in our units."""
 
     requests: int  # completed requests, the whole run
@@ -66,7 +66,7 @@ class ToolReport:
 
 @dataclass(frozen=True)
 class ToolRun:
-    report: ToolReport
+    report: ToolOutput
     cpu_s: float  # the tool process's own CPU time (user + system), start to exit
 
 
@@ -191,7 +191,7 @@ def _microseconds(value: str, unit: str) -> float:
     return round(float(value) * _UNITS_US[unit], 1)
 
 
-def parse_wrk(output: str) -> ToolReport:
+def parse_wrk(output: str) -> ToolOutput:
     """What `wrk --latency` printed: requests, rate, errors, p50 and mean latency (us)."""
     counted = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
@@ -205,7 +205,7 @@ def parse_wrk(output: str) -> ToolReport:
         raise ToolFailed("wrk completed no request")
     p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
     mean = re.search(r"^\s+Latency\s+([\d.]+)(us|ms|s|m|h)\s", output, re.M)
-    return ToolReport(
+    return ToolOutput(
         requests=int(counted.group(1)),
         elapsed_s=_microseconds(counted.group(2), counted.group(3)) / 1e6,
         rate_per_s=float(rate.group(1)),
@@ -245,7 +245,7 @@ def h2load_command(
     ]
 
 
-def parse_h2load(output: str) -> ToolReport:
+def parse_h2load(output: str) -> ToolOutput:
     """What h2load printed. Its `failed` includes `errored` and `timeout`, and non-success
     statuses (4xx, 5xx); 3xx counts as success there, and as an error here."""
     finished = re.search(r"finished in ([\d.]+)(us|ms|s|m|h), ([\d.]+) req/s", output)
@@ -261,7 +261,7 @@ def parse_h2load(output: str) -> ToolReport:
     if int(counts.group(1)) == 0:
         # h2load exits with 0 even when no request got through (say, an HTTP/1.1-only server).
         raise ToolFailed("h2load completed no request: does the server speak HTTP/2 (h2c)?")
-    return ToolReport(
+    return ToolOutput(
         requests=int(counts.group(1)),
         elapsed_s=_microseconds(finished.group(1), finished.group(2)) / 1e6,
         rate_per_s=float(finished.group(3)),
@@ -279,7 +279,7 @@ def tool_command(
     connections: int,
     rate_per_s: float,
     duration_s: int,
-) -> tuple[list[str], Callable[[str], ToolReport]]:
+) -> tuple[list[str], Callable[[str], ToolOutput]]:
     """The command that drives `url` with `request` at `rate_per_s`, and its parser. The
     script or body file it needs is written into the folder `files`."""
     if request.tool == "wrk":
@@ -298,7 +298,7 @@ def _children_cpu_s() -> float:
 
 def run_tool(
     command: list[str],
-    parse: Callable[[str], ToolReport],
+    parse: Callable[[str], ToolOutput],
     timeout_s: float,
     preexec: Callable[[], None] | None = None,
 ) -> ToolRun:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from bench.generator_bound import GeneratorLoad, judge, merged_reasons
 from bench.resources import ServerUsage
+from common.events import PublicationTally
 from common.histogram import (
     LatencyHistogram,
     latency_figures,
@@ -317,7 +318,7 @@ def lost_event_waits(
 def build_push_trial(
     repeat: int,
     generator_results: list[dict],
-    report: dict | None,
+    tally: PublicationTally | None,
     usage: ServerUsage | None,
     status: str = "ok",
     error: str | None = None,
@@ -327,12 +328,12 @@ def build_push_trial(
     generator_cpus: int = 1,
     server_cpus: int = 1,
 ) -> TrialResult:
-    """Merge the subscribers' results for one push trial, against the server's report. A
+    """Merge the subscribers' results for one push trial, against the publisher's tally. A
     trial that ran to the end but delivered nothing in its window is "invalid"."""
     results = generator_results
     counts = [c for g in results for c in g["counts"]]
-    first = (report or {}).get("first_seq_in_window")
-    last = (report or {}).get("last_seq_in_window")
+    tally = tally or PublicationTally()
+    first, last = tally.first_seq_in_window, tally.last_seq_in_window
     delivery = delivery_counts(counts, first, last)
     delivery["out_of_order"] = sum(g["out_of_order"] for g in results)
     delivered = delivery["delivered"]
@@ -366,9 +367,9 @@ def build_push_trial(
             counters[name] = counters.get(name, 0) + value
     extra = {
         "subscriber_counters": counters,
-        "server_counters": (report or {}).get("counters", {}),
-        "publish_lag_us": (report or {}).get("publish_lag_us"),
-        "events_published": (report or {}).get("published"),
+        "server_counters": tally.counters,
+        "publish_lag_us": tally.publish_lag_us,
+        "events_published": tally.published,
         "faults_skipped": sum(g.get("faults_skipped", 0) for g in results),
     }
     if counters.get("polls") and all_deliveries:

@@ -9,9 +9,9 @@ import importlib
 import pkgutil
 
 import patterns as pattern_folders
-from bench.pattern import PUSH, REQUEST_RESPONSE, Pattern
+from bench.pattern import Pattern
 
-__all__ = ["PATTERNS", "PUSH", "REQUEST_RESPONSE", "Pattern", "get_pattern", "pattern_folder"]
+__all__ = ["PATTERNS", "Pattern", "get_pattern", "pattern_folder"]
 
 
 def _discover() -> dict[str, Pattern]:

@@ -45,7 +45,7 @@ TRIAL_OVERHEAD_S = 1.8
 
 
 @dataclass
-class RunOptions:
+class RunSettings:
     quick: bool = False
     timing_overrides: dict = field(default_factory=dict)  # warmup_s, duration_s, repeats
     results_dir: Path = PROJECT_DIR / "results"
@@ -131,7 +131,7 @@ def _remaining(trials_left: int, timing: Timing) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
+def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
     """Run every trial of a scenario and write its run folder; returns the folder.
 
     `options` are the run's (quick mode, results folder); each pattern's own options come
@@ -218,7 +218,7 @@ def run_scenario(loaded: LoadedScenario, options: RunOptions) -> Path:
 
 def _create_run(
     loaded: LoadedScenario,
-    options: RunOptions,
+    options: RunSettings,
     patterns: list[Pattern],
     timing: Timing,
     placement: Placement,

@@ -11,10 +11,11 @@ The runner talks to the server through control messages, one JSON line each on t
 server's stdin, both typed here and read only by `parse_control`: a `PublishPlan` starts
 publishing,
     {"start_ns": ..., "rate_per_s": ..., "arrival": "constant", "warmup_s": ..., "duration_s": ...}
-and, once the subscribers are done, a `ReportRequest` asks for the report,
-    {"report_file": "..."}
-(how many events went out, which sequence numbers fall inside the measured window, how
-late the source was, and the pattern's own counters: slow consumers, retries...).
+and, once the subscribers are done, a `TallyRequest` asks for the publisher's tally,
+    {"tally_file": "..."}
+which it writes there as a `PublicationTally` (how many events went out, which sequence
+numbers fall inside the measured window, how late the source was, and the pattern's own
+counters: slow consumers, retries...).
 """
 
 from __future__ import annotations
@@ -93,21 +94,51 @@ class PublishPlan:
 
 
 @dataclass(frozen=True)
-class ReportRequest:
-    """Control message: once publishing has ended, write the report to `report_file`
-    (whole: through a temporary file renamed into place)."""
+class TallyRequest:
+    """Control message: once publishing has ended, write the `PublicationTally` to
+    `tally_file` (whole: through a temporary file renamed into place)."""
 
-    report_file: str
+    tally_file: str
 
     @classmethod
-    def from_dict(cls, fields: dict) -> ReportRequest:
-        return cls(report_file=str(fields["report_file"]))
+    def from_dict(cls, fields: dict) -> TallyRequest:
+        return cls(tally_file=str(fields["tally_file"]))
 
     def to_dict(self) -> dict:
-        return {"report_file": self.report_file}
+        return {"tally_file": self.tally_file}
 
 
-ControlMessage = PublishPlan | ReportRequest
+ControlMessage = PublishPlan | TallyRequest
+
+
+@dataclass(frozen=True)
+class PublicationTally:
+    """What a publisher says it sent, for the runner to judge its subscribers by."""
+
+    published: int | None = None  # events published, numbered 1..published
+    first_seq_in_window: int | None = None  # the first and last due in the measured window
+    last_seq_in_window: int | None = None
+    publish_lag_us: dict | None = None  # how late the source published (histogram summary)
+    counters: dict[str, int] = field(default_factory=dict)  # the pattern's own (retries...)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> PublicationTally:
+        return cls(
+            published=fields.get("published"),
+            first_seq_in_window=fields.get("first_seq_in_window"),
+            last_seq_in_window=fields.get("last_seq_in_window"),
+            publish_lag_us=fields.get("publish_lag_us"),
+            counters=dict(fields.get("counters") or {}),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "published": self.published,
+            "first_seq_in_window": self.first_seq_in_window,
+            "last_seq_in_window": self.last_seq_in_window,
+            "publish_lag_us": self.publish_lag_us,
+            "counters": self.counters,
+        }
 
 
 def parse_control(line: bytes | str) -> ControlMessage:
@@ -117,7 +148,7 @@ def parse_control(line: bytes | str) -> ControlMessage:
         raise TypeError(f"expected a JSON object, got {type(fields).__name__}")
     if "start_ns" in fields:
         return PublishPlan.from_dict(fields)
-    return ReportRequest.from_dict(fields)
+    return TallyRequest.from_dict(fields)
 
 
 EVENT_ENVELOPE_BYTES = 40  # {"seq":..,"t":..,"payload":""} around the filler, about
@@ -163,7 +194,7 @@ class EventSource:
         self._payloads = EventPayloads(padding_length(self.payload_bytes))
 
     def count(self, name: str, amount: int = 1) -> None:
-        """A pattern-specific counter for the report (slow consumers dropped, retries...)."""
+        """A pattern-specific counter for the tally (slow consumers dropped, retries...)."""
         self.counters[name] = self.counters.get(name, 0) + amount
 
     def since(self, seq: int) -> list[Event]:
@@ -186,7 +217,7 @@ class EventSource:
         return event
 
     async def run(self, plan: PublishPlan) -> dict:
-        """Publish on the plan's schedule until its end; return the report."""
+        """Publish on the plan's schedule until its end; return what the tally needs."""
         timer = DeadlineTimer()
         lag = LatencyHistogram()
         first_in_window = last_in_window = None
@@ -214,8 +245,8 @@ class EventSource:
 
 
 async def control_loop(source: EventSource) -> None:
-    """Read commands from stdin: a publish plan starts the schedule; a report request
-    writes the report (publication and counters as they stand) to the file it names."""
+    """Read commands from stdin: a publish plan starts the schedule; a tally request
+    writes the tally (publication and counters as they stand) to the file it names."""
     mode = os.fstat(sys.stdin.fileno()).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
         # /dev/null or a file: nothing to watch (and the event loop cannot poll them).
@@ -236,11 +267,11 @@ async def control_loop(source: EventSource) -> None:
         publication = dict(await publishing) if publishing is not None else {}
         if "publish_lag" in publication:
             publication["publish_lag_us"] = publication.pop("publish_lag").summary().__dict__
-        report = {**publication, "counters": dict(source.counters)}
-        report_file = Path(message.report_file)
-        partial = report_file.with_suffix(".partial")
-        partial.write_text(json.dumps(report))
-        os.replace(partial, report_file)
+        tally = PublicationTally.from_dict({**publication, "counters": dict(source.counters)})
+        tally_file = Path(message.tally_file)
+        partial = tally_file.with_suffix(".partial")
+        partial.write_text(json.dumps(tally.to_dict()))
+        os.replace(partial, tally_file)
 
 
 class SlowConsumer(Exception):

@@ -34,7 +34,8 @@ import psutil
 import pytest
 
 from bench.drivers.base import DriverContext, PushContext, Target
-from bench.registry import PATTERNS, PUSH, Pattern, pattern_folder
+from bench.pattern import PUSH, Pattern
+from bench.registry import PATTERNS, pattern_folder
 from bench.serverproc import PatternUnavailable, ServerGroup
 from bench.workload import ExpectedAnswers, Operation
 from common.dataset import DatasetSpec

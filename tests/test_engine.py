@@ -69,7 +69,7 @@ def about_us(value_us: int, expected_us: int) -> bool:
 def test_open_loop_sends_each_request_at_its_intended_time():
     clock = VirtualTime()
     driver = ScriptedDriver(clock, answer_after(0.001))
-    plan = LoadPlan("open", connections=4, warmup_s=0, duration_s=0.5, rate_per_s=400)
+    plan = LoadPlan("open", slots=4, warmup_s=0, duration_s=0.5, rate_per_s=400)
     start_ns, result = run(clock, driver, plan)
     assert driver.sends == [start_ns + i * 2_500_000 for i in range(200)]
     assert result.ok == 200 and result.unsent == 0
@@ -81,7 +81,7 @@ def test_on_the_real_clock_no_request_goes_out_before_it_is_due():
     driver = ScriptedDriver(RealClock(), answer_after(0))
 
     async def main():
-        plan = LoadPlan("open", connections=4, warmup_s=0, duration_s=0.2, rate_per_s=400)
+        plan = LoadPlan("open", slots=4, warmup_s=0, duration_s=0.2, rate_per_s=400)
         engine = LoadEngine(driver, plan, OPERATIONS)
         await engine.open()
         start_ns = time.monotonic_ns() + START_IN_MS * MS
@@ -117,7 +117,7 @@ def test_open_loop_measures_latency_from_the_intended_send_time():
     # due during the stall waits for it, and open loop must say so (coordinated omission
     # corrected).
     clock = VirtualTime()
-    plan = LoadPlan("open", connections=1, warmup_s=0, duration_s=1.2, rate_per_s=100)
+    plan = LoadPlan("open", slots=1, warmup_s=0, duration_s=1.2, rate_per_s=100)
     _, result = run(clock, ScriptedDriver(clock, stall_once(200, 0.5)), plan)
     assert result.ok == 120 and result.unsent == 0  # caught up after the stall
     latency = LatencyHistogram.decode(result.latency)
@@ -134,7 +134,7 @@ def test_open_loop_measures_latency_from_the_intended_send_time():
 
 def test_closed_loop_measures_from_the_actual_send_and_sees_the_stall_once():
     clock = VirtualTime()
-    plan = LoadPlan("closed", connections=1, warmup_s=0, duration_s=1.0)
+    plan = LoadPlan("closed", slots=1, warmup_s=0, duration_s=1.0)
     _, result = run(clock, ScriptedDriver(clock, stall_once(200, 0.5)), plan)
     # 200 requests in the first 200 ms, the stalled one, then one a millisecond from 700.
     assert result.ok == 200 + 1 + 300
@@ -153,7 +153,7 @@ def test_warm_up_is_excluded_from_the_measurement():
     async def slow_until_measured(sent_ns: int, number: int) -> None:
         await asyncio.sleep(0.2 if sent_ns < measure_from else 0.001)
 
-    plan = LoadPlan("closed", connections=2, warmup_s=0.5, duration_s=0.5)
+    plan = LoadPlan("closed", slots=2, warmup_s=0.5, duration_s=0.5)
     _, result = run(clock, ScriptedDriver(clock, slow_until_measured), plan)
     assert result.ok == 2 * 400  # each slot: 600 ms to 1,000 ms, one a millisecond
     latency = LatencyHistogram.decode(result.latency)
@@ -171,7 +171,7 @@ def test_errors_timeouts_and_warm_up_errors_are_counted_and_connections_replaced
 
     clock = VirtualTime()
     driver = ScriptedDriver(clock, faulty, wrong_every_tenth)
-    plan = LoadPlan("closed", connections=2, warmup_s=0.1, duration_s=0.5, timeout_s=0.05)
+    plan = LoadPlan("closed", slots=2, warmup_s=0.1, duration_s=0.5, timeout_s=0.05)
     _, result = run(clock, driver, plan)
     assert result.errors > 0
     assert result.timeouts > 0
@@ -200,7 +200,7 @@ def test_the_clock_stops_when_the_answer_arrives_not_when_it_has_been_checked():
     def slow_check(number: int) -> None:
         clock.advance(0.02)  # a check far slower than the request itself
 
-    plan = LoadPlan("closed", connections=1, warmup_s=0, duration_s=0.5)
+    plan = LoadPlan("closed", slots=1, warmup_s=0, duration_s=0.5)
     _, result = run(clock, ScriptedDriver(clock, answer_after(0.001), slow_check), plan)
     assert result.ok == 24  # one request every 21 ms: 1 ms answer, 20 ms check
     assert about_us(LatencyHistogram.decode(result.latency).summary().max_us, 1_000)
@@ -211,7 +211,7 @@ def test_open_loop_tells_waiting_for_a_busy_slot_from_its_own_lateness():
     # One slot, 20 ms per answer, 100 requests due a second: requests queue for the slot
     # (the server's doing); the generator itself sends on time.
     clock = VirtualTime()
-    plan = LoadPlan("open", connections=1, warmup_s=0, duration_s=0.6, rate_per_s=100)
+    plan = LoadPlan("open", slots=1, warmup_s=0, duration_s=0.6, rate_per_s=100)
     _, result = run(clock, ScriptedDriver(clock, answer_after(0.02)), plan)
     waited = LatencyHistogram.decode(result.connection_wait)
     assert waited.summary().p90_us >= 50_000
@@ -224,7 +224,7 @@ def test_open_loop_tells_waiting_for_a_busy_slot_from_its_own_lateness():
     def busy_generator(number: int) -> None:
         clock.advance(0.02)
 
-    plan = LoadPlan("open", connections=4, warmup_s=0, duration_s=0.6, rate_per_s=100)
+    plan = LoadPlan("open", slots=4, warmup_s=0, duration_s=0.6, rate_per_s=100)
     _, result = run(clock, ScriptedDriver(clock, answer_after(0.0001), busy_generator), plan)
     lag = LatencyHistogram.decode(result.send_lag)
     assert lag.summary().p90_us >= 5_000
@@ -233,7 +233,7 @@ def test_open_loop_tells_waiting_for_a_busy_slot_from_its_own_lateness():
 
 def test_request_stop_ends_the_window_and_keeps_what_was_measured():
     clock = VirtualTime()
-    plan = LoadPlan("closed", connections=2, warmup_s=0, duration_s=30)
+    plan = LoadPlan("closed", slots=2, warmup_s=0, duration_s=30)
     began = clock.monotonic_ns()
     _, result = run(clock, ScriptedDriver(clock, answer_after(0.001)), plan, stop_after_s=0.3)
     assert clock.monotonic_ns() - began < 400 * MS  # not the 30 s planned
@@ -247,7 +247,7 @@ def test_open_loop_counts_requests_it_could_not_send_in_time():
     # One slot that needs 50 ms per request cannot keep up with 200 requests/s: of the
     # 100 due in the window, it sends one every 50 ms, and the rest are never sent.
     clock = VirtualTime()
-    plan = LoadPlan("open", connections=1, warmup_s=0, duration_s=0.5, rate_per_s=200)
+    plan = LoadPlan("open", slots=1, warmup_s=0, duration_s=0.5, rate_per_s=200)
     _, result = run(clock, ScriptedDriver(clock, answer_after(0.05)), plan)
     assert result.ok == 10 and result.unsent == 90
     # Never sent, so waited on until the window closed: counted in the figures as such,
@@ -263,7 +263,7 @@ def test_wire_bytes_connections_and_cpu_are_measured_over_the_window():
     # window holds exactly the requests sent from 100.1 ms to 399.7 ms.
     clock = VirtualTime()
     driver = ScriptedDriver(clock, answer_after(0.0007), lambda number: None)
-    plan = LoadPlan("closed", connections=1, warmup_s=0.1, duration_s=0.3)
+    plan = LoadPlan("closed", slots=1, warmup_s=0.1, duration_s=0.3)
     _, result = run(clock, driver, plan)
     assert result.ok == 571 - 143 + 1
     assert result.wire_sent == REQUEST_BYTES * result.ok  # warm-up traffic is not counted

@@ -23,7 +23,7 @@ from bench.resources import ANYWHERE, Place, Placement, ServerUsage, plan_placem
 from bench.runner import point_config
 from bench.scenario import load_scenario
 from bench.trials import Window
-from common.events import PublishPlan, ReportRequest, parse_control
+from common.events import PublicationTally, PublishPlan, TallyRequest, parse_control
 
 PROJECT = Path(__file__).resolve().parent.parent
 # The schemas name the kinds: the scenario's workload tables are tagged with them, and
@@ -138,7 +138,7 @@ def test_request_response_splits_connections_and_the_open_loop_rate(tmp_path):
     jobs = kind_for(point).generator_jobs(
         PATTERNS["rest"], point, point.timing, plan_placement(False), loaded.options["rest"]
     )
-    assert [job.plan.connections for job in jobs] == [3, 2]
+    assert [job.plan.slots for job in jobs] == [3, 2]
     assert [job.plan.rate_per_s for job in jobs] == [450, 450]
     assert [job.plan.phase for job in jobs] == [0, 0.5]
     assert all(isinstance(job.plan, LoadPlan) and job.place == ANYWHERE for job in jobs)
@@ -186,8 +186,15 @@ def test_the_publish_plan_travels_as_the_json_line_servers_have_always_read():
     assert parse_control('{"start_ns": 1, "rate_per_s": 2, "warmup_s": 0, "duration_s": 1}') == (
         PublishPlan(1, 2.0, 0.0, 1.0)
     )
-    request = ReportRequest("/tmp/x.report")
+    request = TallyRequest("/tmp/x.tally")
     assert parse_control(json.dumps(request.to_dict())) == request
+
+
+def test_a_publication_tally_reads_back_what_the_publisher_wrote_and_says_none_if_missing():
+    tally = PublicationTally(120, 11, 99, {"p50_us": 5.0}, {"retries": 3})
+    assert PublicationTally.from_dict(json.loads(json.dumps(tally.to_dict()))) == tally
+    # A publisher that published nothing in its window says so with nulls, not zeros.
+    assert PublicationTally.from_dict({"counters": {}}).published is None
 
 
 @pytest.mark.parametrize("line", ["[1, 2]", "{}", '{"start_ns": 1}', "not json"])
@@ -249,13 +256,13 @@ def test_a_trial_whose_server_died_in_the_window_is_failed_with_the_servers_reas
     assert measurement.collect_grace_s == session.scenario.load.timeout_s
 
 
-def test_a_push_trial_without_the_publishers_report_is_failed_and_says_so(tmp_path):
+def test_a_push_trial_without_the_publishers_tally_is_failed_and_says_so(tmp_path):
     session = _session(tmp_path, PUSH_SCENARIO, "sse", None)
     measurement = kind_for(session.scenario).measurement(session)
     measurement.started_ns = 0  # as on_start would have set it
     trial = measurement.trial([], Window(True, ServerUsage(0.0, 0), 0))
     assert trial.status == "failed"
-    assert trial.error == "sse: the server wrote no publication report"
+    assert trial.error == "sse: the server wrote no publication tally"
     assert measurement.collect_grace_s == 0.5  # the drain
     interrupted = measurement.interrupted_trial([], "Ctrl-C")
     assert (interrupted.status, interrupted.error) == ("interrupted", "Ctrl-C")

@@ -23,7 +23,7 @@ from bench.metrics import delivery_counts, lost_event_waits
 from bench.push import PushEngine, PushPlan, PushResult
 from bench.registry import PATTERNS
 from bench.results import load_run
-from bench.runner import RunOptions, run_scenario
+from bench.runner import RunSettings, run_scenario
 from bench.scenario import load_scenario
 from common.dataset import DatasetSpec
 from common.histogram import LatencyHistogram
@@ -58,7 +58,7 @@ def push_scenario(
         f"[timing]\nwarmup_s = 0.3\nduration_s = {duration}\nrepeats = 1\n{extra}"
     )
     run_dir = run_scenario(
-        load_scenario(path), RunOptions(results_dir=tmp_path / "results", progress=lambda _: None)
+        load_scenario(path), RunSettings(results_dir=tmp_path / "results", progress=lambda _: None)
     )
     return {point["pattern"]: point for point in load_run(run_dir)["points"]}
 
@@ -166,7 +166,7 @@ def manual_push(
     servers = pattern.servers(
         DatasetSpec(users=10, payload_bytes=payload), resolved, tmp_path, name, None
     )
-    report_file = tmp_path / f"{name}.report"
+    tally_file = tmp_path / f"{name}.tally"
     with servers:
         target = Target("127.0.0.1", servers.start())
         peak_rss = [0]
@@ -193,15 +193,15 @@ def manual_push(
             return result
 
         result = asyncio.run(main())
-        servers.controller.send_control({"report_file": str(report_file)})
+        servers.controller.send_control({"tally_file": str(tally_file)})
         deadline = time.monotonic() + 10
-        while not report_file.exists() and time.monotonic() < deadline:
+        while not tally_file.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        report = json.loads(report_file.read_text())
+        tally = json.loads(tally_file.read_text())
     delivery = delivery_counts(
-        result.counts, report["first_seq_in_window"], report["last_seq_in_window"]
+        result.counts, tally["first_seq_in_window"], tally["last_seq_in_window"]
     )
-    return result, report, delivery, peak_rss[0]
+    return result, tally, delivery, peak_rss[0]
 
 
 async def away_for(engine: PushEngine, seconds: float) -> None:
@@ -263,7 +263,7 @@ def test_a_slow_subscriber_neither_stalls_the_others_nor_grows_server_memory(
         slow.append(_raw_slow_subscriber(servers.processes[0].port, request_line))
 
     try:
-        _, report, delivery, peak_rss = manual_push(
+        _, tally, delivery, peak_rss = manual_push(
             tmp_path,
             pattern,
             during=during,
@@ -277,7 +277,7 @@ def test_a_slow_subscriber_neither_stalls_the_others_nor_grows_server_memory(
         for sock in slow:
             sock.close()
     # 400 events/s of 16 KiB: 13 MB the slow one never read. It was cut off, counted...
-    assert report["counters"].get("slow_consumer_disconnects", 0) >= 1
+    assert tally["counters"].get("slow_consumer_disconnects", 0) >= 1
     # ...the others got everything...
     assert delivery["completeness"] == 1.0, delivery
     # ...and the server's memory stayed within its bounded queues, far below the backlog.

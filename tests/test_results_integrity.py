@@ -40,6 +40,7 @@ from bench.results import (
 from bench.results_model import Point, Spread, Summary
 from bench.scenario import Limits, ScenarioError, load_scenario
 from bench.thresholds import _unsent_breach, breaches
+from common.events import PublicationTally
 from common.histogram import LatencyHistogram
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def _subscriber(arrivals: list[int]) -> dict:
     return PushResult(counts=[bytes(arrivals)], measured_s=2.0, cpu_s=0.1).to_dict()
 
 
-WINDOW = {"first_seq_in_window": 0, "last_seq_in_window": 99, "counters": {}}
+WINDOW = PublicationTally(first_seq_in_window=0, last_seq_in_window=99)
 
 
 # No empty success ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from bench.results_model import (
 )
 from bench.results_schema import GENERATE, render, sections
 from bench.soak import ProcessTimeline
+from common.events import PublicationTally
 from common.histogram import LatencyHistogram
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -134,14 +135,8 @@ def test_the_models_declare_everything_the_writer_writes(tmp_path):
         open_loop.add_trial(trial)
     open_loop.add_trial(failed_trial(2, "failed", "server died"))
     push = recorder.point(PointRecord(1, "", None, None, "push", "Push", {"model": "push"}))
-    report = {
-        "first_seq_in_window": 0,
-        "last_seq_in_window": 99,
-        "counters": {"retries": 3},
-        "publish_lag_us": {"p50_us": 5},
-        "published": 120,
-    }
-    push.add_trial(build_push_trial(0, [_subscriber([1] * 90 + [0] * 10)], report, usage))
+    tally = PublicationTally(120, 0, 99, {"p50_us": 5}, {"retries": 3})
+    push.add_trial(build_push_trial(0, [_subscriber([1] * 90 + [0] * 10)], tally, usage))
     recorder.point(PointRecord(2, "", None, None, "pending", "Pending", {}))
     recorder.finish("complete")
 

@@ -16,7 +16,7 @@ from bench.generators import GeneratorGroup, GeneratorJob
 from bench.metrics import build_trial
 from bench.registry import PATTERNS
 from bench.results import load_run
-from bench.runner import RunOptions, run_scenario
+from bench.runner import RunSettings, run_scenario
 from bench.scenario import ScenarioError, load_scenario
 from bench.workload import ExpectedAnswers, Operation
 from common.dataset import DatasetSpec
@@ -34,7 +34,7 @@ def test_every_request_response_pattern_runs_a_scenario_without_errors(tmp_path)
         + "[timing]\nwarmup_s = 0.3\nduration_s = 1\nrepeats = 1\n"
     )
     run_dir = run_scenario(
-        load_scenario(path), RunOptions(results_dir=tmp_path / "results", progress=lambda _: None)
+        load_scenario(path), RunSettings(results_dir=tmp_path / "results", progress=lambda _: None)
     )
     document = load_run(run_dir)
     assert {point["pattern"] for point in document["points"]} == set(RR_PATTERNS)

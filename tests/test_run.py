@@ -21,7 +21,7 @@ from bench.metrics import build_trial
 from bench.registry import PATTERNS, Pattern
 from bench.resources import Place
 from bench.results import load_run
-from bench.runner import RunOptions, run_scenario
+from bench.runner import RunSettings, run_scenario
 from bench.scenario import load_scenario
 from bench.workload import Operation
 from common.dataset import DatasetSpec
@@ -58,7 +58,7 @@ def quiet(_line: str) -> None:
 
 
 def run(tmp_path: Path, path: Path) -> Path:
-    options = RunOptions(results_dir=tmp_path / "results", progress=quiet)
+    options = RunSettings(results_dir=tmp_path / "results", progress=quiet)
     return run_scenario(load_scenario(path), options)
 
 

@@ -223,14 +223,14 @@ def publish(servers: ServerGroup, tmp_path: Path, events: int) -> int:
     rate = 1000
     start = {"start_ns": time.monotonic_ns(), "rate_per_s": rate, "warmup_s": 0}
     servers.controller.send_control({**start, "duration_s": events / rate})
-    # The report is written once the plan has been published to its end.
-    report_file = tmp_path / "sse.report"
-    servers.controller.send_control({"report_file": str(report_file)})
+    # The tally is written once the plan has been published to its end.
+    tally_file = tmp_path / "sse.tally"
+    servers.controller.send_control({"tally_file": str(tally_file)})
     deadline = time.monotonic() + WAIT_S
-    while not report_file.exists():
+    while not tally_file.exists():
         assert time.monotonic() < deadline, "the SSE server did not finish publishing"
         time.sleep(0.01)
-    return json.loads(report_file.read_text())["published"]
+    return json.loads(tally_file.read_text())["published"]
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ def test_collecting_again_after_an_interruption_returns_what_was_received(tmp_pa
             index=index,
             pattern="rest",
             dataset=SMALL_DATASET,
-            plan=LoadPlan(mode="closed", connections=1, warmup_s=0, duration_s=0.3),
+            plan=LoadPlan(mode="closed", slots=1, warmup_s=0, duration_s=0.3),
             operations=(Operation("get_user", user_id=1),),
         )
         for index in range(2)

@@ -15,7 +15,7 @@ from bench.kinds.base import EngineOpener, Measurement, Words, WorkloadKind
 from bench.metrics import TrialResult, build_push_trial
 from bench.pattern import PUSH
 from bench.push import PushEngine, PushPlan
-from common.events import PublishPlan, ReportRequest
+from common.events import PublicationTally, PublishPlan, TallyRequest
 from common.schedule import DueTimes
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bench.serverproc import ServerGroup
     from bench.trials import TrialSession, Window
 
-REPORT_TIMEOUT_S = 15.0
+TALLY_TIMEOUT_S = 15.0
 # Of [load], a push workload uses these: its rate and subscribers are under [workload].
 LOAD_FIELDS = ("generators", "pin_cpus")
 
@@ -183,15 +183,15 @@ def drain_s(scenario: Scenario, options: PatternOptions) -> float:
 class _Measurement(Measurement):
     """Tells the publisher its plan at the common start; once the subscribers are done
     (after the drain: counters such as webhook retries keep growing until then), asks
-    for its report of what it published."""
+    for its tally of what it published."""
 
     def __init__(self, session: TrialSession) -> None:
         self.session = session
         self.drain_s = drain_s(session.scenario, session.options)
         self.collect_grace_s = self.drain_s
-        self.report_file = session.logs / f".{session.name}.report"
-        self.report_file.unlink(missing_ok=True)
-        self.report: dict | None = None
+        self.tally_file = session.logs / f".{session.name}.tally"
+        self.tally_file.unlink(missing_ok=True)
+        self.tally: PublicationTally | None = None
         self.started_ns: int | None = None
 
     def on_start(self, start_ns: int) -> None:
@@ -202,7 +202,7 @@ class _Measurement(Measurement):
 
     def after_collect(self, window: Window) -> None:
         if window.alive:
-            self.report = request_report(self.report_file, self.session.servers)
+            self.tally = request_tally(self.tally_file, self.session.servers)
 
     def trial(self, results: list[dict], window: Window) -> TrialResult:
         session = self.session
@@ -213,15 +213,15 @@ class _Measurement(Measurement):
             "horizon_ns": window.end_ns + round(self.drain_s * 1e9),
         }
         cpus = session.cpus_held()
-        if not window.alive or self.report is None:
+        if not window.alive or self.tally is None:
             error = (
                 session.servers.failure()
-                or f"{session.pattern.name}: the server wrote no publication report"
+                or f"{session.pattern.name}: the server wrote no publication tally"
             )
             return build_push_trial(
                 session.repeat,
                 results,
-                self.report,
+                self.tally,
                 window.usage,
                 "failed",
                 str(error),
@@ -229,7 +229,7 @@ class _Measurement(Measurement):
                 **cpus,
             )
         return build_push_trial(
-            session.repeat, results, self.report, window.usage, **censoring, **cpus
+            session.repeat, results, self.tally, window.usage, **censoring, **cpus
         )
 
     def interrupted_trial(self, results: list[dict], why: str) -> TrialResult:
@@ -239,12 +239,12 @@ class _Measurement(Measurement):
         )
 
 
-def request_report(report_file: Path, servers: ServerGroup) -> dict | None:
-    """The publisher's report, once it has written it; None if it does not in time."""
-    servers.controller.send_control(ReportRequest(str(report_file)))
-    deadline = time.monotonic() + REPORT_TIMEOUT_S
+def request_tally(tally_file: Path, servers: ServerGroup) -> PublicationTally | None:
+    """The publisher's tally, once it has written it; None if it does not in time."""
+    servers.controller.send_control(TallyRequest(str(tally_file)))
+    deadline = time.monotonic() + TALLY_TIMEOUT_S
     while time.monotonic() < deadline and servers.failure() is None:
-        if report_file.exists():
-            return json.loads(report_file.read_text())
+        if tally_file.exists():
+            return PublicationTally.from_dict(json.loads(tally_file.read_text()))
         time.sleep(0.02)
     return None

@@ -152,15 +152,16 @@ class RequestResponse(WorkloadKind):
         placement: Placement,
         options: PatternOptions,
     ) -> list[GeneratorJob]:
-        """Split the point's connections (and open-loop rate) across its generators."""
+        """Split the point's slots (its concurrency, or its open-loop connections) and its
+        open-loop rate across its generators."""
         load = scenario.load
-        connections = load.connection_count
-        count = min(load.generators, connections)
+        slots = load.connection_count
+        count = min(load.generators, slots)
         jobs = []
         for index in range(count):
             plan = LoadPlan(
                 mode=load.model,
-                connections=connections // count + (1 if index < connections % count else 0),
+                slots=slots // count + (1 if index < slots % count else 0),
                 warmup_s=timing.warmup_s,
                 duration_s=timing.duration_s,
                 timeout_s=load.timeout_s,
