@@ -24,11 +24,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from common.dataset import Dataset, DatasetSpec
-from common.events import EventSource, add_push_arguments, control_loop
+
+if TYPE_CHECKING:
+    from common.events import EventSource
 
 EXIT_PORT_IN_USE = 3
 DEFAULT_MAX_REQUEST_BYTES = 256 * 1024
@@ -188,6 +191,11 @@ def run_server(
     listens on nothing itself (a broker's publisher)."""
     parser = argument_parser(doc.splitlines()[0])
     if push:
+        # Imported for push servers only: the event source brings numpy and the HDR
+        # histogram with it (about 11 MB and a BLAS thread), which a request/response
+        # server must not carry into its measured memory.
+        from common.events import EventSource, add_push_arguments, control_loop
+
         add_push_arguments(parser)
     if add_arguments is not None:
         add_arguments(parser)

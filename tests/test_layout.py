@@ -12,6 +12,7 @@ import ast
 import io
 import shutil
 import subprocess
+import sys
 import tokenize
 from pathlib import Path
 
@@ -160,3 +161,19 @@ def test_a_pattern_folder_lists_the_system_packages_make_installs(tmp_path):
     assert "missing system packages:" in completed.stderr
     assert " its-debian-package" in completed.stderr
     assert "a comment" not in completed.stderr
+
+
+def test_a_request_response_server_carries_no_push_machinery_into_its_memory():
+    """Server memory is a reported figure: the shared runtime must not load what only push
+    servers use (the event source brings numpy and the HDR histogram, about 11 MB)."""
+    modules = sorted(
+        {pattern.server_module for pattern in PATTERNS.values() if pattern.kind != "push"}
+    )
+    probe = "import importlib, sys\n" + "".join(
+        f"importlib.import_module({module!r})\n" for module in modules
+    )
+    probe += "print(sorted(m for m in ('numpy', 'hdrh', 'common.events') if m in sys.modules))"
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert modules and completed.stdout.strip() == "[]"
