@@ -64,6 +64,7 @@ def push_scenario(
 
 
 @needs_mosquitto
+@pytest.mark.e2e
 def test_every_push_pattern_delivers_every_event_to_every_subscriber(tmp_path):
     points = push_scenario(tmp_path, PUSH_PATTERNS)
     assert set(points) == set(PUSH_PATTERNS)
@@ -98,6 +99,7 @@ def test_every_push_pattern_delivers_every_event_to_every_subscriber(tmp_path):
     assert short["extra"]["subscriber_counters"]["empty_polls"] > 0  # the waste, counted
 
 
+@pytest.mark.e2e
 def test_short_polling_staleness_spreads_over_the_interval_not_one_phase(tmp_path):
     # At 5 events/s and a 100 ms interval, subscribers polling in one phase with the
     # publisher would see every event either at once or a full interval late.
@@ -118,6 +120,7 @@ def test_short_polling_staleness_spreads_over_the_interval_not_one_phase(tmp_pat
 
 
 @needs_mosquitto
+@pytest.mark.e2e
 def test_resumable_patterns_lose_nothing_when_subscribers_reconnect(tmp_path):
     points = push_scenario(
         tmp_path, RESUMABLE, duration=2, extra_workload="disconnect_every_s = 0.4\n"
@@ -129,6 +132,7 @@ def test_resumable_patterns_lose_nothing_when_subscribers_reconnect(tmp_path):
         assert trial["delivery"]["completeness"] == 1.0, (name, trial["delivery"])
 
 
+@pytest.mark.e2e
 def test_webhook_answered_500_three_times_is_retried_and_processed_once(tmp_path):
     points = push_scenario(
         tmp_path,
@@ -334,6 +338,7 @@ def test_the_webhook_receiver_rejects_forged_and_stale_signatures_and_counts_the
     assert received == [1]  # processed once
 
 
+@pytest.mark.e2e
 def test_mqtt_points_are_skipped_with_the_reason_when_no_broker_can_be_had(tmp_path, monkeypatch):
     import patterns.mqtt.broker
 
@@ -347,6 +352,7 @@ def test_mqtt_points_are_skipped_with_the_reason_when_no_broker_can_be_had(tmp_p
 
 
 @needs_mosquitto
+@pytest.mark.e2e
 def test_lost_events_enter_the_latency_at_the_time_waited_for_them(tmp_path):
     points = push_scenario(
         tmp_path,
@@ -368,6 +374,7 @@ def test_lost_events_enter_the_latency_at_the_time_waited_for_them(tmp_path):
 
 
 @needs_mosquitto
+@pytest.mark.e2e
 def test_the_ablations_produce_the_failure_they_exist_to_show(tmp_path):
     faults = "receiver_failure_rate = 0.3\nreceiver_lost_ack_rate = 0.3\nforged_per_s = 20\n"
     webhooks = ["webhooks", "webhooks-no-retry", "webhooks-no-dedup", "webhooks-no-verify"]

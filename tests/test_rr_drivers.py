@@ -25,6 +25,7 @@ from tests.conftest import start_server
 RR_PATTERNS = [name for name, p in PATTERNS.items() if p.kind == "request_response"]
 
 
+@pytest.mark.e2e
 def test_every_request_response_pattern_runs_a_scenario_without_errors(tmp_path):
     path = tmp_path / "all.toml"
     path.write_text(
