@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.drivers.base import Driver
@@ -66,6 +66,12 @@ class Pattern:
     # "module:object", a loadtools.ToolProbe: how an independent tool (wrk, h2load) sends
     # this pattern's get_user and reads the answer, for `bench calibrate`.
     tool_probe_path: str | None = None
+
+    def variant(self, **changes) -> Pattern:
+        """Another entry on this one's server and driver: `changes` say what makes it a
+        variant (name, label, colour, fixed options, the mechanism it ablates...). A
+        variant is never calibrated on its own, so it takes no tool probe."""
+        return replace(self, tool_probe_path=None, **changes)
 
     def driver_class(self) -> type[Driver]:
         return load(self.driver_path)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import orjson
 
 from bench.drivers.base import ResponseInvalid
+from bench.drivers.checks import check_created_order, check_page, check_user
 from bench.drivers.http1 import HttpResponse
-from bench.workload import Operation
+from bench.wire import PayloadCounter
+from bench.workload import ExpectedAnswers, Operation
 
 
 def json_body(response: HttpResponse, status: int, operation: Operation) -> object:
@@ -36,3 +38,22 @@ def params_of(operation: Operation) -> tuple[str, dict]:
     if operation.name == "list_users":
         return "list_users", {"page": operation.page, "per_page": operation.per_page}
     return "create_order", {"user_id": operation.user_id, **order_request_body(operation)}
+
+
+def check_json_result(
+    operation: Operation, expected: ExpectedAnswers, result: object, payload: PayloadCounter
+) -> None:
+    """Check the `result` member of a JSON-RPC-style answer (JSON-RPC over HTTP, the
+    WebSocket protocol) against the dataset, and count both ways' payload: the call's
+    params and the result as compact JSON."""
+    if operation.name == "get_user":
+        check_user(operation, expected, result)
+        received = len(expected.user_json(operation.user_id))  # equal, so same size
+    elif operation.name == "list_users":
+        check_page(operation, expected, result)
+        received = len(orjson.dumps(result))
+    else:
+        check_created_order(operation, result)
+        received = len(orjson.dumps(result))
+    payload.sent += len(orjson.dumps(params_of(operation)[1]))
+    payload.received += received

@@ -6,29 +6,26 @@ from bench.pattern import REQUEST_RESPONSE, Pattern
 
 HERE = __package__
 
+GRAPHQL = Pattern(
+    name="graphql",
+    label="GraphQL (graphql-core, all fields)",
+    kind=REQUEST_RESPONSE,
+    server_module=f"{HERE}.server",
+    driver_path=f"{HERE}.driver:GraphqlDriver",
+    options_path=f"{HERE}.driver:GraphqlOptions",
+    color="#e377c2",
+    promises="a GraphQL errors list; depth, alias, field and cost limits",
+    packages=("graphql-core", "aiohttp"),
+    tool_probe_path=f"{HERE}.calibration:TOOL_PROBE",
+)
+
 PATTERNS = [
-    Pattern(
-        name="graphql",
-        label="GraphQL (graphql-core, all fields)",
-        kind=REQUEST_RESPONSE,
-        server_module=f"{HERE}.server",
-        driver_path=f"{HERE}.driver:GraphqlDriver",
-        options_path=f"{HERE}.driver:GraphqlOptions",
-        color="#e377c2",
-        promises="a GraphQL errors list; depth, alias, field and cost limits",
-        packages=("graphql-core", "aiohttp"),
-        tool_probe_path=f"{HERE}.calibration:TOOL_PROBE",
-    ),
-    Pattern(
+    GRAPHQL,
+    GRAPHQL.variant(
         name="graphql-fields",
         label="GraphQL (graphql-core, 3 fields)",
-        kind=REQUEST_RESPONSE,
-        server_module=f"{HERE}.server",
-        driver_path=f"{HERE}.driver:GraphqlDriver",
-        options_path=f"{HERE}.driver:GraphqlOptions",
         fixed_options={"selection": "few"},
         color="#f7b6d2",
         promises="a GraphQL errors list; only the fields asked for",
-        packages=("graphql-core", "aiohttp"),
     ),
 ]

@@ -7,9 +7,8 @@ import itertools
 import orjson
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid
-from bench.drivers.checks import check_created_order, check_page, check_user
 from bench.drivers.http1 import Http1Connection, HttpResponse, host_header, post_request
-from bench.drivers.json_operations import json_body, params_of
+from bench.drivers.json_operations import check_json_result, json_body, params_of
 from bench.workload import ExpectedAnswers, Operation
 
 
@@ -53,17 +52,7 @@ class JsonRpcConnection(Connection):
                 f"{operation.name}: error {error.get('code')}: {error.get('message')}"
             )
         result = reply.get("result")
-        if operation.name == "get_user":
-            check_user(operation, self.expected, result)
-            received = len(self.expected.user_json(operation.user_id))  # equal, so same size
-        elif operation.name == "list_users":
-            check_page(operation, self.expected, result)
-            received = len(orjson.dumps(result))
-        else:
-            check_created_order(operation, result)
-            received = len(orjson.dumps(result))
-        payload.sent += len(orjson.dumps(params_of(operation)[1]))
-        payload.received += received
+        check_json_result(operation, self.expected, result, payload)
 
     async def close(self) -> None:
         self.http.close()

@@ -7,33 +7,28 @@ from patterns.mqtt.broker import MOSQUITTO
 
 HERE = __package__
 
+MQTT = Pattern(
+    name="mqtt-qos0",
+    label="MQTT QoS 0 (Mosquitto, paho)",
+    kind=PUSH,
+    server_module=f"{HERE}.server",
+    driver_path=f"{HERE}.driver:MqttDriver",
+    options_path=f"{HERE}.driver:MqttOptions",
+    fixed_options={"qos": 0},
+    launcher_path=f"{HERE}.broker:launch_mosquitto",
+    color="#d62728",
+    promises="at most once: events sent while away are lost",
+    needs=(MOSQUITTO,),
+    packages=("paho-mqtt",),
+)
+
 PATTERNS = [
-    Pattern(
-        name="mqtt-qos0",
-        label="MQTT QoS 0 (Mosquitto, paho)",
-        kind=PUSH,
-        server_module=f"{HERE}.server",
-        driver_path=f"{HERE}.driver:MqttDriver",
-        options_path=f"{HERE}.driver:MqttOptions",
-        fixed_options={"qos": 0},
-        launcher_path=f"{HERE}.broker:launch_mosquitto",
-        color="#d62728",
-        promises="at most once: events sent while away are lost",
-        needs=(MOSQUITTO,),
-        packages=("paho-mqtt",),
-    ),
-    Pattern(
+    MQTT,
+    MQTT.variant(
         name="mqtt-qos1",
         label="MQTT QoS 1 (Mosquitto, paho, persistent session)",
-        kind=PUSH,
-        server_module=f"{HERE}.server",
-        driver_path=f"{HERE}.driver:MqttDriver",
-        options_path=f"{HERE}.driver:MqttOptions",
         fixed_options={"qos": 1},
-        launcher_path=f"{HERE}.broker:launch_mosquitto",
         color="#ff9896",
         promises="at least once: the broker queues for the persistent session",
-        needs=(MOSQUITTO,),
-        packages=("paho-mqtt",),
     ),
 ]

@@ -6,29 +6,26 @@ from bench.pattern import PUSH, Pattern
 
 HERE = __package__
 
+SSE = Pattern(
+    name="sse",
+    label="SSE (aiohttp, Last-Event-ID resume)",
+    kind=PUSH,
+    server_module=f"{HERE}.server",
+    driver_path=f"{HERE}.driver:SseDriver",
+    options_path=f"{HERE}.driver:SseOptions",
+    color="#17becf",
+    promises="resume: events missed while away are replayed (Last-Event-ID)",
+    packages=("aiohttp", "httptools"),
+)
+
 PATTERNS = [
-    Pattern(
-        name="sse",
-        label="SSE (aiohttp, Last-Event-ID resume)",
-        kind=PUSH,
-        server_module=f"{HERE}.server",
-        driver_path=f"{HERE}.driver:SseDriver",
-        options_path=f"{HERE}.driver:SseOptions",
-        color="#17becf",
-        promises="resume: events missed while away are replayed (Last-Event-ID)",
-        packages=("aiohttp", "httptools"),
-    ),
-    Pattern(
+    SSE,
+    SSE.variant(
         name="sse-no-resume",
         label="SSE without Last-Event-ID (resumes from now)",
-        kind=PUSH,
-        server_module=f"{HERE}.server",
-        driver_path=f"{HERE}.driver:SseDriver",
-        options_path=f"{HERE}.driver:SseOptions",
         fixed_options={"resume": False},
         ablation="resuming with Last-Event-ID",
         color="#9edae5",
         promises="none: events sent while away are lost",
-        packages=("aiohttp", "httptools"),
     ),
 ]

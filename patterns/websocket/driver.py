@@ -18,8 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid
-from bench.drivers.checks import check_created_order, check_page, check_user
-from bench.drivers.json_operations import params_of
+from bench.drivers.json_operations import check_json_result, params_of
 from bench.drivers.shared import SharedConnections
 from bench.options import PatternOptions
 from bench.workload import Operation
@@ -132,17 +131,7 @@ class WebsocketConnection(Connection):
         except orjson.JSONDecodeError:
             raise ResponseInvalid(f"{operation.name}: the answer is not JSON") from None
         result = _result(reply, operation)
-        if operation.name == "get_user":
-            check_user(operation, self.expected, result)
-            received = len(self.expected.user_json(operation.user_id))  # equal, so same size
-        elif operation.name == "list_users":
-            check_page(operation, self.expected, result)
-            received = len(orjson.dumps(result))
-        else:
-            check_created_order(operation, result)
-            received = len(orjson.dumps(result))
-        payload.sent += len(orjson.dumps(params_of(operation)[1]))
-        payload.received += received
+        check_json_result(operation, self.expected, result, payload)
 
     async def close(self) -> None:
         broken = self.socket.reader.done()
