@@ -10,10 +10,16 @@ here, and the processes would follow without a change of their own.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psutil
+
+T = TypeVar("T")
 
 
 def usable_cpus() -> list[int]:
@@ -23,11 +29,30 @@ def usable_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+_CLONE_NEWNET = 0x40000000
+
+
+def enter_netns(path: str) -> None:
+    """Move the calling thread into the network namespace `path` names (a file whose
+    descriptor is a namespace: /proc/PID/ns/net, or /proc/PID/fd/N of a process holding
+    one). A process's later threads and children follow it. Python 3.11 has no os.setns."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"cannot enter network namespace {path}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class Place:
-    """Where one process runs: pinned to `cpus`, or anywhere (None)."""
+    """Where one process runs: pinned to `cpus`, or anywhere (None); in the network
+    namespace `netns` (bench/network/link.py builds it), or in the runner's (None)."""
 
     cpus: tuple[int, ...] | None = None
+    netns: str | None = None
 
     @property
     def pinned(self) -> bool:
@@ -38,9 +63,34 @@ class Place:
         return len(self.cpus) if self.cpus else len(usable_cpus())
 
     def enter(self) -> None:
-        """Move the calling process here (a generator, as it starts)."""
+        """Move the calling process here (a generator, as it starts; a server between
+        fork and exec, see serverproc.py)."""
+        if self.netns:
+            enter_netns(self.netns)
         if self.cpus:
             os.sched_setaffinity(0, self.cpus)
+
+    def call(self, function: Callable[[], T]) -> T:
+        """`function()`, run in this place's network namespace (in a thread of its own, so
+        that the caller stays where it is): a health check, a readiness probe."""
+        if not self.netns:
+            return function()
+        outcome: list = []
+
+        def inside() -> None:
+            try:
+                enter_netns(self.netns)
+                outcome.append((True, function()))
+            except BaseException as exc:  # re-raised in the caller
+                outcome.append((False, exc))
+
+        thread = threading.Thread(target=inside, name="in-netns", daemon=True)
+        thread.start()
+        thread.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     def put(self, pid: int) -> None:
         """Move process `pid` here (a server the runner has just started). It may already

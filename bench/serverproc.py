@@ -101,7 +101,7 @@ class ServerProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=die_with_parent,
+                    preexec_fn=self._in_child,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:
@@ -109,6 +109,12 @@ class ServerProcess:
         self.place.put(self.process.pid)
         self.port = self._wait_until_ready(timeout_s)
         return self.port
+
+    def _in_child(self) -> None:
+        """Between fork and exec: die with the runner, and enter the place (its network
+        namespace can only be entered by the process itself)."""
+        die_with_parent()
+        self.place.enter()
 
     def send_control(self, message: ControlMessage | dict) -> None:
         """One control message, as a JSON line on the server's stdin (a dict is sent as
@@ -123,11 +129,15 @@ class ServerProcess:
             if self.ready.exists():
                 return int(json.loads(self.ready.read_text())["port"])
             return None
-        try:
-            with socket.create_connection(("127.0.0.1", self.ready), timeout=1):
-                return self.ready
-        except OSError:
-            return None
+        def accepts() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.ready), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        # Asked from inside the server's namespace, where its loopback is.
+        return self.ready if self.place.call(accepts) else None
 
     def _wait_until_ready(self, timeout_s: float) -> int:
         deadline = time.monotonic() + timeout_s

@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from common.dataset import Dataset, DatasetSpec
+from common.tls import client_context, server_context
 
 if TYPE_CHECKING:
     from common.events import EventSource
@@ -54,6 +56,11 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="larger requests are refused with the protocol's 'too large' error",
     )
+    # TLS (common/tls.py): with a certificate the server speaks its protocol's TLS form
+    # only; the CA is for what the server itself connects to (a webhook receiver, a broker).
+    parser.add_argument("--tls-cert", help="PEM certificate to present; serve TLS only")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-ca", help="PEM CA certificate to verify the servers it calls")
     return parser
 
 
@@ -171,6 +178,20 @@ class ServerContext:
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.args.tls_cert)
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """The listener's TLS context, or None when serving in the clear."""
+        if not self.args.tls_cert:
+            return None
+        return server_context(self.args.tls_cert, self.args.tls_key)
+
+    def client_ssl(self) -> ssl.SSLContext | None:
+        """A verifying context for what this server connects to, or None without TLS."""
+        return client_context(self.args.tls_ca) if self.args.tls_ca else None
 
     async def serve_aiohttp(self, app, streaming: bool = False) -> None:
         """Serve an aiohttp application on the bound socket until stopped."""

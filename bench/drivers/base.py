@@ -11,6 +11,7 @@ and its registry entry.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import orjson
 from bench.options import PatternOptions
 from bench.wire import PayloadCounter, TcpWireMeter, WireMeter
 from bench.workload import ExpectedAnswers, Operation
+from common.tls import TlsFiles, client_context
 
 
 class ResponseInvalid(Exception):
@@ -31,10 +33,17 @@ class ResponseInvalid(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """Where a server listens."""
+    """Where a server listens, and, when the scenario asks for TLS, the run's certificates
+    (common/tls.py): the driver then speaks its protocol's TLS form (https, wss, gRPC
+    over TLS, MQTT over TLS) and verifies the server's certificate."""
 
     host: str
     port: int
+    tls: TlsFiles | None = None
+
+    def client_ssl(self) -> ssl.SSLContext | None:
+        """A verifying client context for this target, or None without TLS."""
+        return client_context(self.tls.ca_cert) if self.tls else None
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,19 @@ class Subscription(ABC):
     def __init__(self) -> None:
         self.problems: list[Exception] = []  # failures it recovered from, reported as errors
         self.problem_count = 0
+        # When the subscriber itself found its connection dead (a keep-alive unanswered, a
+        # read timeout, a reset), and when it was receiving again: monotonic ns. Faults the
+        # engine injects (reconnect()) are not noticed, they are done.
+        self.noticed_dead_ns: list[int] = []
+        self.recovered_ns: list[int] = []
+
+    def noticed_dead(self, at_ns: int) -> None:
+        """The driver found the connection dead on its own, at `at_ns`."""
+        self.noticed_dead_ns.append(at_ns)
+
+    def recovered(self, at_ns: int) -> None:
+        """After noticed_dead(): subscribed again and able to receive, at `at_ns`."""
+        self.recovered_ns.append(at_ns)
 
     def problem(self, exc: Exception) -> None:
         """Note a failure the subscription recovered from (a bad event, a dropped stream)."""
