@@ -55,6 +55,12 @@ class Place:
     netns: str | None = None
 
     @property
+    def bind_host(self) -> str:
+        """The address a server here listens on: loopback, or, in a namespace of its own,
+        every address (its loopback for probes, the path's address for clients)."""
+        return "0.0.0.0" if self.netns else "127.0.0.1"
+
+    @property
     def pinned(self) -> bool:
         return bool(self.cpus)
 

@@ -40,6 +40,9 @@ class Target:
     host: str
     port: int
     tls: TlsFiles | None = None
+    # Where the client side is reachable from the servers (webhook receivers bind there):
+    # loopback, or the client's address on a network path (bench/network/link.py).
+    callback_host: str = "127.0.0.1"
 
     def client_ssl(self) -> ssl.SSLContext | None:
         """A verifying client context for this target, or None without TLS."""
