@@ -82,6 +82,7 @@ class PushResult:
     wire_sent: int = 0  # over the whole trial: handshakes, keepalives and empty polls too
     wire_received: int = 0
     payload_received: int = 0  # each delivered event once, as encoded: over the whole trial
+    tls_handshakes: dict[str, int] = field(default_factory=dict)  # by version, whole trial
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -237,6 +238,7 @@ class PushEngine:
         wire = self.driver.meter.wire_bytes()
         result.wire_sent, result.wire_received = wire.sent, wire.received
         result.payload_received = events.payload_bytes
+        result.tls_handshakes = dict(self.driver.meter.tls_versions)
         result.invalid_events = events.invalid
         for subscription in self.subscriptions:
             for problem in subscription.problems:

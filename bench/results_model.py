@@ -227,6 +227,11 @@ class Totals(Part):
         description="request/response: connections that carried the window's requests (open "
         "at its end, or opened during it)",
     )
+    tls_handshakes: dict[str, int] = Field(
+        default_factory=dict,
+        description="TLS handshakes the clients completed over the whole trial (set-up and "
+        "reconnects included), by negotiated version (TLSv1.3, TLSv1.2); empty in the clear",
+    )
 
 
 class ProcessSeries(Part):

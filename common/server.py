@@ -98,12 +98,18 @@ def announce_ready(ready_file: Path | None, port: int) -> None:
 
 
 async def serve_aiohttp(
-    app, sock: socket.socket, ready_file: Path | None, stop: asyncio.Event, streaming: bool = False
+    app,
+    sock: socket.socket,
+    ready_file: Path | None,
+    stop: asyncio.Event,
+    streaming: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve an aiohttp application on `sock` until `stop` is set.
 
     `streaming`: handlers hold requests open (event streams, long polls); they are
     cancelled when their client goes away instead of lingering until they next write.
+    `ssl_context`: serve HTTPS only (no plain listener beside it).
     """
     from aiohttp import web
 
@@ -116,7 +122,7 @@ async def serve_aiohttp(
         handler_cancellation=streaming,
     )
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     announce_ready(ready_file, sock.getsockname()[1])
     await stop.wait()
     await runner.cleanup()
@@ -194,8 +200,11 @@ class ServerContext:
         return client_context(self.args.tls_ca) if self.args.tls_ca else None
 
     async def serve_aiohttp(self, app, streaming: bool = False) -> None:
-        """Serve an aiohttp application on the bound socket until stopped."""
-        await serve_aiohttp(app, self.sock, self.args.ready_file, self.stop, streaming)
+        """Serve an aiohttp application on the bound socket until stopped: HTTPS when the
+        run gave a certificate."""
+        await serve_aiohttp(
+            app, self.sock, self.args.ready_file, self.stop, streaming, self.server_ssl()
+        )
 
 
 def run_server(

@@ -46,7 +46,7 @@ class PollingSubscription(Subscription):
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+        self.http = await self.driver.open_http()
         response = await self.http.request(
             b"GET /events?after=latest HTTP/1.1\r\nHost: %s\r\n\r\n" % self.driver.host
         )
@@ -101,7 +101,7 @@ class PollingSubscription(Subscription):
         if self.http is not None:
             self.http.close()
         with contextlib.suppress(OSError):
-            self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+            self.http = await self.driver.open_http()
 
     async def disconnect(self) -> None:
         if self.task is not None:
@@ -132,6 +132,13 @@ class PollingDriver(PushDriver):
         self.polls = 0
         self.empty_polls = 0
         self.phase_origin = random.random()
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
+
+    async def open_http(self) -> Http1Connection:
+        """A connection to the server: HTTPS under TLS, its handshake counted."""
+        return await Http1Connection.open(
+            self.target.host, self.target.port, ssl_context=self.ssl, meter=self.meter
+        )
 
     async def subscribe(self, subscriber: int, on_event) -> PollingSubscription:
         subscription = PollingSubscription(self, on_event, self._first_poll_phase(subscriber))

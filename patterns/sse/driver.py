@@ -52,9 +52,7 @@ class SseSubscription(Subscription):
             b"GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
             b"Cache-Control: no-cache\r\n%s\r\n" % (self.driver.host, resume)
         )
-        stream = await Http1Stream.open(
-            self.driver.target.host, self.driver.target.port, request, self._feed
-        )
+        stream = await self.driver.open_stream(request, self._feed)
         status, headers = stream.response.result()
         content_type = headers.get(b"content-type", b"")
         if status != 200 or not content_type.startswith(b"text/event-stream"):
@@ -142,6 +140,18 @@ class SseDriver(PushDriver):
         self.host = host_header(target)
         self.automatic_reconnects = 0
         self.resume_resets = 0  # reconnects the server could not resume from the id sent
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
+
+    async def open_stream(self, request: bytes, on_body) -> Http1Stream:
+        """The event stream's connection: HTTPS under TLS, its handshake counted."""
+        return await Http1Stream.open(
+            self.target.host,
+            self.target.port,
+            request,
+            on_body,
+            ssl_context=self.ssl,
+            meter=self.meter,
+        )
 
     async def subscribe(self, subscriber: int, on_event) -> SseSubscription:
         subscription = SseSubscription(self, on_event)
