@@ -128,15 +128,20 @@ async def serve_aiohttp(
     await runner.cleanup()
 
 
-def grpc_port(server, host: str, port: int) -> int:
-    """Add an insecure port to a grpc.aio server; exit with a clear sentence if it is taken.
+def grpc_port(server, host: str, port: int, credentials=None) -> int:
+    """Add a port to a grpc.aio server; exit with a clear sentence if it is taken. With
+    server `credentials` (ServerContext.tls_key_pair() makes them) the port speaks gRPC
+    over TLS only.
 
     Callers must pass ("grpc.so_reuseport", 0) as a server option: grpcio sets SO_REUSEPORT
     by default, which lets a second server share a port silently.
     """
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError:
         bound = 0
     if not bound:
@@ -146,6 +151,18 @@ def grpc_port(server, host: str, port: int) -> int:
         )
         sys.exit(EXIT_PORT_IN_USE)
     return bound
+
+
+def grpc_tls_description(servicer_context) -> str | None:
+    """The TLS a gRPC call came over ("TLSv1.3, key exchange X25519MLKEM768"), from the
+    server's auth context, or None in the clear. grpcio's client side does not expose it,
+    so gRPC servers write it to their log for the reader."""
+    properties = servicer_context.auth_context()
+    if properties.get("transport_security_type") != [b"ssl"]:
+        return None
+    version = b"".join(properties.get("ssl_tls_version", [b"unknown version"])).decode()
+    group = b"".join(properties.get("ssl_negotiated_key_exchange_group", [b"unknown"])).decode()
+    return f"{version}, key exchange {group}"
 
 
 def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -194,6 +211,13 @@ class ServerContext:
         if not self.args.tls_cert:
             return None
         return server_context(self.args.tls_cert, self.args.tls_key)
+
+    def tls_key_pair(self) -> tuple[bytes, bytes] | None:
+        """(private key, certificate chain) as PEM bytes, for a library that takes them
+        rather than files (grpcio's server credentials), or None in the clear."""
+        if not self.args.tls_cert:
+            return None
+        return Path(self.args.tls_key).read_bytes(), Path(self.args.tls_cert).read_bytes()
 
     def client_ssl(self) -> ssl.SSLContext | None:
         """A verifying context for what this server connects to, or None without TLS."""

@@ -30,11 +30,17 @@ except ImportError:  # pragma: no cover - a set-up problem, reported in one sent
 
 
 class EventStreamService(events_pb2_grpc.EventStreamServicer):
-    def __init__(self, source: EventSource, fanout: Fanout) -> None:
+    def __init__(self, source: EventSource, fanout: Fanout, tls: bool) -> None:
         self.source = source
         self.fanout = fanout
+        # grpcio's client side cannot tell which TLS version its C core negotiated; the
+        # server's auth context can: written to the log once.
+        self.tls_unlogged = tls
 
     async def Subscribe(self, request, context):
+        if self.tls_unlogged:
+            self.tls_unlogged = False
+            print(f"TLS: {runtime.grpc_tls_description(context)}", flush=True)
         queue = self.fanout.join()
         # Headers now, not with the first event: the subscriber knows it is listening.
         await context.send_initial_metadata(())
@@ -65,8 +71,11 @@ async def serve(context: runtime.ServerContext) -> None:
         args.slow_consumer,
     )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    events_pb2_grpc.add_EventStreamServicer_to_server(EventStreamService(source, fanout), server)
-    port = runtime.grpc_port(server, args.host, args.port)
+    service = EventStreamService(source, fanout, context.tls)
+    events_pb2_grpc.add_EventStreamServicer_to_server(service, server)
+    key_pair = context.tls_key_pair()  # gRPC over TLS only, when the run gave a certificate
+    credentials = grpc.ssl_server_credentials([key_pair]) if key_pair else None
+    port = runtime.grpc_port(server, args.host, args.port, credentials)
     await server.start()
     context.ready(port)
     await context.stop.wait()

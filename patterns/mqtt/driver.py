@@ -58,6 +58,8 @@ class MqttSubscription(Subscription):
             clean_session=qos == 0,  # QoS 1: a persistent session survives reconnects
         )
         self.client.max_inflight_messages_set(INFLIGHT)
+        if driver.tls is not None:
+            self.client.tls_set_context(driver.tls)  # verifies the broker's certificate
         self.client.on_message = self._message
         self.client.on_connect = self._connected
         self.client.on_subscribe = self._subscribed
@@ -101,6 +103,8 @@ class MqttSubscription(Subscription):
     async def connect(self) -> None:
         self.listening = asyncio.get_running_loop().create_future()
         self.client.connect(self.driver.target.host, self.driver.target.port, keepalive=30)
+        if self.driver.tls is not None:  # paho has done the handshake in connect()
+            self.driver.meter.tls_connection(self.client.socket())
         await asyncio.wait_for(self.listening, CONNECT_TIMEOUT_S)
 
     async def disconnect(self) -> None:
@@ -118,6 +122,12 @@ class MqttSubscription(Subscription):
 
 
 class MqttDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        # MQTT over TLS when the scenario asks for it; one context for every subscriber
+        # (each connection still makes a full handshake: paho does not resume sessions).
+        self.tls = target.client_ssl()
+
     async def subscribe(self, subscriber: int, on_event) -> MqttSubscription:
         subscription = MqttSubscription(self, subscriber, on_event)
         await subscription.connect()

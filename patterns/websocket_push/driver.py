@@ -15,7 +15,13 @@ from pydantic import Field
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
-from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.drivers.base import (
+    PushDriver,
+    ResponseInvalid,
+    Subscription,
+    Target,
+    decode_event,
+)
 from bench.options import PushServerOptions
 
 RECONNECT_DELAY_S = 0.1
@@ -45,7 +51,10 @@ class WebsocketPushSubscription(Subscription):
             user_agent_header=None,
             proxy=None,
             ping_interval=None,  # the server pings; answering is automatic
+            **self.driver.tls,
         )
+        if self.driver.tls:
+            self.driver.meter.tls_connection(self.websocket.transport)
         self.reader = asyncio.create_task(self._read(self.websocket))
 
     async def _read(self, websocket) -> None:
@@ -91,10 +100,20 @@ class WebsocketPushSubscription(Subscription):
         self.closing = True
 
 
+def websocket_address(target: Target) -> tuple[str, dict]:
+    """The server's URI, and what `connect()` needs for it: wss:// with a context that
+    verifies the run's CA when the scenario asks for TLS (websockets refuses an `ssl`
+    argument for a ws:// URI). One context per driver: each connection (a reconnect too)
+    still makes a full handshake, as Python's ssl resumes a session only when handed one."""
+    if target.tls is None:
+        return f"ws://{target.host}:{target.port}/", {}
+    return f"wss://{target.host}:{target.port}/", {"ssl": target.client_ssl()}
+
+
 class WebsocketPushDriver(PushDriver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
-        self.uri = f"ws://{target.host}:{target.port}/"
+        self.uri, self.tls = websocket_address(target)
         self.unplanned_reconnects = 0
 
     async def subscribe(self, subscriber: int, on_event) -> WebsocketPushSubscription:
