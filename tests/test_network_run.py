@@ -237,8 +237,15 @@ def _emulator_of(run: psutil.Process) -> psutil.Process | None:
 
 def _namespaces_held_by(process: psutil.Process) -> set[int]:
     held = set()
-    for fd in os.listdir(f"/proc/{process.pid}/fd"):
-        target = os.readlink(f"/proc/{process.pid}/fd/{fd}")
+    try:
+        descriptors = os.listdir(f"/proc/{process.pid}/fd")
+    except OSError:
+        return held
+    for fd in descriptors:
+        try:
+            target = os.readlink(f"/proc/{process.pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
         if target.startswith("net:["):
             held.add(int(target[5:-1]))
     return held
@@ -280,8 +287,12 @@ def test_a_stopped_run_leaves_no_namespace_emulator_or_process(tmp_path, signum,
     try:
         runner = psutil.Process(run.pid)
         emulator = wait_for(lambda: _emulator_of(runner), 60, "the emulator to start")
-        held = wait_for(lambda: _namespaces_held_by(emulator), 30, "the path's namespaces")
-        assert len(held) == 2 and not held & namespaces_before
+        held = wait_for(
+            lambda: len(found := _namespaces_held_by(emulator)) == 2 and found,
+            30,
+            "the path's two namespaces",
+        )
+        assert not held & namespaces_before
         # The server and the generator are up on either side of the path.
         others = wait_for(
             lambda: _trial_processes(runner, emulator), 60, "the server and a generator"
