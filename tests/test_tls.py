@@ -14,7 +14,6 @@ tests of its own at the end.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import ssl
 import time
@@ -27,13 +26,12 @@ from bench.clock import VirtualTime
 from bench.drivers.base import DriverContext, PushContext, Target
 from bench.engine import LoadPlan
 from bench.generators import GeneratorGroup, GeneratorJob
-from bench.kinds import kind_named
 from bench.metrics import build_trial
 from bench.network.tls import make_tls_files
 from bench.pattern import PUSH, Pattern
 from bench.push import PushPlan
 from bench.registry import PATTERNS
-from bench.serverproc import PatternUnavailable, ServerGroup, ServerProcess
+from bench.serverproc import PatternUnavailable, ServerGroup
 from bench.workload import ExpectedAnswers, Operation
 from common.events import EventPayloads, padding_length
 from common.schedule import DueTimes
@@ -84,24 +82,8 @@ def other_ca(tmp_path_factory) -> TlsFiles:
 
 
 def tls_servers(pattern: Pattern, tls: TlsFiles, logs: Path) -> ServerGroup:
-    """The pattern's server group with TLS on. `Pattern.servers` takes `tls` where the
-    runner passes it; until then a pattern's own single process gets `tls.server_args()`
-    here, and a launcher (several processes) is skipped, saying so."""
-    options = pattern.options()
-    if "tls" in inspect.signature(pattern.servers).parameters:
-        return pattern.servers(SMALL_DATASET, options, logs, pattern.name, None, tls=tls)
-    if pattern.launcher_path:
-        pytest.skip(f"{pattern.name}: its launcher takes no TLS files yet")
-    ready = logs / f".{pattern.name}.ready"
-    command = pattern.server_command(SMALL_DATASET, ready, options) + tls.server_args()
-    process = ServerProcess(
-        pattern.name,
-        command,
-        logs / f"{pattern.name}.log",
-        ready,
-        control=kind_named(pattern.kind).server_takes_control,
-    )
-    return ServerGroup([process])
+    """The pattern's server group (a launcher's several processes included) with TLS on."""
+    return pattern.servers(SMALL_DATASET, pattern.options(), logs, pattern.name, None, tls=tls)
 
 
 @dataclass
