@@ -84,6 +84,7 @@ class Window:
     alive: bool  # every server process lived through it
     usage: ServerUsage  # what they used in it
     end_ns: int  # when it ended, monotonic
+    path: dict | None = None  # the network path's PathStats.to_dict() (with "outages"), if any
 
 
 def run_trial(

@@ -158,7 +158,11 @@ class Http1Stream(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         _, stream = await loop.create_connection(lambda: cls(on_body), host, port)
         stream._transport.write(raw_request)
-        await asyncio.shield(stream.response)
+        try:
+            await asyncio.shield(stream.response)
+        except BaseException:  # no answer, or the caller gave up (cancelled): not left open
+            stream.close()
+            raise
         return stream
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
