@@ -347,3 +347,82 @@ def test_detector_defaults_are_the_libraries_own_and_recorded_as_values():
 def test_a_detector_shorter_than_a_healthy_silence_is_refused(name, options):
     with pytest.raises(pydantic.ValidationError, match="taken for dead"):
         PATTERNS[name].options(options)
+
+
+# The chart -------------------------------------------------------------------------------
+PUSH_RUN = next((Path(__file__).parent / "data" / "runs" / "before").glob("*-push-fanout"))
+
+
+def test_the_dead_path_chart_pools_each_points_trials_and_is_drawn_only_with_outages(tmp_path):
+    from bench.charts.outages import dead_path_chart, row_of
+    from bench.results_model import as_run
+
+    document = json.loads((PUSH_RUN / "results.json").read_text())
+    assert dead_path_chart(as_run(document), tmp_path / "none") == []
+    outages = [[10 * S, 15 * S]]
+    noticing, deaf = document["points"][0], document["points"][1]
+    for trial in noticing["trials"]:
+        watchers = [Watcher([12 * S], [16 * S]), Watcher([], [])]
+        trial["extra"]["outages"] = outage_figures(outages, watchers, 60 * S, "subscribers")
+    for trial in deaf["trials"]:
+        trial["extra"]["outages"] = outage_figures(outages, [Watcher([], [])], 60 * S, "x")
+    run = as_run(document)
+    row = row_of(run.points[0])
+    trials = len(noticing["trials"])
+    assert (row.noticed, row.not_noticed) == (trials, trials)
+    assert row.detect_s == [2.0] * trials and row.recover_s == [1.0] * trials
+    assert row_of(run.points[1]).detect_s == []
+    assert row_of(run.points[2]) is None  # a point without outage figures has no row
+    written = dead_path_chart(run, tmp_path / "charts")
+    assert {path.name for path in written} == {"dead-paths.png", "dead-paths.svg"}
+
+
+@pytest.mark.timeout(90)
+def test_the_push_engine_returns_every_subscribers_notices_for_the_outage_figures(tmp_path):
+    from bench.push import PushEngine, PushPlan
+
+    options = {"keepalive_time_s": 0.3, "keepalive_timeout_s": 0.3}
+    pattern = PATTERNS["grpc-stream"]
+    resolved = pattern.options(options)
+    servers = pattern.servers(
+        DatasetSpec(users=10, payload_bytes=PAYLOAD), resolved, tmp_path, "engine", None
+    )
+    with servers:
+        target = Target("127.0.0.1", servers.start())
+        pid = servers.processes[servers.target_index].pid
+
+        async def main():
+            driver = pattern.driver_class()(target, PushContext(resolved, PAYLOAD))
+            engine = PushEngine(driver, PushPlan(3, 0, 0.2, 4.0, 1.0, RATE, payload_bytes=PAYLOAD))
+            await engine.open()
+            start_ns = time.monotonic_ns() + 50_000_000
+            servers.controller.send_control(
+                {"start_ns": start_ns, "rate_per_s": RATE, "warmup_s": 0.2, "duration_s": 4.0}
+            )
+            running = asyncio.create_task(engine.run(start_ns))
+            try:
+                await until(lambda: all(sum(log.counts) >= 10 for log in engine.logs), 10, "events")
+                os.kill(pid, signal.SIGSTOP)
+                stopped_ns = time.monotonic_ns()
+                try:
+                    await until(
+                        lambda: all(s.noticed_dead_ns for s in engine.subscriptions),
+                        10,
+                        "every subscriber noticing",
+                    )
+                finally:
+                    continued_ns = time.monotonic_ns()
+                    continue_in_any_case(pid)
+                result = await running
+            finally:
+                continue_in_any_case(pid)
+                await engine.close()
+            return result, stopped_ns, continued_ns
+
+        result, stopped_ns, continued_ns = asyncio.run(main())
+    figures = dead_path_figures(
+        [[stopped_ns, continued_ns]], [result.to_dict()], None, time.monotonic_ns()
+    )
+    assert figures["watched_by"] == "subscribers" and figures["watchers"] == 3
+    assert (figures["noticed"], figures["recovered"]) == (3, 3), figures
+    assert all(0.3 - 0.1 <= s <= 0.6 + SLACK_S for s in figures["detect_values_s"]), figures

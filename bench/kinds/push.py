@@ -49,7 +49,14 @@ class Push(WorkloadKind):
         payload_short="the event as JSON",
     )
     counts_deliveries = True
-    charts = ("latency", "completeness", "latency-distribution", "cost", "wire-bytes")
+    charts = (
+        "latency",
+        "completeness",
+        "latency-distribution",
+        "cost",
+        "wire-bytes",
+        "dead-paths",  # drawn only over a path with outages
+    )
     headline_charts = ("latency", "completeness")
     tool_calibrated = False
     server_takes_control = True
