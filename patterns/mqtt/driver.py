@@ -131,7 +131,8 @@ class MqttSubscription(Subscription):
                 noticed=noticed,
             )
         finally:
-            self.redialing = None
+            if self.redialing is asyncio.current_task():  # not a newer one
+                self.redialing = None
 
     async def _reconnect(self) -> None:
         """paho's reconnect, over a TCP connection opened without blocking the loop."""
