@@ -2,7 +2,8 @@
 
 Request/response runs get throughput, latency, its distribution, cost and bytes per
 exchange; push runs get publish-to-receive latency, delivery completeness, the latency
-distribution, cost and bytes per delivered event; soaks (trials of minutes) memory and
+distribution, cost and bytes per delivered event (and, over a path with outages, the time
+to notice a dead path and to come back); soaks (trials of minutes) memory and
 open descriptors over time. The overview ranks patterns across runs.
 """
 
@@ -14,6 +15,7 @@ from bench.charts.completeness import completeness_chart
 from bench.charts.cost import cost_chart
 from bench.charts.distribution import distribution_chart
 from bench.charts.omission import omission_chart
+from bench.charts.outages import dead_path_chart
 from bench.charts.overview import overview_chart
 from bench.charts.rates import latency_chart, throughput_chart
 from bench.charts.resources import resources_chart
@@ -32,6 +34,7 @@ CHARTS = {
     "latency-distribution": distribution_chart,
     "cost": cost_chart,
     "wire-bytes": wire_chart,
+    "dead-paths": dead_path_chart,  # push over a path with outages; nothing otherwise
 }
 
 __all__ = ["CHART_DIR", "color_of", "overview_chart", "render_charts", "render_run"]

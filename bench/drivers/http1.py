@@ -196,7 +196,11 @@ class Http1Stream(asyncio.Protocol):
         return once the response headers are in."""
         _, stream = await _connect(lambda: cls(on_body), host, port, ssl_context, meter)
         stream._transport.write(raw_request)
-        await asyncio.shield(stream.response)
+        try:
+            await asyncio.shield(stream.response)
+        except BaseException:  # no answer, or the caller gave up (cancelled): not left open
+            stream.close()
+            raise
         return stream
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

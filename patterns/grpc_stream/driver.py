@@ -9,14 +9,50 @@ import time
 from pathlib import Path
 
 import grpc
+from pydantic import Field
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, Target
+from bench.drivers.redial import redial
+from bench.options import PushServerOptions
 from patterns.grpc_stream import events_pb2
 
 SUBSCRIBE = "/patternbench.v1.EventStream/Subscribe"
 monotonic_ns = time.monotonic_ns
 
 RECONNECT_DELAY_S = 0.1
+
+
+class GrpcStreamOptions(PushServerOptions):
+    """The subscriber's detector of a dead connection is HTTP/2 keepalive pings, which a
+    gRPC client does not send by default (`grpc.keepalive_time_ms` is unset, so a stream
+    on a dead path waits for TCP to give up, minutes later); `keepalive_timeout_s` is
+    gRPC's default 20 s."""
+
+    keepalive_time_s: float | None = Field(
+        None, gt=0, le=7200, description="client keepalive pings (gRPC: none)"
+    )
+    keepalive_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="a ping unanswered this long: UNAVAILABLE"
+    )
+
+    def server_args(self) -> list[str]:
+        if self.keepalive_time_s is None:
+            return super().server_args()
+        # A gRPC server refuses pings more often than every 5 min on a call without data
+        # (GOAWAY, too_many_pings): it must be told to accept the client's.
+        return [*super().server_args(), "--min-ping-interval-s", repr(self.keepalive_time_s)]
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        if self.keepalive_time_s is None:
+            return []
+        return [
+            ("grpc.keepalive_time_ms", round(self.keepalive_time_s * 1000)),
+            ("grpc.keepalive_timeout_ms", round(self.keepalive_timeout_s * 1000)),
+            ("grpc.http2.ping_timeout_ms", round(self.keepalive_timeout_s * 1000)),
+            # A server-streaming subscriber never sends data after its request: without
+            # this, the client stops pinging after 2 pings (the default limit).
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
 
 
 class GrpcStreamSubscription(Subscription):
@@ -34,7 +70,7 @@ class GrpcStreamSubscription(Subscription):
         self.channel = open_channel(
             self.driver.address,
             self.driver.credentials,
-            [("grpc.use_local_subchannel_pool", 1)],
+            [("grpc.use_local_subchannel_pool", 1), *self.driver.keepalive],
         )
         # Events as bytes, decoded here once stamped: the clock stops when they are in.
         subscribe = self.channel.unary_stream(
@@ -50,6 +86,7 @@ class GrpcStreamSubscription(Subscription):
         self.reader = asyncio.create_task(self._read(self.call))
 
     async def _read(self, call) -> None:
+        dead = False
         try:
             async for data in call:
                 arrived_ns = monotonic_ns()
@@ -67,11 +104,25 @@ class GrpcStreamSubscription(Subscription):
         except Exception as exc:
             if not self.closing:
                 self.problem(exc)
+                # UNAVAILABLE: the transport died (a keepalive ping unanswered, a reset);
+                # other codes are the server ending the call (a slow consumer's
+                # RESOURCE_EXHAUSTED).
+                if (
+                    isinstance(exc, grpc.aio.AioRpcError)
+                    and exc.code() == grpc.StatusCode.UNAVAILABLE
+                ):
+                    self.noticed_dead(monotonic_ns())
+                    dead = True
         if not self.closing:  # the stream ended: resume from the last event seen
-            await asyncio.sleep(RECONNECT_DELAY_S)
-            with contextlib.suppress(Exception):
-                await self._close_channel()
-                await self.connect()
+            await self._close_channel()
+            await redial(
+                self,
+                self.connect,
+                delay_s=RECONNECT_DELAY_S,
+                wanted=lambda: not self.closing,
+                abandon=self._close_channel,
+                noticed=dead,
+            )
 
     async def _close_channel(self) -> None:
         self.driver.meter.scan()
@@ -122,6 +173,7 @@ class GrpcStreamDriver(PushDriver):
         super().__init__(target, context)
         self.address = f"{target.host}:{target.port}"
         self.credentials = channel_credentials(target)
+        self.keepalive = context.options.channel_options()
 
     async def subscribe(self, subscriber: int, on_event) -> GrpcStreamSubscription:
         subscription = GrpcStreamSubscription(self, on_event)

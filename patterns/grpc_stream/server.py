@@ -70,7 +70,7 @@ async def serve(context: runtime.ServerContext) -> None:
         args.queue_events,
         args.slow_consumer,
     )
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *ping_permission(args)])
     service = EventStreamService(source, fanout, context.tls)
     events_pb2_grpc.add_EventStreamServicer_to_server(service, server)
     key_pair = context.tls_key_pair()  # gRPC over TLS only, when the run gave a certificate
@@ -82,8 +82,24 @@ async def serve(context: runtime.ServerContext) -> None:
     await server.stop(grace=0.5)
 
 
+def ping_permission(args) -> list[tuple[str, int]]:
+    """Accept the subscribers' keepalive pings as often as they send them: by default a
+    gRPC server allows one every 5 min on a call sending no data, and answers more with
+    GOAWAY (too_many_pings), which would look like a dead connection."""
+    if args.min_ping_interval_s is None:
+        return []
+    return [
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(args.min_ping_interval_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--min-ping-interval-s", type=float, default=None)
+
+
 def main() -> None:
-    runtime.run_server(__doc__, serve, push=True, bind_socket=False)
+    runtime.run_server(__doc__, serve, push=True, bind_socket=False, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

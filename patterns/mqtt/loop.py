@@ -21,9 +21,10 @@ MISC_INTERVAL_S = 1.0
 class AsyncioMqtt:
     """Drives one paho client from the running event loop."""
 
-    def __init__(self, client: mqtt.Client) -> None:
+    def __init__(self, client: mqtt.Client, misc_interval_s: float = MISC_INTERVAL_S) -> None:
         self.loop = asyncio.get_running_loop()
         self.client = client
+        self.misc_interval_s = misc_interval_s
         self.misc: asyncio.Task | None = None
         client.on_socket_open = self._opened
         client.on_socket_close = self._closed
@@ -68,4 +69,4 @@ class AsyncioMqtt:
 
     async def _misc_loop(self) -> None:
         while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
-            await asyncio.sleep(MISC_INTERVAL_S)
+            await asyncio.sleep(self.misc_interval_s)

@@ -15,18 +15,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Stream, host_header
+from bench.drivers.redial import REDIAL_ATTEMPT_S
 from bench.options import PushServerOptions
 
 DEFAULT_RETRY_S = 3.0  # the standard's suggestion until the server says otherwise
+monotonic_ns = time.monotonic_ns
 
 
 class SseOptions(PushServerOptions):
     resume: bool = Field(True, description="reconnect with Last-Event-ID (False: from now)")
+    # SSE has no keepalive of its own: a subscriber finds a dead stream only by its
+    # silence, with a read timeout an EventSource does not have (off by default), which
+    # the server's comment heartbeats keep a quiet but healthy stream clear of.
+    read_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="subscriber: a stream silent this long is dead"
+    )
+    heartbeat_s: float = Field(
+        15.0, gt=0, le=3600, description="server: a comment after this long without an event"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeats_within_the_timeout(self) -> SseOptions:
+        if self.read_timeout_s is not None and self.read_timeout_s <= self.heartbeat_s:
+            raise ValueError(
+                f"read_timeout_s ({self.read_timeout_s:g}) must be longer than heartbeat_s "
+                f"({self.heartbeat_s:g}): a quiet, healthy stream would be taken for dead"
+            )
+        return self
+
+    def server_args(self) -> list[str]:
+        return [*super().server_args(), "--heartbeat-s", repr(self.heartbeat_s)]
 
 
 class SseSubscription(Subscription):
@@ -40,6 +64,7 @@ class SseSubscription(Subscription):
         self._buffer = b""
         self._watcher: asyncio.Task | None = None
         self._closing = False
+        self._last_bytes_ns = 0  # when the stream last carried anything, for the timeout
 
     async def connect(self) -> None:
         self._buffer = b""
@@ -62,6 +87,7 @@ class SseSubscription(Subscription):
         self._watcher = asyncio.create_task(self._reconnect_when_dropped(stream))
 
     def _feed(self, data: bytes, arrived_ns: int) -> None:
+        self._last_bytes_ns = arrived_ns
         self._buffer += data.replace(b"\r\n", b"\n")
         *blocks, self._buffer = self._buffer.split(b"\n\n")
         for block in blocks:
@@ -99,16 +125,41 @@ class SseSubscription(Subscription):
         self.on_event(arrived_ns, seq, published_ns, payload, len(event))
 
     async def _reconnect_when_dropped(self, stream: Http1Stream) -> None:
-        """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat."""
-        await asyncio.shield(stream.closed)  # cancelling this watcher must not cancel that
+        """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat
+        (each attempt bounded, as every push subscriber's: bench/drivers/redial.py)."""
+        dead = await self._until_dropped(stream)
         while not self._closing:
             self.driver.automatic_reconnects += 1
             await asyncio.sleep(self.retry_s)
             try:
-                await self.connect()
-                return
-            except (OSError, ResponseInvalid) as exc:
+                await asyncio.wait_for(self.connect(), REDIAL_ATTEMPT_S)
+            except (OSError, ResponseInvalid, TimeoutError) as exc:
                 self.problem(exc)
+                continue
+            if dead:
+                self.recovered(monotonic_ns())
+            return
+
+    async def _until_dropped(self, stream: Http1Stream) -> bool:
+        """Until the stream ends, or, with a read timeout, falls silent for that long
+        (then it is closed, and True: the subscriber noticed a dead connection)."""
+        closed = asyncio.shield(stream.closed)  # cancelling this watcher must not cancel that
+        timeout_s = self.driver.options.read_timeout_s
+        if timeout_s is None:
+            await closed
+            return False
+        self._last_bytes_ns = monotonic_ns()  # the headers have just arrived
+        timeout_ns = round(timeout_s * 1e9)
+        while True:
+            silent_ns = monotonic_ns() - self._last_bytes_ns
+            if silent_ns >= timeout_ns:
+                self.noticed_dead(monotonic_ns())
+                stream.close()
+                await closed
+                return True
+            done, _ = await asyncio.wait({closed}, timeout=(timeout_ns - silent_ns) / 1e9)
+            if done:
+                return False
 
     async def _drop(self) -> None:
         self._closing = True

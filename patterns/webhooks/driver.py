@@ -68,6 +68,11 @@ class WebhookOptions(PushServerOptions):
     receiver_lost_ack_rate: float = Field(
         0.0, ge=0, le=1, description="...and process but answer 500 to this share (lost acks)"
     )
+    # The provider's detector of a dead receiver (or path): an attempt unanswered this
+    # long fails, and is retried. No standard sets it; GitHub allows 10 s.
+    attempt_timeout_s: float = Field(
+        2.0, gt=0, le=300, description="provider: an attempt unanswered this long fails"
+    )
     tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
     deduplicate: bool = Field(True, description="receivers drop redeliveries by Webhook-Id")
     verify_signatures: bool = Field(True, description="receivers check the HMAC signature")
@@ -91,6 +96,8 @@ class WebhookOptions(PushServerOptions):
             str(self.max_attempts),
             "--in-flight",
             str(self.in_flight),
+            "--attempt-timeout-s",
+            repr(self.attempt_timeout_s),
         ]
 
     def min_drain_s(self) -> float:

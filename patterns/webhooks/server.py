@@ -85,6 +85,8 @@ class Subscription:
     pending: asyncio.Semaphore  # events started and not yet done, retries included
     in_flight: asyncio.Semaphore  # attempts on the wire at once
     tasks: set[asyncio.Task] = field(default_factory=set)
+    answered_ns: int = 0  # the receiver's last answer, any status: it was reachable then
+    unreachable: bool = False  # noticed dead (an attempt got no answer) and not answered since
 
 
 class Provider:
@@ -130,6 +132,7 @@ class Provider:
             asyncio.Semaphore(self.in_flight),
         )
         self.subscriptions[subscription.id] = subscription
+        self.source.watch_peer(str(subscription.id))
         worker = asyncio.create_task(self._deliver_queue(subscription))
         subscription.tasks.add(worker)
         return subscription
@@ -186,13 +189,29 @@ class Provider:
             ID_HEADER: f"evt_{event.seq}",
             SIGNATURE_HEADER: sign(subscription.secret, int(time.time()), event.data),
         }
+        sent_ns = time.monotonic_ns()
         try:
             async with self.session.post(subscription.url, data=event.data, headers=headers) as r:
                 await r.read()
+                self._answered(subscription)
                 return 200 <= r.status < 300
         except (aiohttp.ClientError, TimeoutError):
             self.source.count("attempts_failed_without_answer")
+            self._no_answer(subscription, sent_ns)
             return False
+
+    def _no_answer(self, subscription: Subscription, sent_ns: int) -> None:
+        """The attempt timeout is the provider's detector of a dead receiver (or path): an
+        attempt without an answer, when nothing answered since it was sent, is noticed."""
+        if not subscription.unreachable and subscription.answered_ns < sent_ns:
+            subscription.unreachable = True
+            self.source.peer_noticed_dead(str(subscription.id), time.monotonic_ns())
+
+    def _answered(self, subscription: Subscription) -> None:
+        subscription.answered_ns = time.monotonic_ns()
+        if subscription.unreachable:
+            subscription.unreachable = False
+            self.source.peer_recovered(str(subscription.id), subscription.answered_ns)
 
 
 PROVIDER = web.AppKey("provider", Provider)

@@ -13,7 +13,7 @@ import time
 
 from pydantic import Field
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from bench.drivers.base import (
     PushDriver,
@@ -22,6 +22,7 @@ from bench.drivers.base import (
     Target,
     decode_event,
 )
+from bench.drivers.redial import redial
 from bench.options import PushServerOptions
 
 RECONNECT_DELAY_S = 0.1
@@ -30,6 +31,18 @@ monotonic_ns = time.monotonic_ns
 
 class WebsocketPushOptions(PushServerOptions):
     ping_interval_s: float = Field(20.0, gt=0, le=3600, description="server keepalive pings")
+    # The subscriber's own detector of a dead connection, websockets' defaults: a ping
+    # every 20 s; one unanswered for 20 s fails the connection (close code 1011), and the
+    # client then waits up to 10 s for the server to close TCP before it gives up on it.
+    client_ping_interval_s: float = Field(
+        20.0, gt=0, le=3600, description="subscriber keepalive pings (websockets: 20 s)"
+    )
+    client_ping_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="a ping unanswered this long fails the connection"
+    )
+    close_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="then the wait for the server's close (websockets: 10)"
+    )
 
     def server_args(self) -> list[str]:
         return [*super().server_args(), "--ping-interval-s", str(self.ping_interval_s)]
@@ -50,7 +63,9 @@ class WebsocketPushSubscription(Subscription):
             compression=None,
             user_agent_header=None,
             proxy=None,
-            ping_interval=None,  # the server pings; answering is automatic
+            ping_interval=self.driver.options.client_ping_interval_s,
+            ping_timeout=self.driver.options.client_ping_timeout_s,
+            close_timeout=self.driver.options.close_timeout_s,
             **self.driver.tls,
         )
         if self.driver.tls:
@@ -58,6 +73,7 @@ class WebsocketPushSubscription(Subscription):
         self.reader = asyncio.create_task(self._read(self.websocket))
 
     async def _read(self, websocket) -> None:
+        dead = False
         try:
             while True:
                 message = await websocket.recv(decode=False)
@@ -72,12 +88,21 @@ class WebsocketPushSubscription(Subscription):
             pass
         except Exception as exc:
             self.problem(exc)
-        if not self.closing:  # dropped by the server: reconnect, from now on
+            # No close frame from the server: the connection died (our keepalive ping went
+            # unanswered, or it was reset), as opposed to the server ending it (1013).
+            dead = isinstance(exc, ConnectionClosedError) and exc.rcvd is None
+        if not self.closing:  # dropped by the server, or dead: reconnect, from now on
+            if dead:
+                self.noticed_dead(monotonic_ns())
             self.driver.unplanned_reconnects += 1
             self.problem(ConnectionError(f"server closed the connection: {websocket.close_code}"))
-            await asyncio.sleep(RECONNECT_DELAY_S)
-            with contextlib.suppress(Exception):
-                await self.connect()
+            await redial(
+                self,
+                self.connect,
+                delay_s=RECONNECT_DELAY_S,
+                wanted=lambda: not self.closing,
+                noticed=dead,
+            )
 
     async def _drop(self) -> None:
         self.closing = True
@@ -85,6 +110,7 @@ class WebsocketPushSubscription(Subscription):
         if self.websocket is not None:
             await self.websocket.close()
         if self.reader is not None:
+            self.reader.cancel()  # it may be redialing a dead connection: stop that too
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
         self.closing = False
