@@ -234,6 +234,12 @@ class Http1Stream(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        """Drop the connection at once, as one found dead is dropped: no TLS close_notify
+        or FIN to wait for (over a dead path, close() waits on their retransmissions)."""
+        if self._transport is not None:
+            self._transport.abort()
+
     def _end(self, exc: Exception) -> None:
         if not self.response.done():
             self.response.set_exception(exc)

@@ -78,6 +78,13 @@ class GrpcStreamSubscription(Subscription):
         )
         self.call = subscribe(events_pb2.SubscribeRequest(after_seq=self.last_seq))
         await self.call.initial_metadata()  # the server has taken the call: we are listening
+        if self.call.done():
+            # Refused before the server took it (no route, a failed handshake): grpcio's
+            # initial_metadata() does not raise then. Not subscribed, so not recovered.
+            raise ConnectionError(
+                f"cannot subscribe at {self.driver.address}: "
+                f"{(await self.call.code()).name}: {await self.call.details()}"
+            )
         if self.driver.credentials is not None and not self.call.done():
             # A new channel, so a new TLS handshake (a call that failed, its handshake
             # too, is done already); grpcio's client side does not say which version its
@@ -177,12 +184,9 @@ class GrpcStreamDriver(PushDriver):
 
     async def subscribe(self, subscriber: int, on_event) -> GrpcStreamSubscription:
         subscription = GrpcStreamSubscription(self, on_event)
-        await subscription.connect()
-        call = subscription.call
-        if call.done():  # refused before the server took it: initial_metadata() does not raise
+        try:
+            await subscription.connect()
+        except ConnectionError:
             await subscription.close()
-            raise ConnectionError(
-                f"cannot subscribe at {self.address}: {(await call.code()).name}: "
-                f"{await call.details()}"
-            )
+            raise
         return subscription

@@ -154,7 +154,7 @@ class SseSubscription(Subscription):
             silent_ns = monotonic_ns() - self._last_bytes_ns
             if silent_ns >= timeout_ns:
                 self.noticed_dead(monotonic_ns())
-                stream.close()
+                stream.abort()  # dead: nothing to close gracefully
                 await closed
                 return True
             done, _ = await asyncio.wait({closed}, timeout=(timeout_ns - silent_ns) / 1e9)
