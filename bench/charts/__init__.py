@@ -2,14 +2,17 @@
 
 Request/response runs get throughput, latency, its distribution, cost and bytes per
 exchange; push runs get publish-to-receive latency, delivery completeness, the latency
-distribution, cost and bytes per delivered event; soaks (trials of minutes) memory and
-open descriptors over time. The overview ranks patterns across runs.
+distribution, cost and bytes per delivered event; cold-start runs the time to a first
+answer or event and to a reconnect's (in ms and round trips), its distribution, cost and
+bytes per cold start; soaks (trials of minutes) memory and open descriptors over time.
+The overview ranks patterns across runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench.charts.cold_start import cold_start_chart
 from bench.charts.completeness import completeness_chart
 from bench.charts.cost import cost_chart
 from bench.charts.distribution import distribution_chart
@@ -32,6 +35,7 @@ CHARTS = {
     "latency-distribution": distribution_chart,
     "cost": cost_chart,
     "wire-bytes": wire_chart,
+    "cold-start": cold_start_chart,
 }
 
 __all__ = ["CHART_DIR", "color_of", "overview_chart", "render_charts", "render_run"]
