@@ -121,6 +121,10 @@ class Value:
     repeats: list[float | None]
     bound: str = ""
     slack: float = 0.0  # the truth may be this much lower (the generator's own delay)
+    # A latency measured over an emulated path: that path's configured round trip, so the
+    # figure is stated beside it and in round trips (what carries over to another network).
+    path_rtt_ms: float | None = None
+    path: str = ""
 
     def spread(self) -> tuple[float, float] | None:
         """The smallest and largest repeat (a sum over the trials, for a count, is no
@@ -263,6 +267,9 @@ def _latency_value(points: list[dict], name: str) -> Value:
     if lag.count:
         loop = latency_figures(lag)
         slack = loop[name] if loop[name] is not None else (loop["max_us"] or 0)
+    network = points[0].get("config", {}).get("network") or {}
+    if network.get("emulated"):
+        return Value(pooled[name], repeats, bound, slack, network.get("rtt_ms"), network["profile"])
     return Value(pooled[name], repeats, bound, slack)
 
 
@@ -377,6 +384,9 @@ def describe_value(metric: str, value: Value) -> str:
         text += f" (repeats {show(metric, spread[0])} to {show(metric, spread[1])})"
     if value.bound in ("at_least", "at_most"):
         text += " [a bound: generator-bound or losses counted]"
+    if value.path_rtt_ms and value.pooled is not None:
+        trips = value.pooled / 1000 / value.path_rtt_ms
+        text += f" [over {value.path}, RTT {value.path_rtt_ms:g} ms: {trips:.2f} round trips]"
     return text
 
 

@@ -367,6 +367,8 @@ def cmd_patterns(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.network:
+        return _calibrate_network(args)
     from bench.calibrate import calibrate
 
     try:
@@ -378,6 +380,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if failed:
         print(f"calibration failed for {', '.join(failed)} (reasons above)", file=sys.stderr)
         return EXIT_POINTS_FAILED
+    return EXIT_OK
+
+
+def _calibrate_network(args: argparse.Namespace) -> int:
+    from bench.network.calibration import calibratable_profiles, calibrate_network
+    from bench.network.link import PathUnavailable
+
+    known = calibratable_profiles()
+    if args.network != "all" and args.network not in known:
+        print(
+            f"--network: no path to calibrate for {args.network!r}; "
+            f"choose one of {', '.join(known)} or all",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    profiles = known if args.network == "all" else [args.network]
+    try:
+        calibrate_network(args.results_dir, profiles)
+    except PathUnavailable as unavailable:
+        print(f"network calibration skipped: {unavailable}", file=sys.stderr)
+        return EXIT_POINTS_FAILED
+    except KeyboardInterrupt as interrupt:
+        print(f"network calibration {reason(interrupt)}; nothing stored", file=sys.stderr)
+        return exit_status(interrupt)
     return EXIT_OK
 
 
@@ -522,6 +548,12 @@ def parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument(
         "--repeats", type=_count, default=2, help="rounds per pattern, alternating who goes first"
+    )
+    calibrate.add_argument(
+        "--network",
+        metavar="PROFILE|all",
+        help="instead: build this network preset's path (all: every one but loopback) and "
+        "measure its round trip, bandwidth and loss against what it is configured to do",
     )
     calibrate.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
     calibrate.set_defaults(handler=cmd_calibrate)

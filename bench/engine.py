@@ -94,6 +94,8 @@ class GeneratorResult:
     payload_received: int = 0
     tcp_connections: int = 0  # TCP connections to the server at the end of the window
     connections_opened: int = 0  # TCP connections opened during the window
+    # TLS handshakes by version over the generator's whole run, set-up included (wire.py)
+    tls_handshakes: dict[str, int] = field(default_factory=dict)
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -321,6 +323,7 @@ class LoadEngine:
             result.payload_sent = totals.payload.sent
             result.payload_received = totals.payload.received
             result.connections_opened = totals.connections_opened
+        result.tls_handshakes = dict(self.driver.meter.tls_versions)
         result.check_s = requests.check_ns / 1e9
         result.latency = requests.latency.encode()
         result.latency_out_of_range = requests.latency.out_of_range

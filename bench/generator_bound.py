@@ -1,4 +1,4 @@
-"""Is the load generator, not the pattern, what a point measured?
+"""Is the load generator (or the network emulator), not the pattern, what a point measured?
 
 A point is generator-bound (client-bound) when the harness's own generator processes
 were at their limit: then its throughput is only a lower bound on what the pattern can
@@ -20,6 +20,11 @@ Four symptoms, any one of which is enough:
 
 The thresholds below are set from measurements on the reference machine; the README
 ("When is a point generator-bound?") has them with the evidence.
+
+A point over an emulated network path (bench/network/link.py) is **path-bound** when the
+emulator, one process that carries every packet of the trial, was the limit: its CPU, or
+its own queue dropping packets the path's settings do not explain. It is flagged like a
+generator-bound point: a lower bound on the pattern, never a loss.
 """
 
 from __future__ import annotations
@@ -116,3 +121,44 @@ def merged_reasons(per_trial: list[list[str]]) -> list[str]:
             text = text.replace("#", shown, 1)
         merged.append(f"{text}, {len(seen)} of {len(per_trial)} trials")
     return merged
+
+
+# The network emulator: one process, one event loop releasing every packet on a timer.
+# Unlike a generator's, its lateness is not measured separately, and a loop that is busy
+# most of the time already releases packets late (added delay the path's settings do not
+# have): flagged well before a full CPU.
+EMULATOR_CPU_SATURATED = 0.8
+
+
+@dataclass(frozen=True)
+class PathLoad:
+    """What the network emulator of one trial used and dropped over the measured window,
+    per direction ("up": client to server, "down": server to client)."""
+
+    emulator_cpu_share: float | None  # of one CPU; None when not measured
+    packets: dict[str, int]  # packets that entered the emulator
+    queue_drops: dict[str, int]  # dropped by its queue
+    limited: dict[str, bool]  # whether the path's settings limit that direction's rate
+
+
+def judge_path(load: PathLoad) -> list[str]:
+    """Why the network emulator was the limit at this trial; empty if it was not. Queue
+    drops in a direction the settings limit are the bottleneck doing its job (a router's
+    tail drop); in an unlimited direction, only the emulator falling behind explains them."""
+    reasons = []
+    share = load.emulator_cpu_share
+    if share is not None and share >= EMULATOR_CPU_SATURATED:
+        reasons.append(f"the network emulator used {share:.0%} of a CPU")
+    for direction, drops in load.queue_drops.items():
+        if drops and not load.limited.get(direction, False):
+            packets = load.packets.get(direction, 0)
+            reasons.append(
+                f"the network emulator's queue dropped {drops:,} of {packets:,} packets "
+                f"{direction}, a direction with no rate limit"
+            )
+    return reasons
+
+
+def path_thresholds() -> dict:
+    """The path-bound thresholds in force, recorded with every run over a path."""
+    return {"emulator_cpu_share": EMULATOR_CPU_SATURATED, "unlimited_queue_drops": 0}

@@ -111,6 +111,15 @@ def _sum_kinds(results: list[dict]) -> dict[str, int]:
     return kinds
 
 
+def _sum_tls(results: list[dict]) -> dict[str, int]:
+    """TLS handshakes by version, all generators (none without TLS)."""
+    versions: dict[str, int] = {}
+    for g in results:
+        for version, count in g.get("tls_handshakes", {}).items():
+            versions[version] = versions.get(version, 0) + count
+    return versions
+
+
 def _generator_figures(
     results: list[dict],
     cpus_held: int,
@@ -235,6 +244,7 @@ def build_trial(
         "connections_used": sum(
             g.get("connections_opened", 0) + g.get("tcp_connections", 0) for g in results
         ),
+        "tls_handshakes": _sum_tls(results),
     }
     return TrialResult(
         repeat=repeat,
@@ -360,6 +370,7 @@ def build_push_trial(
         "wire_received": sum(g["wire_received"] for g in results),
         "payload": sum(g.get("payload_received", 0) for g in results),
         "connections_opened": 0,
+        "tls_handshakes": _sum_tls(results),
     }
     counters: dict[str, int] = {}
     for g in results:

@@ -17,9 +17,10 @@ from pathlib import Path
 from bench.drivers.base import Driver
 from bench.needs import Requirement
 from bench.options import PatternOptions
-from bench.resources import Place
+from bench.resources import ANYWHERE, Place
 from bench.serverproc import ServerGroup, ServerProcess
 from common.dataset import DatasetSpec
+from common.tls import TlsFiles
 
 # The workload kinds' names, as entries and scenario files spell them; what each kind is
 # lives in bench/kinds/.
@@ -34,8 +35,9 @@ def load(path: str):
 
 
 # How a pattern whose server side is more than its own process (a broker and a publisher)
-# starts it: (pattern, dataset, options, logs folder, trial name, place) -> its processes,
-# every one of them in that place.
+# starts it: (pattern, dataset, options, logs folder, trial name, place, tls=...) -> its
+# processes, every one of them in that place, serving TLS with the run's certificates
+# when `tls` (common/tls.TlsFiles) is given.
 Launcher = Callable[..., ServerGroup]
 
 
@@ -104,17 +106,24 @@ class Pattern:
         logs: Path,
         name: str,
         place: Place | None,
+        tls: TlsFiles | None = None,
     ) -> ServerGroup:
-        """The process(es) this pattern runs, in `place` (None: anywhere); most run one,
+        """The process(es) this pattern runs, in `place` (None: anywhere), listening where
+        the place's clients reach them and, with `tls`, over TLS only; most run one,
         `python -m <server_module>`."""
         if self.launcher_path:
-            return load(self.launcher_path)(self, dataset, options, logs, name, place)
+            launch = load(self.launcher_path)
+            # A launcher that predates TLS is still called as it was, without it.
+            extra = {"tls": tls} if tls is not None else {}
+            return launch(self, dataset, options, logs, name, place, **extra)
         from bench.kinds import kind_named  # the kinds import the registry, which imports this
 
         ready = logs / f".{name}.ready"
+        host = (place or ANYWHERE).bind_host
+        tls_args = tls.server_args() if tls else []
         process = ServerProcess(
             self.name,
-            self.server_command(dataset, ready, options),
+            [*self.server_command(dataset, ready, options), "--host", host, *tls_args],
             logs / f"{name}.log",
             ready,
             place,

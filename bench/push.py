@@ -82,7 +82,12 @@ class PushResult:
     wire_sent: int = 0  # over the whole trial: handshakes, keepalives and empty polls too
     wire_received: int = 0
     payload_received: int = 0  # each delivered event once, as encoded: over the whole trial
+    tls_handshakes: dict[str, int] = field(default_factory=dict)  # by version, whole trial
     stopped_early: bool = False
+    # Per subscriber, when it found its connection dead by itself (a keepalive or timeout)
+    # and when it was subscribed again: monotonic ns (bench/outages.py reads them).
+    noticed_dead_ns: list[list[int]] = field(default_factory=list)
+    recovered_ns: list[list[int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -237,6 +242,7 @@ class PushEngine:
         wire = self.driver.meter.wire_bytes()
         result.wire_sent, result.wire_received = wire.sent, wire.received
         result.payload_received = events.payload_bytes
+        result.tls_handshakes = dict(self.driver.meter.tls_versions)
         result.invalid_events = events.invalid
         for subscription in self.subscriptions:
             for problem in subscription.problems:
@@ -248,6 +254,8 @@ class PushEngine:
                 self._error_kinds.count(OTHER_ERRORS, unlisted)
         result.error_kinds = dict(self._error_kinds.counts)
         result.counters = self.driver.counters()
+        result.noticed_dead_ns = [list(s.noticed_dead_ns) for s in self.subscriptions]
+        result.recovered_ns = [list(s.recovered_ns) for s in self.subscriptions]
         return result
 
 

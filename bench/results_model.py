@@ -227,6 +227,11 @@ class Totals(Part):
         description="request/response: connections that carried the window's requests (open "
         "at its end, or opened during it)",
     )
+    tls_handshakes: dict[str, int] = Field(
+        default_factory=dict,
+        description="TLS handshakes the clients completed over the whole trial (set-up and "
+        "reconnects included), by negotiated version (TLSv1.3, TLSv1.2); empty in the clear",
+    )
 
 
 class ProcessSeries(Part):
@@ -274,8 +279,73 @@ class ColdStartFigures(Part):
     reconnect_wire_samples: int = Field(0, description="reconnects whose bytes were counted")
 
 
+class DirectionCounters(Part):
+    """What the network emulator did with the packets of one direction."""
+
+    packets: int = Field(0, description="IP packets the sending side put on the path")
+    bytes: int = Field(0, description="their bytes, IP headers included")
+    delivered: int = Field(0, description="packets it passed on")
+    delivered_bytes: int = Field(0, description="their bytes")
+    dropped_loss: int = Field(0, description="dropped at random, as `loss_pct` asks")
+    dropped_queue: int = Field(
+        0, description="dropped because its queue was full (the bandwidth limit's tail drop)"
+    )
+    dropped_outage: int = Field(0, description="dropped during an outage")
+    in_flight: int = Field(0, description="still on their way when counted")
+    loss_pct: Number = Field(0.0, description="`dropped_loss` over `packets`, %")
+    dropped_pct: Number = Field(0.0, description="every drop over `packets`, %")
+
+
+class PathCounters(Part):
+    """The network emulator's counters (`bench.network.link.PathStats`)."""
+
+    up: DirectionCounters = Field(default_factory=DirectionCounters, description="client to server")
+    down: DirectionCounters = Field(
+        default_factory=DirectionCounters, description="server to client"
+    )
+    outages: list[list[int]] = Field(
+        default_factory=list,
+        description="each outage actually applied, `[start, end]` in monotonic ns",
+    )
+    emulator_cpu_s: Number = Field(0.0, description="the emulator process's CPU seconds")
+    at_ns: int = Field(0, description="when the emulator counted (monotonic ns)")
+
+
+class TrialPath(Part):
+    """Over an emulated network path: what the path did in a trial, and whether it, not
+    the pattern, was the limit (then the trial is also `client_bound`, with the reasons:
+    a lower bound, never a loss)."""
+
+    stats: PathCounters = Field(
+        default_factory=PathCounters,
+        description="from the path's start (health check and warm-up included) to the end "
+        "of the measured window",
+    )
+    window: PathCounters | None = Field(
+        None,
+        description="the measured window alone (outages: those that opened in it); null "
+        "when the trial stopped before its window opened",
+    )
+    window_s: Number = Field(0.0, description="the window's length the figures below are over")
+    emulator_cpu_share: Number | None = Field(
+        None, description="the emulator's CPU over the window, share of one CPU"
+    )
+    loss_pct: dict[str, Number] = Field(
+        default_factory=dict,
+        description="`up` and `down`: packets dropped at random over packets sent in the "
+        "window, % (a direction that carried nothing is absent)",
+    )
+    carried_mbit_per_s: dict[str, Number] = Field(
+        default_factory=dict,
+        description="`up` and `down`: what the path delivered in the window, on average",
+    )
+    path_bound: bool = Field(False, description="the emulator was the limit")
+    path_bound_reasons: list[str] = Field(default_factory=list, description="and why")
+
+
 class TrialExtra(Part):
-    """What a trial adds beyond the common figures (push, cold start, process timelines)."""
+    """What a trial adds beyond the common figures (push, cold start, process timelines,
+    the network path)."""
 
     subscriber_counters: dict[str, int] = Field(
         default_factory=dict,
@@ -301,6 +371,7 @@ class TrialExtra(Part):
     process_resources: ProcessResources | None = Field(
         None, description="every process's memory and descriptors over time"
     )
+    path: TrialPath | None = Field(None, description="over an emulated network path only")
 
 
 # A run's parts ---------------------------------------------------------------------------
@@ -452,6 +523,55 @@ class Summary(Part):
     delivery: PooledDelivery | None = Field(None, description="push only")
 
 
+class PathOutages(Part):
+    """Every `every_s` seconds the path drops every packet, both ways, for `for_s`."""
+
+    every_s: Number = Field(description="seconds from the start of one outage to the next")
+    for_s: Number = Field(description="how long each outage lasts")
+    first_at_s: Number = Field(0.5, description="seconds into the measured window")
+
+
+class PathConfig(Part):
+    """The network path a point asked for: its `[network]` profile with the table's
+    overrides (and the sweep value, when a `network.` setting is swept) applied."""
+
+    profile: str = Field("loopback", description='the preset (README, "Network paths")')
+    rtt_ms: Number = Field(0, description="round-trip time, half of it each way")
+    jitter_ms: Number = Field(0, description="spread of the one-way delay")
+    down_mbit: Number | None = Field(None, description="server to client; null: not limited")
+    up_mbit: Number | None = Field(None, description="client to server; null: not limited")
+    loss_pct: Number = Field(0, description="random loss, each way")
+    outages: PathOutages | None = Field(None, description="planned outages, if any")
+    tls: bool = Field(False, description="every pattern over TLS, certificates verified")
+    emulated: bool = Field(
+        False, description="clients and servers in two namespaces with the emulator between"
+    )
+    description: str = Field("", description="the path in one line, as charts print it")
+
+
+class PointPath(PathConfig):
+    """One point's path, in the run's list of them."""
+
+    point: int = Field(0, description="index of the sweep point")
+    label: str = Field("", description="its label")
+
+
+class RunNetwork(Part):
+    """The network a run's points crossed (absent on plain loopback without TLS)."""
+
+    profile: str = Field("loopback", description="the `[network]` profile")
+    paths: list[PointPath] = Field(default_factory=list, description="one per sweep point")
+    path_bound_thresholds: dict[str, Number] = Field(
+        default_factory=dict, description="the path-bound limits in force when it ran"
+    )
+    calibration: dict[str, Any] | None = Field(
+        None,
+        description="the latest `bench calibrate --network PROFILE` record on this machine "
+        "(its own format: the path's measured RTT, goodput and loss against the configured "
+        "values), or null when there is none",
+    )
+
+
 class PointConfig(Part):
     """The load a point ran with, as the runner resolved it."""
 
@@ -466,9 +586,6 @@ class PointConfig(Part):
     users: int | None = Field(None, description="users in the dataset")
     subscribers: int | None = Field(None, description="push: subscribers")
     samples: int | None = Field(None, description="cold start: samples per generator")
-    path_rtt_ms: Number | None = Field(
-        None, description="cold start: the path's configured round trip (null on loopback)"
-    )
     workload: dict[str, Any] = Field(default_factory=dict, description="all its settings")
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -477,6 +594,9 @@ class PointConfig(Part):
     warmup_s: Number = Field(0.0, description="warm-up per trial")
     duration_s: Number = Field(0.0, description="measured window per trial")
     repeats: int = Field(1, description="trials per point")
+    network: PathConfig | None = Field(
+        None, description="the network path; null (absent) on plain loopback without TLS"
+    )
 
 
 class Point(Part):
@@ -546,6 +666,9 @@ class RunInfo(Part):
     )
     claims_sha256: str | None = Field(
         None, description="the claims rules in force when it ran (`bench/claims.toml`)"
+    )
+    network: RunNetwork | None = Field(
+        None, description="the network paths and their calibration; absent on plain loopback"
     )
     status: str = Field(description=_statuses(RUN_STATUSES))
     started_at: str = Field("", description="UTC, ISO 8601")

@@ -2,9 +2,10 @@
 (see trials.py), the order of patterns rotated between repeats.
 
 What was measured is saved after every trial: a server that dies fails its own point and
-the run goes on; Ctrl-C, SIGTERM or SIGHUP stop the trial's processes and save the run
-marked interrupted; the charts and summary.csv are
-derived from results.json at the end.
+the run goes on; a point over a network path this machine cannot build is skipped with
+the reason, and loopback points still run; Ctrl-C, SIGTERM or SIGHUP stop the trial's
+processes (and its network path) and save the run marked interrupted; the charts and
+summary.csv are derived from results.json at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bench.calibrate import calibration_for_run
 from bench.claims import claims_hash
 from bench.kinds import kind_for
 from bench.metrics import TrialResult
+from bench.network.spec import PathSpec
 from bench.options import PatternOptions
 from bench.registry import Pattern, get_pattern
 from bench.resources import Placement, plan_placement
@@ -34,7 +36,9 @@ from bench.results import (
 from bench.scenario import LoadedScenario, Scenario, Timing
 from bench.signals import reason
 from bench.soak import MIN_SOAK_S, growth_lines
+from bench.trialpath import path_config, plain_loopback
 from bench.trials import TrialInterrupted, run_trial
+from common.tls import TlsFiles
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUICK_TIMING = Timing(warmup_s=0.3, duration_s=1.0, repeats=1)
@@ -70,6 +74,9 @@ def point_config(scenario: Scenario, timing: Timing, options: PatternOptions) ->
         "duration_s": timing.duration_s,
         "repeats": timing.repeats,
     }
+    spec = scenario.network.path()
+    if not plain_loopback(spec):  # a loopback run's points read as they always have
+        common["network"] = path_config(spec)
     return {**common, **kind_for(scenario).point_config(scenario)}
 
 
@@ -158,8 +165,11 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
             run_dir, recorder, records = _create_run(
                 loaded, options, patterns, timing, placement, measured_on, calibration, stale
             )
+            tls = _tls_files(loaded, run_dir)
         options.progress(f"{loaded.name}: {scenario.title} ({total} trials) -> {run_dir}")
         options.progress(f"  placement: {placement.note}")
+        for line in _network_lines(loaded):
+            options.progress(f"  network: {line}")
         if stale:
             options.progress(f"  generator calibration: none used: {stale}")
         for point in loaded.points:
@@ -182,6 +192,7 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
                         run_dir,
                         placement,
                         loaded.options[pattern.name],
+                        tls if point.scenario.network.tls else None,
                     )
                     records[(point.index, pattern.name)].add_trial(trial)
                     recorder.save()
@@ -214,6 +225,60 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
     if stopped is not None:
         raise stopped
     return run_dir
+
+
+def _paths(loaded: LoadedScenario) -> list[PathSpec]:
+    return [point.scenario.network.path() for point in loaded.points]
+
+
+def _tls_files(loaded: LoadedScenario, run_dir: Path) -> TlsFiles | None:
+    """The run's throwaway CA and certificates, made once when any point asks for TLS."""
+    if not any(spec.tls for spec in _paths(loaded)):
+        return None
+    from bench.network.tls import make_tls_files  # cryptography: only runs with TLS need it
+
+    return make_tls_files(run_dir / "tls")
+
+
+def _network_lines(loaded: LoadedScenario) -> list[str]:
+    """The paths a run's points take, one line each, for the console; none on loopback."""
+    lines = []
+    for point, spec in zip(loaded.points, _paths(loaded), strict=True):
+        if not plain_loopback(spec):
+            lines.append(f"{point.label + ': ' if point.label else ''}{spec.describe()}")
+    return lines
+
+
+def network_record(loaded: LoadedScenario, results_dir: Path) -> dict:
+    """What results.json records of a run's network, as `{"network": ...}`: each point's
+    path as configured, the limits that judged it path-bound, and the latest `bench
+    calibrate --network` measurement of its profile on this machine; nothing for a run on
+    plain loopback."""
+    paths = _paths(loaded)
+    if all(plain_loopback(spec) for spec in paths):
+        return {}
+    profile = paths[0].profile  # not sweepable: every point has the same
+    network = {
+        "profile": profile,
+        "paths": [
+            {"point": point.index, "label": point.label, **path_config(spec)}
+            for point, spec in zip(loaded.points, paths, strict=True)
+        ],
+        "path_bound_thresholds": generator_bound.path_thresholds(),
+        "calibration": network_calibration(results_dir, profile)
+        if any(spec.emulated for spec in paths)
+        else None,
+    }
+    return {"network": network}
+
+
+def network_calibration(results_dir: Path, profile: str) -> dict | None:
+    """The latest `bench calibrate --network PROFILE` record, or None when there is none."""
+    try:
+        from bench.network.calibration import latest_network_calibration
+    except ImportError:  # a checkout without network calibration
+        return None
+    return latest_network_calibration(results_dir, profile)
 
 
 def _create_run(
@@ -251,6 +316,8 @@ def _create_run(
             # says so if they have changed since.
             "generator_bound_thresholds": generator_bound.thresholds(),
             "claims_sha256": claims_hash(),
+            # Only over a path or TLS: a loopback run's document reads as it always has.
+            **network_record(loaded, options.results_dir),
         },
         measured_on,
         calibration,

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from bench.kinds import DEFAULT_KIND, KINDS, kind_for
+from bench.kinds import DEFAULT_KIND, KINDS, WorkloadKind, kind_for
 from bench.network.spec import NetworkSettings
 from bench.options import PatternOptions
 from bench.pattern import PUSH, REQUEST_RESPONSE
@@ -44,8 +44,25 @@ from bench.registry import PATTERNS, Pattern
 from bench.workload import OperationName
 from common.dataset import MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES, DatasetSpec
 
+# The path between clients and servers is every kind's: any of these can be swept.
+NETWORK_SWEEPABLE = (
+    "network.rtt_ms",
+    "network.loss_pct",
+    "network.jitter_ms",
+    "network.down_mbit",
+    "network.up_mbit",
+)
+
+
+def sweepable(kind: WorkloadKind) -> tuple[str, ...]:
+    """What a sweep may vary in a scenario of `kind`: its own settings and the path's."""
+    return kind.sweepable + NETWORK_SWEEPABLE
+
+
 # Every setting some kind of workload can sweep (each kind says which are its own).
-SweepParameter = Literal[tuple(dict.fromkeys(p for kind in KINDS.values() for p in kind.sweepable))]
+SweepParameter = Literal[
+    tuple(dict.fromkeys(p for kind in KINDS.values() for p in sweepable(kind)))
+]
 CLOSED_LOOP_ONLY = ("concurrency",)
 OPEN_LOOP_ONLY = ("rate_per_s", "connections", "arrival")
 # Validation context of a sweep's points: whole-file rules (report.at) were checked once.
@@ -236,7 +253,10 @@ class Scenario(_Strict):
     payload: Payload = Field(default_factory=Payload)
     load: Load = Field(default_factory=Load)
     timing: Timing = Field(default_factory=Timing)
-    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    network: NetworkSettings = Field(
+        default_factory=NetworkSettings,
+        description="the path between clients and servers (default: loopback)",
+    )
     sweep: Sweep | None = None
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-pattern settings: [options.<pattern>]"
@@ -296,16 +316,16 @@ def _sweep_problems(scenario: Scenario) -> list[str]:
     if scenario.sweep is None:
         return []
     parameter, kind = scenario.sweep.parameter, kind_for(scenario)
-    if parameter not in kind.sweepable:
+    if parameter not in sweepable(kind):
         return [
             f"sweep.parameter = {show_value(parameter)}: not a setting of a {kind.name} "
-            f"workload; sweepable here: {', '.join(kind.sweepable)}"
+            f"workload; sweepable here: {', '.join(sweepable(kind))}"
         ]
     section, name = parameter.split(".")
     model = scenario.load.model
     elsewhere = OPEN_LOOP_ONLY if model == "closed" else CLOSED_LOOP_ONLY
     if section == "load" and name in elsewhere:
-        allowed = [p for p in kind.sweepable if p.removeprefix("load.") not in elsewhere]
+        allowed = [p for p in sweepable(kind) if p.removeprefix("load.") not in elsewhere]
         return [
             f"sweep.parameter = {show_value(parameter)}: not a setting of load.model = "
             f"{show_value(model)}; sweepable here: {', '.join(allowed)}"
@@ -415,7 +435,8 @@ def load_scenario(path: Path) -> LoadedScenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"{path}: not valid TOML: {exc}"]) from None
     try:
-        scenario = Scenario.model_validate(raw)
+        # strict: the [network] table (bench/network/spec.py) is taken as written too.
+        scenario = Scenario.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise ScenarioError([f"{path}: {line}" for line in describe_errors(exc)]) from None
     options, problems = _resolve_options(path, scenario)
@@ -512,7 +533,7 @@ def _expand_points(path: Path, raw: dict, scenario: Scenario) -> list[Point]:
         settings.pop("sweep")
         settings.setdefault(section, {})[key] = value
         try:
-            point = Scenario.model_validate(settings, context={SWEEP_POINT: True})
+            point = Scenario.model_validate(settings, strict=True, context={SWEEP_POINT: True})
         except ValidationError as exc:
             for line in describe_errors(exc):
                 problems.append(f"{path}: sweep.values[{index}] gives {line}")

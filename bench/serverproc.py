@@ -129,6 +129,7 @@ class ServerProcess:
             if self.ready.exists():
                 return int(json.loads(self.ready.read_text())["port"])
             return None
+
         def accepts() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.ready), timeout=1):

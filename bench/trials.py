@@ -1,25 +1,29 @@
 """One trial: one pattern at one point, once, with fresh server and generator processes.
 
-Start the pattern's server(s) in the servers' place while the generators, in theirs,
-load; let the workload kind check the server's health (request/response: a real validated
-request); connect the generators; start them together; watch the servers through the
-measured window; collect. What is kind-specific (how the point splits into generator
-jobs, what the servers are told, how the result is built) the kind does (bench/kinds/).
-Whatever happens, the processes are stopped, and a trial that did not run to the end
-still says what it measured and why it stopped.
+Build the trial's network first (loopback, or an emulated path whose two namespaces the
+servers' and the generators' places then name: bench/trialpath.py); start the pattern's
+server(s) in the servers' place while the generators, in theirs, load; let the workload
+kind check the server's health from the clients' side (request/response: a real
+validated request); connect the generators; start them together; watch the servers (and
+the path) through the measured window; collect. What is kind-specific (how the point
+splits into generator jobs, what the servers are told, how the result is built) the kind
+does (bench/kinds/).
+Whatever happens, the processes are stopped, then the path with its namespaces, and a
+trial that did not run to the end still says what it measured and why it stopped.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.drivers.base import Target
 from bench.generators import GeneratorFailed, GeneratorGroup
 from bench.kinds import Measurement, kind_for
 from bench.metrics import TrialResult, failed_trial
+from bench.network.spec import NetworkSettings, PathSpec
 from bench.options import PatternOptions
 from bench.pattern import Pattern
 from bench.resources import Placement, ServerMonitor, ServerUsage
@@ -27,6 +31,10 @@ from bench.scenario import Point, Scenario, Timing
 from bench.serverproc import PatternUnavailable, ServerFailed, ServerGroup
 from bench.signals import reason
 from bench.soak import ProcessTimeline
+from bench.trialpath import PathSkipped, TrialNetwork, open_network
+
+if TYPE_CHECKING:
+    from common.tls import TlsFiles
 
 START_DELAY_NS = 100_000_000  # between "all generators ready" and the common start
 SAMPLE_INTERVAL_S = 0.1
@@ -61,6 +69,9 @@ class TrialSession:
     options: PatternOptions
     servers: ServerGroup
     group: GeneratorGroup
+    # The path between the generators and the servers (loopback unless the scenario's
+    # [network] asks for one).
+    path_spec: PathSpec = field(default_factory=lambda: NetworkSettings().path())
 
     @property
     def scenario(self) -> Scenario:
@@ -84,6 +95,9 @@ class Window:
     alive: bool  # every server process lived through it
     usage: ServerUsage  # what they used in it
     end_ns: int  # when it ended, monotonic
+    # Over an emulated path, its counters at the window's end (PathStats.to_dict(), with
+    # the outages actually applied); None on loopback.
+    path: dict | None = None
 
 
 def run_trial(
@@ -94,22 +108,52 @@ def run_trial(
     run_dir: Path,
     placement: Placement,
     options: PatternOptions,
+    tls: TlsFiles | None = None,
+) -> TrialResult:
+    """One trial; `tls`, the run's certificates when the scenario asks for TLS."""
+    scenario = point.scenario
+    name = f"{point.index:02d}-{pattern.name}-r{repeat}"
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    spec = scenario.network.path()
+    try:
+        network = open_network(spec, logs / f"{name}.path.log", placement, scenario.seed + repeat)
+    except PathSkipped as exc:
+        return failed_trial(repeat, "skipped", f"{pattern.name}: {exc}")
+    # Stopped last, after the servers and generators that use it, however the trial ends.
+    with network:
+        return _run_on(network, pattern, point, repeat, timing, logs, name, placement, options, tls)
+
+
+def _run_on(
+    network: TrialNetwork,
+    pattern: Pattern,
+    point: Point,
+    repeat: int,
+    timing: Timing,
+    logs: Path,
+    name: str,
+    plan: Placement,
+    options: PatternOptions,
+    tls: TlsFiles | None,
 ) -> TrialResult:
     scenario = point.scenario
     kind = kind_for(scenario)
-    name = f"{point.index:02d}-{pattern.name}-r{repeat}"
-    logs = run_dir / "logs"
+    placement = network.placement(plan)  # this trial's places: the plan's CPUs, its namespaces
     try:
-        servers = pattern.servers(scenario.dataset, options, logs, name, placement.servers)
+        servers = pattern.servers(scenario.dataset, options, logs, name, placement.servers, tls=tls)
     except PatternUnavailable as exc:
         return failed_trial(repeat, "skipped", f"{pattern.name}: {exc}")
     jobs = kind.generator_jobs(pattern, scenario, timing, placement, options)
     with servers, GeneratorGroup(jobs) as group:
         group.spawn()  # the generators load while the server starts
         try:
-            target = Target("127.0.0.1", servers.start())
+            target = network.target(servers.start(), tls)
             monitor = ServerMonitor(servers.pids, placement.generators)
-            kind.check_health(pattern, servers, target, scenario, options)
+            # From where the clients are: over the path, as the generators will be.
+            placement.generators.call(
+                lambda: kind.check_health(pattern, servers, target, scenario, options)
+            )
             group.connect(target)
         except ServerFailed as exc:
             return failed_trial(repeat, "failed", str(exc))
@@ -117,14 +161,26 @@ def run_trial(
             return failed_trial(repeat, "failed", f"{pattern.name}: {exc}")
         timeline = process_timeline(servers, group, timing)
         session = TrialSession(
-            pattern, point, repeat, timing, name, logs, placement, options, servers, group
+            pattern,
+            point,
+            repeat,
+            timing,
+            name,
+            logs,
+            placement,
+            options,
+            servers,
+            group,
+            scenario.network.path(),
         )
         try:
-            trial = _measure(kind.measurement(session), session, monitor, timeline)
+            trial = _measure(kind.measurement(session), session, monitor, timeline, network)
         except TrialInterrupted as interrupted:
             interrupted.trial.extra["process_resources"] = timeline.to_dict()
+            network.record(interrupted.trial)
             raise
         trial.extra["process_resources"] = timeline.to_dict()
+        network.record(trial)
         return trial
 
 
@@ -133,13 +189,20 @@ def _measure(
     session: TrialSession,
     monitor: ServerMonitor,
     timeline: ProcessTimeline,
+    network: TrialNetwork,
 ) -> TrialResult:
     """The measured window, the generators' results, and the kind's trial built from
     them; raises TrialInterrupted, with what was measured, on Ctrl-C, SIGTERM or SIGHUP."""
     group = session.group
     try:
         window = _watch_window(
-            session.servers, group, monitor, session.timing, timeline, measurement.on_start
+            session.servers,
+            group,
+            monitor,
+            session.timing,
+            timeline,
+            measurement.on_start,
+            network,
         )
         results = group.collect(timeout_s=measurement.collect_grace_s + COLLECT_MARGIN_S)
         measurement.after_collect(window)
@@ -169,22 +232,26 @@ def _watch_window(
     timing: Timing,
     timeline: ProcessTimeline,
     on_start: Callable[[int], None],
+    network: TrialNetwork,
 ) -> Window:
     """Start everyone together (`on_start` is told when, just before), sample the servers
     over the measured window (and every process's memory and descriptors from the
-    start)."""
+    start); the path's outages count from the window's opening."""
     start_ns = time.monotonic_ns() + START_DELAY_NS
     measure_from_ns = start_ns + round(timing.warmup_s * 1e9)
     end_ns = measure_from_ns + round(timing.duration_s * 1e9)
+    network.window_opened(measure_from_ns, end_ns)
     on_start(start_ns)
     group.go(start_ns)
     alive = _wait_until(measure_from_ns, servers, None, timeline)
     if alive:
         monitor.start_window()
+        network.window_started()
         alive = _wait_until(end_ns, servers, monitor, timeline)
     if not alive:
         group.request_stop()
-    return Window(alive, monitor.end_window(), end_ns)
+    usage = monitor.end_window()
+    return Window(alive, usage, end_ns, network.window_closed())
 
 
 def _wait_until(

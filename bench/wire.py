@@ -6,12 +6,19 @@ or QUIC pattern) supplies a meter of its own. The default, `TcpWireMeter`, reads
 kernel's own TCP counters (Linux TCP_INFO): TCP payload, so everything the protocol puts
 on the connection (HTTP headers, WebSocket frames, HTTP/2 framing, MQTT packets) is
 included, TCP/IP headers are not. They are measured, never computed from payload sizes.
+Under TLS they count TLS records (ciphertext, record headers and handshakes included):
+what the path carries.
+
+TLS: a driver that opens a TLS connection tells its meter the handshake and the version
+it negotiated (`WireMeter.tls_handshake(version)`, or `tls_connection(channel)` with the
+transport or socket itself); the results carry the counts by version.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -109,19 +116,55 @@ def _is_listening(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 
 
+def tls_version(channel: object) -> str | None:
+    """The TLS version ("TLSv1.3") negotiated on a connection, or None if it is in the
+    clear: an asyncio transport (asyncio's or uvloop's; its "ssl_object"), an
+    ssl.SSLSocket (paho's socket) or an ssl.SSLObject."""
+    if isinstance(channel, ssl.SSLSocket | ssl.SSLObject):
+        return channel.version()
+    get_extra_info = getattr(channel, "get_extra_info", None)
+    if get_extra_info is None:
+        return None
+    ssl_object = get_extra_info("ssl_object")
+    return ssl_object.version() if ssl_object is not None else None
+
+
 class WireMeter(ABC):
     """One driver's account of its traffic: bytes on the wire, connections opened and
-    held. Drivers call `opened()` for each connection they open, `scan()` where a
-    connection may close soon (so it keeps its bytes where the meter can), and
+    held, TLS handshakes. Drivers call `opened()` for each connection they open, `scan()`
+    where a connection may close soon (so it keeps its bytes where the meter can),
     `closed(carried)` with what a connection they close themselves carried, where the
-    meter cannot see it any more."""
+    meter cannot see it any more, and `tls_handshake(version)` (or `tls_connection`) for
+    each TLS connection once its handshake is done."""
 
     def __init__(self) -> None:
         self.connections_opened = 0
         self.closed_wire = WireBytes()
+        # TLS handshakes completed, by negotiated version ("TLSv1.3": 4): over the
+        # driver's whole life, connection set-up included.
+        self.tls_versions: dict[str, int] = {}
 
     def opened(self) -> None:
         self.connections_opened += 1
+
+    def tls_handshake(self, version: str | None) -> None:
+        """A TLS handshake completed and negotiated `version` (None: the library would not
+        say which; counted as "unknown", so the handshake still counts)."""
+        key = version or "unknown"
+        self.tls_versions[key] = self.tls_versions.get(key, 0) + 1
+
+    def tls_connection(self, channel: object) -> str | None:
+        """Count `channel`'s handshake if it speaks TLS (see tls_version); nothing in the
+        clear. Returns the version."""
+        version = tls_version(channel)
+        if version is not None:
+            self.tls_handshake(version)
+        return version
+
+    @property
+    def tls_handshakes(self) -> int:
+        """TLS handshakes completed so far, every version."""
+        return sum(self.tls_versions.values())
 
     def closed(self, carried: WireBytes) -> None:
         self.closed_wire += carried

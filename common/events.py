@@ -120,6 +120,9 @@ class PublicationTally:
     last_seq_in_window: int | None = None
     publish_lag_us: dict | None = None  # how late the source published (histogram summary)
     counters: dict[str, int] = field(default_factory=dict)  # the pattern's own (retries...)
+    # A publisher that finds dead subscribers itself (a webhook provider's attempt
+    # timeout): per subscriber it watches, {"noticed_dead_ns": [...], "recovered_ns": [...]}.
+    liveness: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, fields: dict) -> PublicationTally:
@@ -129,6 +132,7 @@ class PublicationTally:
             last_seq_in_window=fields.get("last_seq_in_window"),
             publish_lag_us=fields.get("publish_lag_us"),
             counters=dict(fields.get("counters") or {}),
+            liveness=dict(fields.get("liveness") or {}),
         )
 
     def to_dict(self) -> dict:
@@ -138,6 +142,7 @@ class PublicationTally:
             "last_seq_in_window": self.last_seq_in_window,
             "publish_lag_us": self.publish_lag_us,
             "counters": self.counters,
+            "liveness": self.liveness,
         }
 
 
@@ -185,6 +190,7 @@ class EventSource:
     replay_events: int = DEFAULT_REPLAY_EVENTS
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    liveness: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.buffer: deque[Event] = deque(maxlen=self.replay_events)
@@ -196,6 +202,19 @@ class EventSource:
     def count(self, name: str, amount: int = 1) -> None:
         """A pattern-specific counter for the tally (slow consumers dropped, retries...)."""
         self.counters[name] = self.counters.get(name, 0) + amount
+
+    # A publisher that watches its subscribers' connections itself records what it found:
+    # monotonic ns, the clock the runner reads too (the tally's `liveness`).
+    def watch_peer(self, peer: str) -> None:
+        self.liveness.setdefault(peer, {"noticed_dead_ns": [], "recovered_ns": []})
+
+    def peer_noticed_dead(self, peer: str, at_ns: int) -> None:
+        self.watch_peer(peer)
+        self.liveness[peer]["noticed_dead_ns"].append(at_ns)
+
+    def peer_recovered(self, peer: str, at_ns: int) -> None:
+        self.watch_peer(peer)
+        self.liveness[peer]["recovered_ns"].append(at_ns)
 
     def since(self, seq: int) -> list[Event]:
         """Events after `seq` still in the replay buffer (older ones are gone: a gap)."""
@@ -267,7 +286,9 @@ async def control_loop(source: EventSource) -> None:
         publication = dict(await publishing) if publishing is not None else {}
         if "publish_lag" in publication:
             publication["publish_lag_us"] = publication.pop("publish_lag").summary().__dict__
-        tally = PublicationTally.from_dict({**publication, "counters": dict(source.counters)})
+        tally = PublicationTally.from_dict(
+            {**publication, "counters": dict(source.counters), "liveness": source.liveness}
+        )
         tally_file = Path(message.tally_file)
         partial = tally_file.with_suffix(".partial")
         partial.write_text(json.dumps(tally.to_dict()))

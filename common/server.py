@@ -98,12 +98,18 @@ def announce_ready(ready_file: Path | None, port: int) -> None:
 
 
 async def serve_aiohttp(
-    app, sock: socket.socket, ready_file: Path | None, stop: asyncio.Event, streaming: bool = False
+    app,
+    sock: socket.socket,
+    ready_file: Path | None,
+    stop: asyncio.Event,
+    streaming: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve an aiohttp application on `sock` until `stop` is set.
 
     `streaming`: handlers hold requests open (event streams, long polls); they are
     cancelled when their client goes away instead of lingering until they next write.
+    `ssl_context`: serve HTTPS only (no plain listener beside it).
     """
     from aiohttp import web
 
@@ -116,21 +122,26 @@ async def serve_aiohttp(
         handler_cancellation=streaming,
     )
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     announce_ready(ready_file, sock.getsockname()[1])
     await stop.wait()
     await runner.cleanup()
 
 
-def grpc_port(server, host: str, port: int) -> int:
-    """Add an insecure port to a grpc.aio server; exit with a clear sentence if it is taken.
+def grpc_port(server, host: str, port: int, credentials=None) -> int:
+    """Add a port to a grpc.aio server; exit with a clear sentence if it is taken. With
+    server `credentials` (ServerContext.tls_key_pair() makes them) the port speaks gRPC
+    over TLS only.
 
     Callers must pass ("grpc.so_reuseport", 0) as a server option: grpcio sets SO_REUSEPORT
     by default, which lets a second server share a port silently.
     """
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError:
         bound = 0
     if not bound:
@@ -140,6 +151,18 @@ def grpc_port(server, host: str, port: int) -> int:
         )
         sys.exit(EXIT_PORT_IN_USE)
     return bound
+
+
+def grpc_tls_description(servicer_context) -> str | None:
+    """The TLS a gRPC call came over ("TLSv1.3, key exchange X25519MLKEM768"), from the
+    server's auth context, or None in the clear. grpcio's client side does not expose it,
+    so gRPC servers write it to their log for the reader."""
+    properties = servicer_context.auth_context()
+    if properties.get("transport_security_type") != [b"ssl"]:
+        return None
+    version = b"".join(properties.get("ssl_tls_version", [b"unknown version"])).decode()
+    group = b"".join(properties.get("ssl_negotiated_key_exchange_group", [b"unknown"])).decode()
+    return f"{version}, key exchange {group}"
 
 
 def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -189,13 +212,23 @@ class ServerContext:
             return None
         return server_context(self.args.tls_cert, self.args.tls_key)
 
+    def tls_key_pair(self) -> tuple[bytes, bytes] | None:
+        """(private key, certificate chain) as PEM bytes, for a library that takes them
+        rather than files (grpcio's server credentials), or None in the clear."""
+        if not self.args.tls_cert:
+            return None
+        return Path(self.args.tls_key).read_bytes(), Path(self.args.tls_cert).read_bytes()
+
     def client_ssl(self) -> ssl.SSLContext | None:
         """A verifying context for what this server connects to, or None without TLS."""
         return client_context(self.args.tls_ca) if self.args.tls_ca else None
 
     async def serve_aiohttp(self, app, streaming: bool = False) -> None:
-        """Serve an aiohttp application on the bound socket until stopped."""
-        await serve_aiohttp(app, self.sock, self.args.ready_file, self.stop, streaming)
+        """Serve an aiohttp application on the bound socket until stopped: HTTPS when the
+        run gave a certificate."""
+        await serve_aiohttp(
+            app, self.sock, self.args.ready_file, self.stop, streaming, self.server_ssl()
+        )
 
 
 def run_server(

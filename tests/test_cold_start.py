@@ -18,7 +18,7 @@ from bench.kinds import kind_named
 from bench.kinds.cold_start import OWN_KINDS, publish_plan
 from bench.registry import PATTERNS
 from bench.results import load_run
-from bench.runner import RunSettings, run_scenario
+from bench.runner import RunSettings, point_config, run_scenario
 from bench.scenario import ScenarioError, load_scenario
 from bench.workload import ExpectedAnswers, Operation
 from common.dataset import DatasetSpec
@@ -168,7 +168,8 @@ def test_the_cold_start_scenario_runs_every_pattern_over_wan_with_tls():
     assert scenario.workload.kind == COLD_START.name
     path = scenario.network.path()
     assert (path.profile, path.rtt_ms, path.tls, scenario.timing.repeats) == ("wan", 50.0, True, 3)
-    assert COLD_START.point_config(scenario)["path_rtt_ms"] == 50.0
+    config = point_config(scenario, scenario.timing, loaded.options["rest"])
+    assert (config["network"]["rtt_ms"], config["network"]["emulated"]) == (50.0, True)
     kinds = {PATTERNS[name].kind for name in scenario.patterns}
     assert kinds == set(OWN_KINDS)  # request/response and push patterns alike
     every = {n for n, p in PATTERNS.items() if p.kind in OWN_KINDS and not p.fixed_options}
@@ -208,7 +209,7 @@ def test_a_cold_start_run_records_its_samples_bytes_and_charts(tmp_path):
         setup = trial["extra"]["connection_setup"]
         assert LatencyHistogram.decode(setup["ready_histogram"]).count == 4
         assert LatencyHistogram.decode(setup["reconnect_histogram"]).count == 4
-        assert point["config"]["path_rtt_ms"] is None  # loopback: no round trips
+        assert "network" not in point["config"]  # loopback: no round trips
         assert point["summary"]["wire_bytes_per_message"]["value"] > 512
     charts = {p.name for p in (run_dir / "charts").glob("*.png")}
     assert charts == {f"{name}.png" for name in COLD_START.charts}

@@ -132,8 +132,9 @@ def test_every_claim_gets_a_verdict_and_its_rule():
     assert by_id["T2"].measured_on
     assert ">= 7" in by_id["T2"].rule
     assert by_id["W2"].verdict == NOT_MEASURED  # push-faults is not among these runs
-    # L1 is about internet paths: loopback figures are shown, never judged.
-    assert by_id["L1"].verdict == NOT_MEASURABLE and "loopback" in by_id["L1"].measured
+    # L1 and L2 are judged over the wan path only: loopback runs never decide them.
+    assert by_id["L1"].verdict == NOT_MEASURED and "rr-wan" in by_id["L1"].measured
+    assert by_id["L2"].verdict == NOT_MEASURED
     assert by_id["P4"].verdict == NOT_MEASURABLE
 
 

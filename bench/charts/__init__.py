@@ -2,10 +2,11 @@
 
 Request/response runs get throughput, latency, its distribution, cost and bytes per
 exchange; push runs get publish-to-receive latency, delivery completeness, the latency
-distribution, cost and bytes per delivered event; cold-start runs the time to a first
-answer or event and to a reconnect's (in ms and round trips), its distribution, cost and
-bytes per cold start; soaks (trials of minutes) memory and open descriptors over time.
-The overview ranks patterns across runs.
+distribution, cost and bytes per delivered event (and, over a path with outages, the time
+to notice a dead path and to come back); cold-start runs the time to a first answer or
+event and to a reconnect's (in ms and round trips), its distribution, cost and bytes per
+cold start; soaks (trials of minutes) memory and open descriptors over time. The overview
+ranks patterns across runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bench.charts.completeness import completeness_chart
 from bench.charts.cost import cost_chart
 from bench.charts.distribution import distribution_chart
 from bench.charts.omission import omission_chart
+from bench.charts.outages import dead_path_chart
 from bench.charts.overview import overview_chart
 from bench.charts.rates import latency_chart, throughput_chart
 from bench.charts.resources import resources_chart
@@ -35,6 +37,7 @@ CHARTS = {
     "latency-distribution": distribution_chart,
     "cost": cost_chart,
     "wire-bytes": wire_chart,
+    "dead-paths": dead_path_chart,  # push over a path with outages; nothing otherwise
     "cold-start": cold_start_chart,
 }
 

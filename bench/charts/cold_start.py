@@ -59,11 +59,18 @@ def median(point: Point, phase: str) -> Median:
     return Median(pooled.percentile_us(MEDIAN) / 1000, low / 1000, high / 1000, pooled.count)
 
 
+def path_rtt_ms(point: Point) -> float | None:
+    """The round trip of the path a point was run over, as configured; None on loopback
+    (and with TLS alone), where round trips are not defined."""
+    network = point.config.network
+    return network.rtt_ms if network is not None and network.emulated else None
+
+
 def cold_start_chart(document: RunDocument, out_dir: Path) -> list[Path]:
     run = document.run
     first = min(p.point for p in document.points)
     points = [p for p in document.points if p.point == first]
-    rtt_ms = points[0].config.path_rtt_ms if points else None
+    rtt_ms = path_rtt_ms(points[0]) if points else None
     height = TITLE_IN + ROW_IN * max(1, len(points)) + FOOTER_IN
     figure, (in_ms, in_rtt) = plt.subplots(1, 2, figsize=(12, height))
     figure.subplots_adjust(

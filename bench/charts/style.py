@@ -3,12 +3,14 @@
 Charts are derived from a run's results.json alone. Every chart states its question in
 its title, puts units on its axes, uses the same colour for a pattern everywhere, draws
 whiskers from the smallest to the largest repeat, writes errors and failures next to
-their point, and carries the machine, code version and calibration in its footer.
+their point, and carries the machine, code version and calibration in its footer; a run
+over a network path adds the path, as configured and as measured.
 """
 
 from __future__ import annotations
 
 import io
+import textwrap
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -37,10 +39,19 @@ SWEEP_AXIS_LABELS = {
     "workload.per_page": "users per page",
     "workload.rate_per_s": "events published per second",
     "workload.subscribers": "subscribers",
+    "network.rtt_ms": "round-trip time (ms)",
+    "network.loss_pct": "loss (%)",
+    "network.jitter_ms": "jitter (ms)",
+    "network.down_mbit": "bandwidth, server to client (Mbit/s)",
+    "network.up_mbit": "bandwidth, client to server (Mbit/s)",
 }
 HOLLOW_NOTE = (
     "hollow marker: generator-bound (the load generator was the limit, see the README): "
     "throughput at least, latency at most this; never ranked"
+)
+PATH_BOUND_NOTE = (
+    "hollow marker over a network path may also be path-bound (the network emulator was "
+    "the limit: its CPU, or its queue dropping what the path's settings do not explain)"
 )
 BOUND_NOTE = (
     "upward triangle: losses (lost events, timeouts, unsent requests) counted at the time "
@@ -92,12 +103,16 @@ def notes_for(document: RunDocument, latency: bool = True) -> str:
     notes = []
     if any(figures.client_bound(p) for p in points):
         notes.append(HOLLOW_NOTE)
+    if any(t.extra.path and t.extra.path.path_bound for p in points for t in p.trials):
+        notes.append(PATH_BOUND_NOTE)
     if latency and any(p.summary.latency_us.lower_bound for p in points):
         notes.append(BOUND_NOTE)
     return "\n".join(notes)
 
 
-def footer(document: RunDocument) -> str:
+def footer(document: RunDocument, width_chars: int = 180) -> str:
+    """The machine, code, timing and calibration of a run, and its network path if it
+    crossed one (those lines wrapped at `width_chars`)."""
     run = document.run
     environment = describe_environment(document.environment.to_dict())
     lines = [f"run {run.id} ({run.status}), {environment}"]
@@ -110,7 +125,19 @@ def footer(document: RunDocument) -> str:
     )
     lines.append(f"{timing}; {placement}" if placement else timing)
     lines.append(calibration_line(document))
-    return "\n".join(lines)
+    return "\n".join(lines + network_lines(document, width_chars))
+
+
+def network_lines(document: RunDocument, width_chars: int) -> list[str]:
+    """The path a run's points crossed, as configured and as measured, wrapped at
+    `width_chars`: none on loopback."""
+    from bench.charts.network import network_footer  # the path's figures, read from the run
+
+    return [
+        wrapped
+        for line in network_footer(document)
+        for wrapped in textwrap.wrap(line, width_chars, subsequent_indent="    ")
+    ]
 
 
 def calibration_line(document: RunDocument) -> str:
@@ -152,9 +179,43 @@ def finish(
     figure: Figure, document: RunDocument, out_dir: Path, name: str, note: str = ""
 ) -> list[Path]:
     """Footer, then the figure saved into `out_dir`; returns the files."""
-    text = footer(document) + (f"\n{note}" if note else "")
+    width_chars = int(figure.get_figwidth() * FOOTER_CHARS_PER_IN)
+    extra = network_lines(document, width_chars)
+    if extra:  # the layouts leave room for the usual footer: make room for these lines
+        make_room_below(figure, len(extra) * FOOTER_LINE_IN)
+    text = footer(document, width_chars) + (f"\n{note}" if note else "")
     figure.text(0.01, 0.01, text, fontsize=7, color="#444444", va="bottom", ha="left")
     return save(figure, out_dir, name)
+
+
+FOOTER_LINE_IN = 7 * 1.25 / 72  # one 7-point footer line, with its leading, in inches
+FOOTER_CHARS_PER_IN = 17  # 7-point DejaVu Sans: about 0.55 em a character, with a margin
+
+
+def make_room_below(figure: Figure, inches: float) -> None:
+    """Make the figure `inches` taller at the bottom, everything already drawn (panels,
+    titles, legends) staying where it was relative to the top."""
+    height = figure.get_figheight()
+    taller = height + inches
+
+    def moved(y: float) -> float:
+        return (y * height + inches) / taller
+
+    # Read every position in figure fractions before the size changes them.
+    legends = [
+        (legend, legend.get_bbox_to_anchor().transformed(figure.transFigure.inverted()))
+        for legend in figure.legends
+    ]
+    for axis in figure.axes:
+        box = axis.get_position()
+        axis.set_position([box.x0, moved(box.y0), box.width, box.height * height / taller])
+    for text in figure.texts:
+        x, y = text.get_position()
+        text.set_position((x, moved(y)))
+    figure.set_figheight(taller)
+    for legend, box in legends:
+        anchor = (box.x0, moved(box.y0), box.width, box.height * height / taller)
+        legend.set_bbox_to_anchor(anchor, transform=figure.transFigure)
 
 
 def sweep_axis(axis, document: RunDocument, values: list[float]) -> None:
@@ -162,7 +223,8 @@ def sweep_axis(axis, document: RunDocument, values: list[float]) -> None:
     axis.set_xlabel(SWEEP_AXIS_LABELS.get(parameter, parameter))
     axis.margins(x=0.12)
     positive = [v for v in values if v and v > 0]
-    if positive and max(positive) / min(positive) >= 8:
+    # Log only when every value can sit on it: a sweep from 0 (no delay, no loss) cannot.
+    if positive and len(positive) == len(values) and max(positive) / min(positive) >= 8:
         axis.set_xscale("log")
     axis.set_xticks(values)
     axis.set_xticklabels([f"{v:g}" for v in values])

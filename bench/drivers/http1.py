@@ -5,18 +5,22 @@ HTTP parser (llhttp, through httptools). A general-purpose client library would 
 more of the generator's CPU per request than the server under test spends, and that
 time would be measured as the pattern's latency; the calibration benchmark
 (`bench calibrate`) compares this client with wrk on the same server.
+
+With an SSL context it speaks HTTPS: the server's certificate and host name (the address
+dialled) are verified, and the handshake and its TLS version go to the driver's meter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import NamedTuple
 
 import httptools
 
 from bench.drivers.base import ResponseInvalid
-from bench.wire import WireBytes, tcp_wire_bytes
+from bench.wire import WireBytes, WireMeter, tcp_wire_bytes
 
 monotonic_ns = time.monotonic_ns
 
@@ -44,9 +48,16 @@ class Http1Connection(asyncio.Protocol):
         self.reusable = True
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Http1Connection:
-        loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(cls, host, port)
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        meter: WireMeter | None = None,
+    ) -> Http1Connection:
+        """Connect (with TLS when given a context: see `_connect`)."""
+        _, protocol = await _connect(cls, host, port, ssl_context, meter)
         return protocol
 
     # asyncio.Protocol callbacks -------------------------------------------------------
@@ -117,6 +128,24 @@ class Http1Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
 
+async def _connect(factory, host, port, ssl_context, meter):
+    """A connection to host:port, in the clear or, with `ssl_context`, over TLS verified
+    against `host` (an IP address is checked against the certificate's IP entries). asyncio
+    calls `connection_made` once the handshake is done, so the TLS version is known here
+    and `meter` counts the handshake."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(
+        factory,
+        host,
+        port,
+        ssl=ssl_context,
+        server_hostname=host if ssl_context is not None else None,
+    )
+    if meter is not None:
+        meter.tls_connection(transport)
+    return transport, protocol
+
+
 def host_header(target) -> bytes:
     """The Host header value for a target (IPv6 literals in brackets)."""
     host = f"[{target.host}]" if ":" in target.host else target.host
@@ -153,12 +182,25 @@ class Http1Stream(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     @classmethod
-    async def open(cls, host: str, port: int, raw_request: bytes, on_body) -> Http1Stream:
-        """Connect, send `raw_request`, and return once the response headers are in."""
-        loop = asyncio.get_running_loop()
-        _, stream = await loop.create_connection(lambda: cls(on_body), host, port)
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        raw_request: bytes,
+        on_body,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        meter: WireMeter | None = None,
+    ) -> Http1Stream:
+        """Connect (with TLS when given a context: see `_connect`), send `raw_request`, and
+        return once the response headers are in."""
+        _, stream = await _connect(lambda: cls(on_body), host, port, ssl_context, meter)
         stream._transport.write(raw_request)
-        await asyncio.shield(stream.response)
+        try:
+            await asyncio.shield(stream.response)
+        except BaseException:  # no answer, or the caller gave up (cancelled): not left open
+            stream.close()
+            raise
         return stream
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

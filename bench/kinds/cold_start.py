@@ -98,7 +98,7 @@ class ColdStart(WorkloadKind):
 
     # How one of its trials runs ------------------------------------------------------------
     def point_config(self, scenario: Scenario) -> dict:
-        workload, path = scenario.workload, scenario.network.path()
+        workload = scenario.workload
         return {
             "model": self.name,
             "samples": workload.samples,
@@ -106,8 +106,6 @@ class ColdStart(WorkloadKind):
             "timeout_s": scenario.load.timeout_s,
             "rate_per_s": workload.publish_rate_per_s,
             "users": scenario.payload.users,
-            # Round trips are this path's: none on loopback, where they are not defined.
-            "path_rtt_ms": path.rtt_ms if path.emulated else None,
         }
 
     def generator_jobs(

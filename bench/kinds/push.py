@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.drivers.base import PushContext
+from bench.drivers.redial import REDIAL_ATTEMPT_S
 from bench.generators import GeneratorJob
 from bench.kinds.base import EngineOpener, Measurement, Words, WorkloadKind
 from bench.metrics import TrialResult, build_push_trial
+from bench.outages import Watcher, outage_figures
 from bench.pattern import PUSH
 from bench.push import PushEngine, PushPlan
 from common.events import PublicationTally, PublishPlan, TallyRequest
@@ -47,7 +49,14 @@ class Push(WorkloadKind):
         payload_short="the event as JSON",
     )
     counts_deliveries = True
-    charts = ("latency", "completeness", "latency-distribution", "cost", "wire-bytes")
+    charts = (
+        "latency",
+        "completeness",
+        "latency-distribution",
+        "cost",
+        "wire-bytes",
+        "dead-paths",  # drawn only over a path with outages
+    )
     headline_charts = ("latency", "completeness")
     tool_calibrated = False
     server_takes_control = True
@@ -218,7 +227,7 @@ class _Measurement(Measurement):
                 session.servers.failure()
                 or f"{session.pattern.name}: the server wrote no publication tally"
             )
-            return build_push_trial(
+            trial = build_push_trial(
                 session.repeat,
                 results,
                 self.tally,
@@ -228,15 +237,48 @@ class _Measurement(Measurement):
                 **censoring,
                 **cpus,
             )
-        return build_push_trial(
-            session.repeat, results, self.tally, window.usage, **censoring, **cpus
-        )
+        else:
+            trial = build_push_trial(
+                session.repeat, results, self.tally, window.usage, **censoring, **cpus
+            )
+        outages = (window.path or {}).get("outages")
+        if outages:
+            trial.extra["outages"] = dead_path_figures(
+                outages, results, self.tally, censoring["horizon_ns"]
+            )
+        return trial
 
     def interrupted_trial(self, results: list[dict], why: str) -> TrialResult:
         session = self.session
         return build_push_trial(
             session.repeat, results, None, None, "interrupted", why, **session.cpus_held()
         )
+
+
+def dead_path_figures(
+    outages: list, results: list[dict], tally: PublicationTally | None, horizon_ns: int
+) -> dict:
+    """How the subscribers lived the path's outages (bench/outages.py), kept in the trial's
+    extra as "outages". The watchers are the subscribers, or, where the publisher reports
+    watching its subscribers itself (a webhook provider), the publisher's records."""
+    if tally is not None and tally.liveness:
+        watched_by = "publisher"
+        watchers = [
+            Watcher(record["noticed_dead_ns"], record["recovered_ns"])
+            for record in tally.liveness.values()
+        ]
+    else:
+        watched_by = "subscribers"
+        watchers = [
+            Watcher(noticed, recovered)
+            for result in results
+            for noticed, recovered in zip(
+                result["noticed_dead_ns"], result["recovered_ns"], strict=True
+            )
+        ]
+    figures = outage_figures(outages, watchers, horizon_ns, watched_by)
+    figures["redial_attempt_s"] = REDIAL_ATTEMPT_S
+    return figures
 
 
 def request_tally(tally_file: Path, servers: ServerGroup) -> PublicationTally | None:

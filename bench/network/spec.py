@@ -151,7 +151,8 @@ class PathSpec:
         """One line, for progress output and chart footers."""
         if not self.emulated:
             return f"loopback{', TLS' if self.tls else ''}"
-        parts = [f"{self.profile}: RTT {self.rtt_ms:g} ms"]
+        name = self.profile if self.profile != "loopback" else "custom path"
+        parts = [f"{name}: RTT {self.rtt_ms:g} ms"]
         if self.jitter_ms:
             parts.append(f"jitter {self.jitter_ms:g} ms")
         if self.down_mbit or self.up_mbit:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -82,7 +83,9 @@ def make_tls_files(folder: Path) -> TlsFiles:
     """A new CA in `folder`, and a server and a client certificate signed by it."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("api-patterns-bench throwaway CA")
+    # A name of its own per CA: verifiers pick the issuer by name, and two runs' CAs with
+    # one name make a wrong-CA failure read as a bad signature instead of an unknown CA.
+    ca_name = _name(f"api-patterns-bench throwaway CA {secrets.token_hex(4)}")
     now = datetime.datetime.now(datetime.UTC)
     ca = (
         x509.CertificateBuilder()

@@ -149,6 +149,7 @@ class GraphqlDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.host = host_header(target)
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
         self._answers: dict[tuple[int, bool], tuple[bytes, int]] = {}
 
     def expected_answer(self, user_id: int, full: bool) -> tuple[bytes, int]:
@@ -168,5 +169,7 @@ class GraphqlDriver(Driver):
 
     async def connect(self) -> GraphqlConnection:
         self.meter.opened()
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(
+            self.target.host, self.target.port, ssl_context=self.ssl, meter=self.meter
+        )
         return GraphqlConnection(self, http)

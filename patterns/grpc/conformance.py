@@ -7,13 +7,15 @@ import grpc
 
 from bench.drivers.base import Target
 from patterns.grpc import users_pb2, users_pb2_grpc
+from patterns.grpc.driver import channel_credentials, open_channel
 
 EXPECTED_ERROR = "gRPC status NOT_FOUND"
 
 
 async def bad_request(target: Target) -> str:
     """Ask for user 999999; describe the answer."""
-    async with grpc.aio.insecure_channel(f"{target.host}:{target.port}") as channel:
+    address = f"{target.host}:{target.port}"
+    async with open_channel(address, channel_credentials(target), []) as channel:
         stub = users_pb2_grpc.UserServiceStub(channel)
         try:
             user = await stub.GetUser(users_pb2.GetUserRequest(id=999_999), timeout=10)

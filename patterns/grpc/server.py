@@ -59,17 +59,28 @@ def page_message(page: int, per_page: int, total: int, items) -> users_pb2.UserP
 
 
 class UserService(users_pb2_grpc.UserServiceServicer):
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, tls: bool) -> None:
         self.dataset = dataset
         self.users = {user_id: user_message(user) for user_id, user in dataset.users.items()}
         self.summaries = [summary_message(summary) for summary in dataset.summaries]
+        self.tls_unlogged = tls
+
+    def _log_tls(self, context) -> None:
+        """Write the TLS the first call came over to the log, once: grpcio's client side
+        cannot tell which version its C core negotiated, the server's auth context can."""
+        self.tls_unlogged = False
+        print(f"TLS: {runtime.grpc_tls_description(context)}", flush=True)
 
     async def GetUser(self, request, context):
+        if self.tls_unlogged:
+            self._log_tls(context)
         if self.dataset.user(request.id) is None:  # the dataset does the request's work
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no user with id {request.id}")
         return self.users[request.id]
 
     async def ListUsers(self, request, context):
+        if self.tls_unlogged:
+            self._log_tls(context)
         if request.page < 1 or not 1 <= request.per_page <= MAX_PER_PAGE:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -85,6 +96,8 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         )
 
     async def CreateOrder(self, request, context):
+        if self.tls_unlogged:
+            self._log_tls(context)
         items = [
             {"sku": item.sku, "quantity": item.quantity, "price_cents": item.price_cents}
             for item in request.items
@@ -108,8 +121,11 @@ async def serve(context: runtime.ServerContext) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    users_pb2_grpc.add_UserServiceServicer_to_server(UserService(context.dataset()), server)
-    port = runtime.grpc_port(server, args.host, args.port)
+    service = UserService(context.dataset(), context.tls)
+    users_pb2_grpc.add_UserServiceServicer_to_server(service, server)
+    key_pair = context.tls_key_pair()  # gRPC over TLS only, when the run gave a certificate
+    credentials = grpc.ssl_server_credentials([key_pair]) if key_pair else None
+    port = runtime.grpc_port(server, args.host, args.port, credentials)
     await server.start()
     context.ready(port)
     await context.stop.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import grpc
 
 from bench.drivers.base import Target
+from patterns.grpc_stream.driver import channel_credentials, open_channel
 
 EXPECTED_ERROR = "gRPC status UNIMPLEMENTED"
 NO_SUCH_METHOD = "/patternbench.v1.EventStream/Unsubscribe"
@@ -14,7 +15,8 @@ NO_SUCH_METHOD = "/patternbench.v1.EventStream/Unsubscribe"
 
 async def bad_request(target: Target) -> str:
     """Call EventStream/Unsubscribe; describe the answer."""
-    async with grpc.aio.insecure_channel(f"{target.host}:{target.port}") as channel:
+    address = f"{target.host}:{target.port}"
+    async with open_channel(address, channel_credentials(target), []) as channel:
         call = channel.unary_unary(NO_SUCH_METHOD)  # no serializers: raw bytes
         try:
             await call(b"", timeout=10)

@@ -6,16 +6,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import grpc
+from pydantic import Field
 
-from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
+from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, Target
+from bench.drivers.redial import redial
+from bench.options import PushServerOptions
 from patterns.grpc_stream import events_pb2
 
 SUBSCRIBE = "/patternbench.v1.EventStream/Subscribe"
 monotonic_ns = time.monotonic_ns
 
 RECONNECT_DELAY_S = 0.1
+
+
+class GrpcStreamOptions(PushServerOptions):
+    """The subscriber's detector of a dead connection is HTTP/2 keepalive pings, which a
+    gRPC client does not send by default (`grpc.keepalive_time_ms` is unset, so a stream
+    on a dead path waits for TCP to give up, minutes later); `keepalive_timeout_s` is
+    gRPC's default 20 s."""
+
+    keepalive_time_s: float | None = Field(
+        None, gt=0, le=7200, description="client keepalive pings (gRPC: none)"
+    )
+    keepalive_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="a ping unanswered this long: UNAVAILABLE"
+    )
+
+    def server_args(self) -> list[str]:
+        if self.keepalive_time_s is None:
+            return super().server_args()
+        # A gRPC server refuses pings more often than every 5 min on a call without data
+        # (GOAWAY, too_many_pings): it must be told to accept the client's.
+        return [*super().server_args(), "--min-ping-interval-s", repr(self.keepalive_time_s)]
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        if self.keepalive_time_s is None:
+            return []
+        return [
+            ("grpc.keepalive_time_ms", round(self.keepalive_time_s * 1000)),
+            ("grpc.keepalive_timeout_ms", round(self.keepalive_timeout_s * 1000)),
+            ("grpc.http2.ping_timeout_ms", round(self.keepalive_timeout_s * 1000)),
+            # A server-streaming subscriber never sends data after its request: without
+            # this, the client stops pinging after 2 pings (the default limit).
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
 
 
 class GrpcStreamSubscription(Subscription):
@@ -30,8 +67,10 @@ class GrpcStreamSubscription(Subscription):
         self.closing = False
 
     async def connect(self) -> None:
-        self.channel = grpc.aio.insecure_channel(
-            self.driver.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        self.channel = open_channel(
+            self.driver.address,
+            self.driver.credentials,
+            [("grpc.use_local_subchannel_pool", 1), *self.driver.keepalive],
         )
         # Events as bytes, decoded here once stamped: the clock stops when they are in.
         subscribe = self.channel.unary_stream(
@@ -39,9 +78,15 @@ class GrpcStreamSubscription(Subscription):
         )
         self.call = subscribe(events_pb2.SubscribeRequest(after_seq=self.last_seq))
         await self.call.initial_metadata()  # the server has taken the call: we are listening
+        if self.driver.credentials is not None and not self.call.done():
+            # A new channel, so a new TLS handshake (a call that failed, its handshake
+            # too, is done already); grpcio's client side does not say which version its
+            # C core negotiated ("unknown"; the server logs it).
+            self.driver.meter.tls_handshake(None)
         self.reader = asyncio.create_task(self._read(self.call))
 
     async def _read(self, call) -> None:
+        dead = False
         try:
             async for data in call:
                 arrived_ns = monotonic_ns()
@@ -59,11 +104,25 @@ class GrpcStreamSubscription(Subscription):
         except Exception as exc:
             if not self.closing:
                 self.problem(exc)
+                # UNAVAILABLE: the transport died (a keepalive ping unanswered, a reset);
+                # other codes are the server ending the call (a slow consumer's
+                # RESOURCE_EXHAUSTED).
+                if (
+                    isinstance(exc, grpc.aio.AioRpcError)
+                    and exc.code() == grpc.StatusCode.UNAVAILABLE
+                ):
+                    self.noticed_dead(monotonic_ns())
+                    dead = True
         if not self.closing:  # the stream ended: resume from the last event seen
-            await asyncio.sleep(RECONNECT_DELAY_S)
-            with contextlib.suppress(Exception):
-                await self._close_channel()
-                await self.connect()
+            await self._close_channel()
+            await redial(
+                self,
+                self.connect,
+                delay_s=RECONNECT_DELAY_S,
+                wanted=lambda: not self.closing,
+                abandon=self._close_channel,
+                noticed=dead,
+            )
 
     async def _close_channel(self) -> None:
         self.driver.meter.scan()
@@ -92,12 +151,38 @@ class GrpcStreamSubscription(Subscription):
         self.closing = True
 
 
+def channel_credentials(target: Target) -> grpc.ChannelCredentials | None:
+    """gRPC over TLS when the scenario asks for it: the server's certificate is verified
+    against the run's CA, and its name against the target's host (an IP address in the
+    certificate's subjectAltName). None: in the clear."""
+    if target.tls is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=Path(target.tls.ca_cert).read_bytes())
+
+
+def open_channel(
+    address: str, credentials: grpc.ChannelCredentials | None, options: list
+) -> grpc.aio.Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
 class GrpcStreamDriver(PushDriver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.address = f"{target.host}:{target.port}"
+        self.credentials = channel_credentials(target)
+        self.keepalive = context.options.channel_options()
 
     async def subscribe(self, subscriber: int, on_event) -> GrpcStreamSubscription:
         subscription = GrpcStreamSubscription(self, on_event)
         await subscription.connect()
+        call = subscription.call
+        if call.done():  # refused before the server took it: initial_metadata() does not raise
+            await subscription.close()
+            raise ConnectionError(
+                f"cannot subscribe at {self.address}: {(await call.code()).name}: "
+                f"{await call.details()}"
+            )
         return subscription

@@ -30,11 +30,17 @@ except ImportError:  # pragma: no cover - a set-up problem, reported in one sent
 
 
 class EventStreamService(events_pb2_grpc.EventStreamServicer):
-    def __init__(self, source: EventSource, fanout: Fanout) -> None:
+    def __init__(self, source: EventSource, fanout: Fanout, tls: bool) -> None:
         self.source = source
         self.fanout = fanout
+        # grpcio's client side cannot tell which TLS version its C core negotiated; the
+        # server's auth context can: written to the log once.
+        self.tls_unlogged = tls
 
     async def Subscribe(self, request, context):
+        if self.tls_unlogged:
+            self.tls_unlogged = False
+            print(f"TLS: {runtime.grpc_tls_description(context)}", flush=True)
         queue = self.fanout.join()
         # Headers now, not with the first event: the subscriber knows it is listening.
         await context.send_initial_metadata(())
@@ -64,17 +70,36 @@ async def serve(context: runtime.ServerContext) -> None:
         args.queue_events,
         args.slow_consumer,
     )
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    events_pb2_grpc.add_EventStreamServicer_to_server(EventStreamService(source, fanout), server)
-    port = runtime.grpc_port(server, args.host, args.port)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *ping_permission(args)])
+    service = EventStreamService(source, fanout, context.tls)
+    events_pb2_grpc.add_EventStreamServicer_to_server(service, server)
+    key_pair = context.tls_key_pair()  # gRPC over TLS only, when the run gave a certificate
+    credentials = grpc.ssl_server_credentials([key_pair]) if key_pair else None
+    port = runtime.grpc_port(server, args.host, args.port, credentials)
     await server.start()
     context.ready(port)
     await context.stop.wait()
     await server.stop(grace=0.5)
 
 
+def ping_permission(args) -> list[tuple[str, int]]:
+    """Accept the subscribers' keepalive pings as often as they send them: by default a
+    gRPC server allows one every 5 min on a call sending no data, and answers more with
+    GOAWAY (too_many_pings), which would look like a dead connection."""
+    if args.min_ping_interval_s is None:
+        return []
+    return [
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(args.min_ping_interval_s * 1000)),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--min-ping-interval-s", type=float, default=None)
+
+
 def main() -> None:
-    runtime.run_server(__doc__, serve, push=True, bind_socket=False)
+    runtime.run_server(__doc__, serve, push=True, bind_socket=False, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,11 @@ class JsonRpcDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.host = host_header(target)
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
 
     async def connect(self) -> JsonRpcConnection:
         self.meter.opened()
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(
+            self.target.host, self.target.port, ssl_context=self.ssl, meter=self.meter
+        )
         return JsonRpcConnection(self, http)

@@ -25,14 +25,15 @@ from pathlib import Path
 
 from bench.needs import Requirement
 from bench.options import PatternOptions
-from bench.resources import Place
+from bench.resources import ANYWHERE, Place
 from bench.serverproc import PatternUnavailable, ServerGroup, ServerProcess
 from common.dataset import DatasetSpec
+from common.tls import TlsFiles
 
 MAX_QUEUED_MESSAGES = 100_000
 CONFIG = """\
-listener {port} 127.0.0.1
-user {user}
+listener {port} {host}
+{tls}user {user}
 allow_anonymous true
 persistence false
 set_tcp_nodelay true
@@ -40,6 +41,15 @@ max_queued_messages {max_queued}
 log_dest stdout
 log_type error
 log_type warning
+"""
+# MQTT over TLS: the listener takes TLS only, with the run's server certificate; clients
+# are not asked for one. The TLS versions allowed are Mosquitto's default (1.2 and 1.3);
+# clients record the one negotiated.
+TLS_CONFIG = """\
+cafile {ca}
+certfile {cert}
+keyfile {key}
+require_certificate false
 """
 
 
@@ -62,9 +72,9 @@ MOSQUITTO = Requirement(
 )
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
@@ -75,17 +85,28 @@ def launch_mosquitto(
     logs: Path,
     name: str,
     place: Place | None,
+    tls: TlsFiles | None = None,
 ) -> ServerGroup:
-    """The broker and the publisher, both in `place` (the servers' place)."""
+    """The broker and the publisher, both in `place` (the servers' place); with `tls` the
+    broker listens for MQTT over TLS only, and the publisher connects to it over TLS too."""
     binary = MOSQUITTO.find()
     if binary is None:
         raise PatternUnavailable(f"Mosquitto is not installed ({MOSQUITTO.install})")
     logs.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    place = place or ANYWHERE
+    # Free where the broker will listen: in the servers' network namespace, if they have one.
+    port = place.call(lambda: free_port(place.bind_host))
     config = logs / f"{name}-mosquitto.conf"
+    tls_lines = (
+        TLS_CONFIG.format(ca=tls.ca_cert, cert=tls.server_cert, key=tls.server_key) if tls else ""
+    )
     config.write_text(
         CONFIG.format(
-            port=port, user=pwd.getpwuid(os.geteuid()).pw_name, max_queued=MAX_QUEUED_MESSAGES
+            port=port,
+            host=place.bind_host,
+            tls=tls_lines,
+            user=pwd.getpwuid(os.geteuid()).pw_name,
+            max_queued=MAX_QUEUED_MESSAGES,
         )
     )
     broker = ServerProcess(
@@ -102,6 +123,7 @@ def launch_mosquitto(
             str(ready),
             "--broker-port",
             str(port),
+            *(tls.server_args() if tls else ()),
             *dataset.as_args(),
             *options.server_args(),
         ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 from bench.drivers.base import Target
 
@@ -30,14 +31,17 @@ CONNECT_KEEPING_A_SESSION_WITHOUT_ID = (
 
 async def bad_request(target: Target) -> str:
     """Connect without a client id, keeping the session; describe the broker's answer."""
-    reader, writer = await asyncio.open_connection(target.host, target.port)
+    reader, writer = await asyncio.open_connection(
+        target.host, target.port, ssl=target.client_ssl()
+    )
     try:
         writer.write(CONNECT_KEEPING_A_SESSION_WITHOUT_ID)
         await writer.drain()
         answer = await reader.read(4)
     finally:
         writer.close()
-        with contextlib.suppress(ConnectionError):  # the broker closes first, as it must
+        # The broker closes first, as it must (over TLS perhaps without close_notify).
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.wait_closed()
     if len(answer) != 4 or answer[:3] != bytes([0x20, 2, 0]):
         return f"not a CONNACK: {answer!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from typing import Literal
 
@@ -17,11 +18,13 @@ import paho.mqtt.client as mqtt
 from pydantic import Field, field_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.drivers.redial import redial
 from bench.options import PatternOptions
 from patterns.mqtt.loop import AsyncioMqtt
 from patterns.mqtt.protocol import DEFAULT_TOPIC, INFLIGHT
 
 CONNECT_TIMEOUT_S = 10.0
+RECONNECT_DELAY_S = 0.1
 monotonic_ns = time.monotonic_ns
 
 
@@ -32,6 +35,12 @@ class MqttOptions(PatternOptions):
         min_length=1,
         max_length=1024,
         description="the topic events are published to (every PUBLISH carries it)",
+    )
+    # The subscriber's detector of a dead connection, MQTT's keep alive: paho sends a
+    # PINGREQ when it has sent nothing for this long and drops the connection when the
+    # answer has not come this long after; the broker drops a client silent for 1.5x it.
+    keepalive_s: int = Field(
+        60, ge=1, le=65_535, description="MQTT keep alive, seconds (paho's default: 60)"
     )
 
     @field_validator("topic")
@@ -46,25 +55,41 @@ class MqttOptions(PatternOptions):
         return ["--qos", str(self.qos), "--topic", self.topic]
 
 
+class _Client(mqtt.Client):
+    """paho's client, except that a reconnection can be handed a TCP connection opened on
+    the event loop: paho's own connect blocks the thread, and with it every subscriber of
+    the process, for as long as SYNs go unanswered on a dead path."""
+
+    preconnected: socket.socket | None = None
+
+    def _create_socket_connection(self) -> socket.socket:
+        sock, self.preconnected = self.preconnected, None
+        return sock if sock is not None else super()._create_socket_connection()
+
+
 class MqttSubscription(Subscription):
     def __init__(self, driver: MqttDriver, subscriber: int, on_event) -> None:
         super().__init__()
         self.driver = driver
         self.on_event = on_event
         qos = driver.options.qos
-        self.client = mqtt.Client(
+        self.client = _Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"bench-{os.getpid()}-{subscriber}",
             clean_session=qos == 0,  # QoS 1: a persistent session survives reconnects
         )
         self.client.max_inflight_messages_set(INFLIGHT)
+        if driver.tls is not None:
+            self.client.tls_set_context(driver.tls)  # verifies the broker's certificate
         self.client.on_message = self._message
         self.client.on_connect = self._connected
         self.client.on_subscribe = self._subscribed
         self.client.on_disconnect = self._disconnected
-        AsyncioMqtt(self.client)
+        # paho checks its keep alive when told to: often enough for the setting.
+        AsyncioMqtt(self.client, misc_interval_s=min(1.0, driver.options.keepalive_s / 4))
         self.listening: asyncio.Future | None = None
         self.leaving = False
+        self.redialing: asyncio.Task | None = None
 
     def _message(self, _client, _userdata, message) -> None:
         arrived_ns = monotonic_ns()  # paho has just read the packet: stamp before parsing
@@ -88,8 +113,47 @@ class MqttSubscription(Subscription):
             self._settle(None)
 
     def _disconnected(self, _client, _userdata, _flags, reason_code, _properties) -> None:
-        if not self.leaving:
-            self.problem(ConnectionError(f"broker dropped the connection: {reason_code}"))
+        if self.leaving or self.redialing is not None:
+            return  # gone on purpose, or an attempt at coming back that failed
+        self.problem(ConnectionError(f"broker dropped the connection: {reason_code}"))
+        # A failure (keep alive timed out, connection lost) is a death paho noticed;
+        # either way the subscriber comes back, as a client with a session would.
+        noticed = reason_code.is_failure
+        if noticed:
+            self.noticed_dead(monotonic_ns())
+        self.redialing = asyncio.get_running_loop().create_task(self._come_back(noticed))
+
+    async def _come_back(self, noticed: bool) -> None:
+        try:
+            await redial(
+                self,
+                self._reconnect,
+                delay_s=RECONNECT_DELAY_S,
+                wanted=lambda: not self.leaving,
+                noticed=noticed,
+            )
+        finally:
+            if self.redialing is asyncio.current_task():  # not a newer one
+                self.redialing = None
+
+    async def _reconnect(self) -> None:
+        """paho's reconnect, over a TCP connection opened without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        self.listening = loop.create_future()
+        host, port = self.driver.target.host, self.driver.target.port
+        family, kind, proto, _, address = (
+            await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        self.client.preconnected = sock
+        self.client.reconnect()  # closes what a failed attempt left, sends CONNECT
+        await self.listening
 
     def _settle(self, problem: Exception | None) -> None:
         if self.listening is not None and not self.listening.done():
@@ -100,11 +164,16 @@ class MqttSubscription(Subscription):
 
     async def connect(self) -> None:
         self.listening = asyncio.get_running_loop().create_future()
-        self.client.connect(self.driver.target.host, self.driver.target.port, keepalive=30)
+        self.client.connect(
+            self.driver.target.host, self.driver.target.port, self.driver.options.keepalive_s
+        )
+        if self.driver.tls is not None:  # paho has done the handshake in connect()
+            self.driver.meter.tls_connection(self.client.socket())
         await asyncio.wait_for(self.listening, CONNECT_TIMEOUT_S)
 
     async def disconnect(self) -> None:
         self.leaving = True
+        self._stop_redialing()
         self.driver.meter.scan()
         self.client.disconnect()  # a clean DISCONNECT: a persistent session stays
 
@@ -114,10 +183,22 @@ class MqttSubscription(Subscription):
 
     async def close(self) -> None:
         self.leaving = True
+        self._stop_redialing()
         self.client.disconnect()
+
+    def _stop_redialing(self) -> None:
+        if self.redialing is not None:
+            self.redialing.cancel()
+            self.redialing = None
 
 
 class MqttDriver(PushDriver):
+    def __init__(self, target, context) -> None:
+        super().__init__(target, context)
+        # MQTT over TLS when the scenario asks for it; one context for every subscriber
+        # (each connection still makes a full handshake: paho does not resume sessions).
+        self.tls = target.client_ssl()
+
     async def subscribe(self, subscriber: int, on_event) -> MqttSubscription:
         subscription = MqttSubscription(self, subscriber, on_event)
         await subscription.connect()

@@ -14,21 +14,43 @@ import random
 import time
 
 import orjson
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, event_fields
 from bench.drivers.http1 import Http1Connection, host_header
+from bench.drivers.redial import redial
 from bench.options import PushServerOptions
 
 GOLDEN_RATIO = (5**0.5 - 1) / 2  # successive multiples, mod 1, spread evenly over [0, 1)
 EVENT_JSON_BYTES = len(b'{"seq":,"t":,"payload":""}')  # an event's JSON, less its values
+RECONNECT_DELAY_S = 0.1
+monotonic_ns = time.monotonic_ns
 
 
-class LongPollingOptions(PushServerOptions):
+class PollingOptions(PushServerOptions):
+    """A poller's detector of a dead connection is its request timeout: HTTP has no
+    keepalive probe, and a poll sent into a dead path waits for its answer until then.
+    The default is aiohttp's total timeout of a request, 300 s."""
+
+    request_timeout_s: float = Field(
+        300.0, gt=0, le=3600, description="a poll unanswered this long: the connection is dead"
+    )
+
+
+class LongPollingOptions(PollingOptions):
     hold_s: float = Field(20.0, gt=0, le=60, description="how long the server may hold a poll")
 
+    @model_validator(mode="after")
+    def _timeout_beyond_the_hold(self) -> LongPollingOptions:
+        if self.request_timeout_s <= self.hold_s:
+            raise ValueError(
+                f"request_timeout_s ({self.request_timeout_s:g}) must be longer than hold_s "
+                f"({self.hold_s:g}): a poll the server holds would be taken for dead"
+            )
+        return self
 
-class ShortPollingOptions(PushServerOptions):
+
+class ShortPollingOptions(PollingOptions):
     interval_s: float = Field(0.1, gt=0, le=600, description="time between polls")
 
     def min_drain_s(self) -> float:
@@ -44,9 +66,10 @@ class PollingSubscription(Subscription):
         self.cursor = 0
         self.http: Http1Connection | None = None
         self.task: asyncio.Task | None = None
+        self.recovering = False  # noticed a dead connection: the next answer is recovery
 
     async def start(self) -> None:
-        self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+        self.http = await self.driver.open_http()
         response = await self.http.request(
             b"GET /events?after=latest HTTP/1.1\r\nHost: %s\r\n\r\n" % self.driver.host
         )
@@ -57,10 +80,16 @@ class PollingSubscription(Subscription):
 
     async def _poll(self, wait_s: float) -> None:
         self.driver.polls += 1
-        response = await self.http.request(
-            b"GET /events?after=%d&wait_s=%s HTTP/1.1\r\nHost: %s\r\n\r\n"
-            % (self.cursor, repr(wait_s).encode(), self.driver.host)
+        response = await asyncio.wait_for(
+            self.http.request(
+                b"GET /events?after=%d&wait_s=%s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                % (self.cursor, repr(wait_s).encode(), self.driver.host)
+            ),
+            self.driver.options.request_timeout_s,
         )
+        if self.recovering:  # answered again: polling has recovered
+            self.recovering = False
+            self.recovered(response.arrived_ns)
         if response.status != 200:
             raise ResponseInvalid(f"poll: HTTP {response.status}")
         events = orjson.loads(response.body).get("events") or []
@@ -92,6 +121,10 @@ class PollingSubscription(Subscription):
                 await self._poll(0 if interval is not None else hold)
             except Exception as exc:  # a dropped connection: open another, same cursor
                 self.problem(exc)
+                # Timed out or reset: the connection is dead, and the poller noticed.
+                if isinstance(exc, TimeoutError | ConnectionError) and not self.recovering:
+                    self.noticed_dead(monotonic_ns())
+                    self.recovering = True
                 await self._reopen()
             if interval is not None:
                 await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
@@ -100,8 +133,12 @@ class PollingSubscription(Subscription):
         self.driver.meter.scan()
         if self.http is not None:
             self.http.close()
-        with contextlib.suppress(OSError):
-            self.http = await Http1Connection.open(self.driver.target.host, self.driver.target.port)
+        await redial(
+            self, self._open, delay_s=RECONNECT_DELAY_S, first_delay_s=0, wanted=lambda: True
+        )
+
+    async def _open(self) -> None:
+        self.http = await self.driver.open_http()
 
     async def disconnect(self) -> None:
         if self.task is not None:
@@ -132,6 +169,13 @@ class PollingDriver(PushDriver):
         self.polls = 0
         self.empty_polls = 0
         self.phase_origin = random.random()
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
+
+    async def open_http(self) -> Http1Connection:
+        """A connection to the server: HTTPS under TLS, its handshake counted."""
+        return await Http1Connection.open(
+            self.target.host, self.target.port, ssl_context=self.ssl, meter=self.meter
+        )
 
     async def subscribe(self, subscriber: int, on_event) -> PollingSubscription:
         subscription = PollingSubscription(self, on_event, self._first_poll_phase(subscriber))

@@ -103,10 +103,13 @@ class RestDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.host = host_header(target)
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
 
     async def open(self) -> Http1Connection:
         self.meter.opened()
-        return await Http1Connection.open(self.target.host, self.target.port)
+        return await Http1Connection.open(
+            self.target.host, self.target.port, ssl_context=self.ssl, meter=self.meter
+        )
 
     async def connect(self) -> RestConnection:
         keep_alive = getattr(self.context.options, "keep_alive", True)

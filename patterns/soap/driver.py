@@ -162,9 +162,12 @@ class SoapDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.host = host_header(target)
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
         self.checked = CheckedAnswers()
 
     async def connect(self) -> SoapConnection:
         self.meter.opened()
-        http = await Http1Connection.open(self.target.host, self.target.port)
+        http = await Http1Connection.open(
+            self.target.host, self.target.port, ssl_context=self.ssl, meter=self.meter
+        )
         return SoapConnection(self, http)

@@ -15,18 +15,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Stream, host_header
+from bench.drivers.redial import REDIAL_ATTEMPT_S
 from bench.options import PushServerOptions
 
 DEFAULT_RETRY_S = 3.0  # the standard's suggestion until the server says otherwise
+monotonic_ns = time.monotonic_ns
 
 
 class SseOptions(PushServerOptions):
     resume: bool = Field(True, description="reconnect with Last-Event-ID (False: from now)")
+    # SSE has no keepalive of its own: a subscriber finds a dead stream only by its
+    # silence, with a read timeout an EventSource does not have (off by default), which
+    # the server's comment heartbeats keep a quiet but healthy stream clear of.
+    read_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="subscriber: a stream silent this long is dead"
+    )
+    heartbeat_s: float = Field(
+        15.0, gt=0, le=3600, description="server: a comment after this long without an event"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeats_within_the_timeout(self) -> SseOptions:
+        if self.read_timeout_s is not None and self.read_timeout_s <= self.heartbeat_s:
+            raise ValueError(
+                f"read_timeout_s ({self.read_timeout_s:g}) must be longer than heartbeat_s "
+                f"({self.heartbeat_s:g}): a quiet, healthy stream would be taken for dead"
+            )
+        return self
+
+    def server_args(self) -> list[str]:
+        return [*super().server_args(), "--heartbeat-s", repr(self.heartbeat_s)]
 
 
 class SseSubscription(Subscription):
@@ -40,6 +64,7 @@ class SseSubscription(Subscription):
         self._buffer = b""
         self._watcher: asyncio.Task | None = None
         self._closing = False
+        self._last_bytes_ns = 0  # when the stream last carried anything, for the timeout
 
     async def connect(self) -> None:
         self._buffer = b""
@@ -52,9 +77,7 @@ class SseSubscription(Subscription):
             b"GET /events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
             b"Cache-Control: no-cache\r\n%s\r\n" % (self.driver.host, resume)
         )
-        stream = await Http1Stream.open(
-            self.driver.target.host, self.driver.target.port, request, self._feed
-        )
+        stream = await self.driver.open_stream(request, self._feed)
         status, headers = stream.response.result()
         content_type = headers.get(b"content-type", b"")
         if status != 200 or not content_type.startswith(b"text/event-stream"):
@@ -64,6 +87,7 @@ class SseSubscription(Subscription):
         self._watcher = asyncio.create_task(self._reconnect_when_dropped(stream))
 
     def _feed(self, data: bytes, arrived_ns: int) -> None:
+        self._last_bytes_ns = arrived_ns
         self._buffer += data.replace(b"\r\n", b"\n")
         *blocks, self._buffer = self._buffer.split(b"\n\n")
         for block in blocks:
@@ -101,16 +125,41 @@ class SseSubscription(Subscription):
         self.on_event(arrived_ns, seq, published_ns, payload, len(event))
 
     async def _reconnect_when_dropped(self, stream: Http1Stream) -> None:
-        """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat."""
-        await asyncio.shield(stream.closed)  # cancelling this watcher must not cancel that
+        """What an EventSource does: wait `retry`, reconnect with Last-Event-ID, repeat
+        (each attempt bounded, as every push subscriber's: bench/drivers/redial.py)."""
+        dead = await self._until_dropped(stream)
         while not self._closing:
             self.driver.automatic_reconnects += 1
             await asyncio.sleep(self.retry_s)
             try:
-                await self.connect()
-                return
-            except (OSError, ResponseInvalid) as exc:
+                await asyncio.wait_for(self.connect(), REDIAL_ATTEMPT_S)
+            except (OSError, ResponseInvalid, TimeoutError) as exc:
                 self.problem(exc)
+                continue
+            if dead:
+                self.recovered(monotonic_ns())
+            return
+
+    async def _until_dropped(self, stream: Http1Stream) -> bool:
+        """Until the stream ends, or, with a read timeout, falls silent for that long
+        (then it is closed, and True: the subscriber noticed a dead connection)."""
+        closed = asyncio.shield(stream.closed)  # cancelling this watcher must not cancel that
+        timeout_s = self.driver.options.read_timeout_s
+        if timeout_s is None:
+            await closed
+            return False
+        self._last_bytes_ns = monotonic_ns()  # the headers have just arrived
+        timeout_ns = round(timeout_s * 1e9)
+        while True:
+            silent_ns = monotonic_ns() - self._last_bytes_ns
+            if silent_ns >= timeout_ns:
+                self.noticed_dead(monotonic_ns())
+                stream.close()
+                await closed
+                return True
+            done, _ = await asyncio.wait({closed}, timeout=(timeout_ns - silent_ns) / 1e9)
+            if done:
+                return False
 
     async def _drop(self) -> None:
         self._closing = True
@@ -142,6 +191,18 @@ class SseDriver(PushDriver):
         self.host = host_header(target)
         self.automatic_reconnects = 0
         self.resume_resets = 0  # reconnects the server could not resume from the id sent
+        self.ssl = target.client_ssl()  # HTTPS when the run asks for TLS; one context
+
+    async def open_stream(self, request: bytes, on_body) -> Http1Stream:
+        """The event stream's connection: HTTPS under TLS, its handshake counted."""
+        return await Http1Stream.open(
+            self.target.host,
+            self.target.port,
+            request,
+            on_body,
+            ssl_context=self.ssl,
+            meter=self.meter,
+        )
 
     async def subscribe(self, subscriber: int, on_event) -> SseSubscription:
         subscription = SseSubscription(self, on_event)

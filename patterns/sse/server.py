@@ -38,6 +38,7 @@ from common.events import EventSource, Fanout, SlowConsumer
 RETRY_MS = 500
 KEEPALIVE_S = 15.0
 FANOUT = web.AppKey("fanout", Fanout)
+HEARTBEAT_S = web.AppKey("heartbeat_s", float)
 
 
 def frame(event) -> bytes:
@@ -92,7 +93,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             sent = event.seq
         while True:
             try:
-                seq, data = await queue.get(KEEPALIVE_S)
+                seq, data = await queue.get(request.app[HEARTBEAT_S])
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
@@ -114,13 +115,18 @@ async def serve(context: runtime.ServerContext) -> None:
     args = context.args
     app = web.Application()
     app[FANOUT] = Fanout(context.source, frame, args.queue_events, args.slow_consumer)
+    app[HEARTBEAT_S] = args.heartbeat_s
     app.router.add_get("/events", events)
     app.router.add_get("/health", health)
     await context.serve_aiohttp(app, streaming=True)
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument("--heartbeat-s", type=float, default=KEEPALIVE_S)
+
+
 def main() -> None:
-    runtime.run_server(__doc__, serve, push=True)
+    runtime.run_server(__doc__, serve, push=True, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

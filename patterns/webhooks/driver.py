@@ -8,6 +8,11 @@ twice) and acknowledged at once. For fault injection a receiver can answer 500 t
 attempts of every event, or be unavailable (503) for a moment when asked to "reconnect",
 and a forger can post deliveries signed with a key it guessed.
 
+Under TLS the receivers serve HTTPS only, with the run's client certificate, on the
+client side's address (`Target.callback_host`: loopback, or the client end of a network
+path), and register https URLs; the provider verifies them against the run's CA. The
+handshakes counted are the receivers' (the deliveries' connections), as the bytes are.
+
 Each mechanism can be switched off (`deduplicate`, `verify_signatures`, and the
 provider's retries with `max_attempts = 1`), so that a scenario can show what goes wrong
 without it under the same faults: events lost, processed twice, or forged ones accepted.
@@ -23,6 +28,7 @@ import itertools
 import random
 import secrets
 import time
+import weakref
 
 import aiohttp
 import orjson
@@ -33,6 +39,7 @@ from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode
 from bench.drivers.http1 import Http1Connection, host_header, post_request
 from bench.options import PushServerOptions
 from bench.wire import TcpWireMeter
+from common.tls import server_context
 from patterns.webhooks.protocol import (
     ID_HEADER,
     RETRY_BASE_BACKOFF_S,
@@ -61,6 +68,11 @@ class WebhookOptions(PushServerOptions):
     receiver_lost_ack_rate: float = Field(
         0.0, ge=0, le=1, description="...and process but answer 500 to this share (lost acks)"
     )
+    # The provider's detector of a dead receiver (or path): an attempt unanswered this
+    # long fails, and is retried. No standard sets it; GitHub allows 10 s.
+    attempt_timeout_s: float = Field(
+        2.0, gt=0, le=300, description="provider: an attempt unanswered this long fails"
+    )
     tolerance_s: float = Field(300.0, gt=0, le=3600, description="accepted signature age")
     deduplicate: bool = Field(True, description="receivers drop redeliveries by Webhook-Id")
     verify_signatures: bool = Field(True, description="receivers check the HMAC signature")
@@ -84,6 +96,8 @@ class WebhookOptions(PushServerOptions):
             str(self.max_attempts),
             "--in-flight",
             str(self.in_flight),
+            "--attempt-timeout-s",
+            repr(self.attempt_timeout_s),
         ]
 
     def min_drain_s(self) -> float:
@@ -126,6 +140,15 @@ class Receiver:
         self.faults = random.Random(FAULT_SEED)  # the same faults in every run
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.tls_seen: weakref.WeakSet = weakref.WeakSet()  # connections' TLS, counted once
+
+    def url(self, subscriber: int) -> str:
+        """Where subscriber `subscriber`'s deliveries go: https under TLS."""
+        target = self.driver.target
+        host = target.callback_host
+        host = f"[{host}]" if ":" in host else host
+        scheme = "https" if target.tls else "http"
+        return f"{scheme}://{host}:{self.port}/hooks/{subscriber}"
 
     async def start(self) -> None:
         app = web.Application()
@@ -134,7 +157,13 @@ class Receiver:
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        tls = self.driver.target.tls
+        site = web.TCPSite(
+            self.runner,
+            self.driver.target.callback_host,
+            0,
+            ssl_context=server_context(tls.client_cert, tls.client_key) if tls else None,
+        )
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
@@ -145,6 +174,7 @@ class Receiver:
             return web.Response(status=404)
         body = await request.read()
         arrived_ns = monotonic_ns()  # the delivery is in: stamp before judging it
+        self._count_tls(request)
         if time.monotonic() < endpoint.unavailable_until:
             counters["unavailable_answers"] += 1
             return web.Response(status=503)
@@ -190,6 +220,15 @@ class Receiver:
             return web.Response(status=500)
         return web.Response(status=200)
 
+    def _count_tls(self, request: web.Request) -> None:
+        """A TLS connection's handshake, the first time it carries a request (aiohttp has
+        no public hook once a handshake is done; its SSLObject is the connection's own)."""
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        if ssl_object is not None and ssl_object not in self.tls_seen:
+            self.tls_seen.add(ssl_object)
+            self.driver.meter.tls_handshake(ssl_object.version())
+
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
@@ -204,7 +243,7 @@ class WebhookSubscription(Subscription):
         self.registration: int | None = None
 
     async def register(self) -> None:
-        url = f"http://127.0.0.1:{self.driver.receiver.port}/hooks/{self.subscriber}"
+        url = self.driver.receiver.url(self.subscriber)
         answer = await self.driver.provider_call(
             post_request(
                 b"/subscriptions",
@@ -264,19 +303,20 @@ class WebhookDriver(PushDriver):
         self.control: Http1Connection | None = None
         self.receiver_started: asyncio.Task | None = None
         self.control_lock = asyncio.Lock()  # one request at a time on the control connection
+        self.ssl = target.client_ssl()  # HTTPS to the provider when the run asks for TLS
 
     async def provider_call(self, raw_request: bytes):
         async with self.control_lock:
             if self.control is None or not self.control.reusable:
-                self.control = await Http1Connection.open(self.target.host, self.target.port)
+                self.control = await Http1Connection.open(
+                    self.target.host, self.target.port, ssl_context=self.ssl
+                )
             return await self.control.request(raw_request)
 
     async def subscribe(self, subscriber: int, on_event) -> WebhookSubscription:
         if self.receiver_started is None:  # subscribers arrive together: start it once
-            self.receiver_started = asyncio.create_task(self.receiver.start())
+            self.receiver_started = asyncio.create_task(self._start_receiver())
         await self.receiver_started
-        # The bytes that matter are the deliveries, on the receiver's own port.
-        self.meter = TcpWireMeter(self.receiver.port, local=True)
         endpoint = Endpoint(secrets.token_hex(16).encode(), on_event)
         self.receiver.endpoints[subscriber] = endpoint
         subscription = WebhookSubscription(self, subscriber, endpoint)
@@ -285,6 +325,12 @@ class WebhookDriver(PushDriver):
             self.forger = asyncio.create_task(self._forge())
         return subscription
 
+    async def _start_receiver(self) -> None:
+        await self.receiver.start()
+        # The bytes that matter are the deliveries, on the receiver's own port: one meter
+        # for every subscriber, so that none resets what the others counted.
+        self.meter = TcpWireMeter(self.receiver.port, local=True)
+
     async def _forge(self) -> None:
         """Post deliveries no provider sent: the id of an event still to come, content of
         the forger's choosing, a signature made with a guessed key. A receiver that
@@ -292,7 +338,10 @@ class WebhookDriver(PushDriver):
         real one, and drops the real one as a duplicate when it arrives."""
         interval_s = 1 / self.options.forged_per_s
         guessed_key = secrets.token_hex(16).encode()
-        session = aiohttp.ClientSession()
+        # Over TLS when the receivers speak it: the forger is anyone who can reach them.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl) if self.ssl else None
+        )
         try:
             for _ in itertools.count():
                 await asyncio.sleep(interval_s)
@@ -309,7 +358,7 @@ class WebhookDriver(PushDriver):
                     SIGNATURE_HEADER: sign(guessed_key, int(time.time()), body),
                     "Content-Type": "application/json",
                 }
-                url = f"http://127.0.0.1:{self.receiver.port}/hooks/{subscriber}"
+                url = self.receiver.url(subscriber)
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.post(url, data=body, headers=headers) as answer:
                         await answer.read()

@@ -12,6 +12,14 @@ events behind them: each subscription has a few attempts in flight and a bounded
 of events pending (retries included), so a failing receiver slows only itself, and an
 overflowing queue drops events (counted) instead of growing without bound.
 
+Under TLS (--tls-cert) it serves HTTPS only, and delivers to https receivers verified
+against --tls-ca (their certificate and address). It delivers only to the harness's own
+receivers: a URL whose host is an IP address on loopback or in 198.18.0.0/15 (RFC 2544's
+benchmarking range, where a network path puts the client side); any other is refused
+with 422, so that a subscriber cannot make the provider POST to hosts of its choosing
+(server-side request forgery). IP literals only: no DNS answer can move a delivery
+elsewhere after the check.
+
 Run it by hand with `python -m patterns.webhooks.server --port 8080`; start publishing by writing
 a plan to its stdin (see common/events.py).
 """
@@ -20,10 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import random
+import ssl
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -39,6 +50,31 @@ from patterns.webhooks.protocol import (
     sign,
 )
 
+# Where receivers may be (see the module's docstring): loopback, and the benchmarking range
+# a network path's namespaces use (bench/network/link.py puts the client at 198.18.0.2).
+RECEIVER_NETWORKS = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+    ipaddress.ip_network("198.18.0.0/15"),
+)
+
+
+def receiver_allowed(url: str) -> bool:
+    """An http(s) URL whose host is an IP address in RECEIVER_NETWORKS. No user part, no
+    backslash, nothing unprintable: where URL parsers disagree (a backslash is a path
+    separator to some), the host checked here could differ from the one called."""
+    if "@" in url or "\\" in url or not url.isprintable() or " " in url:
+        return False
+    try:
+        parsed = urlsplit(url)
+        address = ipaddress.ip_address(parsed.hostname or "")
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and any(
+        address in network for network in RECEIVER_NETWORKS
+    )
+
 
 @dataclass
 class Subscription:
@@ -49,11 +85,14 @@ class Subscription:
     pending: asyncio.Semaphore  # events started and not yet done, retries included
     in_flight: asyncio.Semaphore  # attempts on the wire at once
     tasks: set[asyncio.Task] = field(default_factory=set)
+    answered_ns: int = 0  # the receiver's last answer, any status: it was reachable then
+    unreachable: bool = False  # noticed dead (an attempt got no answer) and not answered since
 
 
 class Provider:
-    def __init__(self, source: EventSource, args) -> None:
+    def __init__(self, source: EventSource, args, ssl_context: ssl.SSLContext | None) -> None:
         self.source = source
+        self.ssl_context = ssl_context  # verifies https receivers (None: no TLS run)
         self.max_attempts = args.max_attempts
         self.attempt_timeout_s = args.attempt_timeout_s
         self.base_backoff_s = args.base_backoff_s
@@ -70,7 +109,9 @@ class Provider:
         # every receiver may sit behind the same host and port (here they do), and a
         # shared cap would throttle a hundred subscriptions to a handful of connections;
         # each subscription's own in-flight bound is what limits deliveries.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ssl=self.ssl_context if self.ssl_context else True
+        )
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.attempt_timeout_s)
         )
@@ -91,6 +132,7 @@ class Provider:
             asyncio.Semaphore(self.in_flight),
         )
         self.subscriptions[subscription.id] = subscription
+        self.source.watch_peer(str(subscription.id))
         worker = asyncio.create_task(self._deliver_queue(subscription))
         subscription.tasks.add(worker)
         return subscription
@@ -147,13 +189,29 @@ class Provider:
             ID_HEADER: f"evt_{event.seq}",
             SIGNATURE_HEADER: sign(subscription.secret, int(time.time()), event.data),
         }
+        sent_ns = time.monotonic_ns()
         try:
             async with self.session.post(subscription.url, data=event.data, headers=headers) as r:
                 await r.read()
+                self._answered(subscription)
                 return 200 <= r.status < 300
         except (aiohttp.ClientError, TimeoutError):
             self.source.count("attempts_failed_without_answer")
+            self._no_answer(subscription, sent_ns)
             return False
+
+    def _no_answer(self, subscription: Subscription, sent_ns: int) -> None:
+        """The attempt timeout is the provider's detector of a dead receiver (or path): an
+        attempt without an answer, when nothing answered since it was sent, is noticed."""
+        if not subscription.unreachable and subscription.answered_ns < sent_ns:
+            subscription.unreachable = True
+            self.source.peer_noticed_dead(str(subscription.id), time.monotonic_ns())
+
+    def _answered(self, subscription: Subscription) -> None:
+        subscription.answered_ns = time.monotonic_ns()
+        if subscription.unreachable:
+            subscription.unreachable = False
+            self.source.peer_recovered(str(subscription.id), subscription.answered_ns)
 
 
 PROVIDER = web.AppKey("provider", Provider)
@@ -164,13 +222,17 @@ async def subscribe(request: web.Request) -> web.Response:
     try:
         body = orjson.loads(await request.read())
         url, secret = body["url"], body["secret"]
-        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        if not (isinstance(url, str) and receiver_allowed(url)):
             raise ValueError
         if not isinstance(secret, str) or len(secret) < 16:
             raise ValueError
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return web.json_response(
-            {"error": "send {url: http(s) URL, secret: at least 16 characters}"}, status=422
+            {
+                "error": "send {url: http(s) URL to a loopback or 198.18.0.0/15 address, "
+                "secret: at least 16 characters}"
+            },
+            status=422,
         )
     subscription = provider.add(url, secret.encode())
     return web.json_response({"id": subscription.id, "url": url}, status=201)
@@ -201,7 +263,7 @@ def add_arguments(parser) -> None:
 
 
 async def serve(context: runtime.ServerContext) -> None:
-    provider = Provider(context.source, context.args)
+    provider = Provider(context.source, context.args, context.client_ssl())
     await provider.start()
     app = web.Application(client_max_size=context.args.max_request_bytes)
     app[PROVIDER] = provider

@@ -10,13 +10,15 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.drivers.base import Target
+from patterns.websocket.driver import websocket_address
 
 EXPECTED_ERROR = "error 400 for request 41"
 
 
 async def bad_request(target: Target) -> str:
     """Send op `drop_tables`; describe the answer."""
-    async with connect(f"ws://{target.host}:{target.port}/", proxy=None) as websocket:
+    uri, tls = websocket_address(target)
+    async with connect(uri, proxy=None, **tls) as websocket:
         await websocket.send(orjson.dumps({"id": 41, "op": "drop_tables", "params": {}}).decode())
         try:
             answer = orjson.loads(await websocket.recv())

@@ -17,7 +17,7 @@ from pydantic import Field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.drivers.base import Connection, Driver, ResponseInvalid
+from bench.drivers.base import Connection, Driver, ResponseInvalid, Target
 from bench.drivers.json_operations import check_json_result, params_of
 from bench.drivers.shared import SharedConnections
 from bench.options import PatternOptions
@@ -105,6 +105,16 @@ def _result(reply: object, operation: Operation) -> object:
     return reply["result"]
 
 
+def websocket_address(target: Target) -> tuple[str, dict]:
+    """The server's URI, and what `connect()` needs for it: wss:// with a context that
+    verifies the run's CA when the scenario asks for TLS (websockets refuses an `ssl`
+    argument for a ws:// URI). One context per driver: each connection still makes a full
+    handshake, as Python's ssl resumes a session only when handed one."""
+    if target.tls is None:
+        return f"ws://{target.host}:{target.port}/", {}
+    return f"wss://{target.host}:{target.port}/", {"ssl": target.client_ssl()}
+
+
 class WebsocketConnection(Connection):
     def __init__(self, driver: WebsocketDriver, socket: _Socket) -> None:
         self.driver = driver
@@ -141,7 +151,7 @@ class WebsocketConnection(Connection):
 class WebsocketDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
-        self.uri = f"ws://{target.host}:{target.port}/"
+        self.uri, self.tls = websocket_address(target)
         self.shared: SharedConnections[_Socket] = SharedConnections(
             self._open, _Socket.close, context.options.streams_per_connection
         )
@@ -154,7 +164,10 @@ class WebsocketDriver(Driver):
             max_size=4 * MAX_PAYLOAD_BYTES,
             user_agent_header=None,
             proxy=None,
+            **self.tls,
         )
+        if self.tls:
+            self.meter.tls_connection(websocket.transport)
         return _Socket(websocket)
 
     async def connect(self) -> WebsocketConnection:

@@ -99,6 +99,7 @@ async def serve_requests(context: runtime.ServerContext) -> None:
         compression=None,
         max_size=context.args.max_request_bytes,
         server_header=None,
+        ssl=context.server_ssl(),  # wss only, when the run gave a certificate
     ):
         context.ready()
         await context.stop.wait()

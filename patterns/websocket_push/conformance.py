@@ -14,13 +14,15 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.drivers.base import Target
 from common.server import DEFAULT_MAX_REQUEST_BYTES
+from patterns.websocket_push.driver import websocket_address
 
 EXPECTED_ERROR = "close code 1009"
 
 
 async def bad_request(target: Target) -> str:
     """Send a message one byte over the server's limit; describe how the server answered."""
-    async with connect(f"ws://{target.host}:{target.port}/", proxy=None) as websocket:
+    uri, tls = websocket_address(target)
+    async with connect(uri, proxy=None, **tls) as websocket:
         await websocket.send("x" * (DEFAULT_MAX_REQUEST_BYTES + 1))
         try:
             while True:

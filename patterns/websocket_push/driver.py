@@ -13,9 +13,16 @@ import time
 
 from pydantic import Field
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
-from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
+from bench.drivers.base import (
+    PushDriver,
+    ResponseInvalid,
+    Subscription,
+    Target,
+    decode_event,
+)
+from bench.drivers.redial import redial
 from bench.options import PushServerOptions
 
 RECONNECT_DELAY_S = 0.1
@@ -24,6 +31,18 @@ monotonic_ns = time.monotonic_ns
 
 class WebsocketPushOptions(PushServerOptions):
     ping_interval_s: float = Field(20.0, gt=0, le=3600, description="server keepalive pings")
+    # The subscriber's own detector of a dead connection, websockets' defaults: a ping
+    # every 20 s; one unanswered for 20 s fails the connection (close code 1011), and the
+    # client then waits up to 10 s for the server to close TCP before it gives up on it.
+    client_ping_interval_s: float = Field(
+        20.0, gt=0, le=3600, description="subscriber keepalive pings (websockets: 20 s)"
+    )
+    client_ping_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="a ping unanswered this long fails the connection"
+    )
+    close_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="then the wait for the server's close (websockets: 10)"
+    )
 
     def server_args(self) -> list[str]:
         return [*super().server_args(), "--ping-interval-s", str(self.ping_interval_s)]
@@ -44,11 +63,17 @@ class WebsocketPushSubscription(Subscription):
             compression=None,
             user_agent_header=None,
             proxy=None,
-            ping_interval=None,  # the server pings; answering is automatic
+            ping_interval=self.driver.options.client_ping_interval_s,
+            ping_timeout=self.driver.options.client_ping_timeout_s,
+            close_timeout=self.driver.options.close_timeout_s,
+            **self.driver.tls,
         )
+        if self.driver.tls:
+            self.driver.meter.tls_connection(self.websocket.transport)
         self.reader = asyncio.create_task(self._read(self.websocket))
 
     async def _read(self, websocket) -> None:
+        dead = False
         try:
             while True:
                 message = await websocket.recv(decode=False)
@@ -63,12 +88,21 @@ class WebsocketPushSubscription(Subscription):
             pass
         except Exception as exc:
             self.problem(exc)
-        if not self.closing:  # dropped by the server: reconnect, from now on
+            # No close frame from the server: the connection died (our keepalive ping went
+            # unanswered, or it was reset), as opposed to the server ending it (1013).
+            dead = isinstance(exc, ConnectionClosedError) and exc.rcvd is None
+        if not self.closing:  # dropped by the server, or dead: reconnect, from now on
+            if dead:
+                self.noticed_dead(monotonic_ns())
             self.driver.unplanned_reconnects += 1
             self.problem(ConnectionError(f"server closed the connection: {websocket.close_code}"))
-            await asyncio.sleep(RECONNECT_DELAY_S)
-            with contextlib.suppress(Exception):
-                await self.connect()
+            await redial(
+                self,
+                self.connect,
+                delay_s=RECONNECT_DELAY_S,
+                wanted=lambda: not self.closing,
+                noticed=dead,
+            )
 
     async def _drop(self) -> None:
         self.closing = True
@@ -76,6 +110,7 @@ class WebsocketPushSubscription(Subscription):
         if self.websocket is not None:
             await self.websocket.close()
         if self.reader is not None:
+            self.reader.cancel()  # it may be redialing a dead connection: stop that too
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
         self.closing = False
@@ -91,10 +126,20 @@ class WebsocketPushSubscription(Subscription):
         self.closing = True
 
 
+def websocket_address(target: Target) -> tuple[str, dict]:
+    """The server's URI, and what `connect()` needs for it: wss:// with a context that
+    verifies the run's CA when the scenario asks for TLS (websockets refuses an `ssl`
+    argument for a ws:// URI). One context per driver: each connection (a reconnect too)
+    still makes a full handshake, as Python's ssl resumes a session only when handed one."""
+    if target.tls is None:
+        return f"ws://{target.host}:{target.port}/", {}
+    return f"wss://{target.host}:{target.port}/", {"ssl": target.client_ssl()}
+
+
 class WebsocketPushDriver(PushDriver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
-        self.uri = f"ws://{target.host}:{target.port}/"
+        self.uri, self.tls = websocket_address(target)
         self.unplanned_reconnects = 0
 
     async def subscribe(self, subscriber: int, on_event) -> WebsocketPushSubscription:

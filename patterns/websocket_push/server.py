@@ -58,6 +58,7 @@ async def serve_events(context: runtime.ServerContext) -> None:
         max_size=args.max_request_bytes,
         ping_interval=args.ping_interval_s,
         server_header=None,
+        ssl=context.server_ssl(),  # wss only, when the run gave a certificate
     ):
         context.ready()
         await context.stop.wait()
