@@ -110,7 +110,10 @@ def cold_start_chart(document: RunDocument, out_dir: Path) -> list[Path]:
                     textcoords="offset points",
                     fontsize=7,
                 )
-    labels = [grouped[p.pattern][0].pattern_label for p in points]
+    labels = [
+        f"{grouped[p.pattern][0].pattern_label}\n{samples(p, 'first').count} cold starts"
+        for p in points
+    ]
     for axis in (in_ms, in_rtt):
         axis.set_yticks(range(len(points)))
         axis.invert_yaxis()
