@@ -415,6 +415,91 @@ def build_push_trial(
     )
 
 
+def build_cold_start_trial(
+    repeat: int,
+    generator_results: list[dict],
+    usage: ServerUsage | None,
+    status: str = "ok",
+    error: str | None = None,
+    *,
+    generator_cpus: int = 1,
+    server_cpus: int = 1,
+) -> TrialResult:
+    """Merge the generators' cold starts (bench/cold_start.py) for one trial: the latency
+    is new client to first answer or event, its bytes are per cold start the meter
+    counted; what is ready, and the reconnects, are in `extra["connection_setup"]`. A trial
+    without one validated cold start is "invalid"."""
+    results = generator_results
+    first = _merged(results, "first")
+    first.out_of_range = sum(g["first_out_of_range"] for g in results)
+    censored = _merged(results, "censored")
+    requests = sum(g["ok"] for g in results)
+    errors = sum(g["errors"] + g["reconnect_errors"] for g in results)
+    timeouts = sum(g["timeouts"] + g["reconnect_timeouts"] for g in results)
+    not_taken = sum(g["not_taken"] for g in results)
+    measured_s = max((g["measured_s"] for g in results), default=0.0)
+    generator, reasons = _generator_figures(
+        results, generator_cpus, measured_s, requests, False, usage
+    )
+    if status == "ok" and not requests:
+        status, error = (
+            "invalid",
+            (
+                f"no validated cold start in the measured window ({errors:,} errors, "
+                f"{timeouts:,} timeouts, {not_taken:,} samples not taken)"
+            ),
+        )
+    totals = {
+        "messages": requests,
+        "byte_messages": sum(g["wire_samples"] for g in results),
+        "server_cpu_s": usage.cpu_s if usage else None,
+        "generator_cpu_s": sum(g["cpu_s"] for g in results),
+        "check_s": 0.0,
+        "wire_sent": sum(g["wire_sent"] for g in results),
+        "wire_received": sum(g["wire_received"] for g in results),
+        "payload": sum(g["payload_sent"] + g["payload_received"] for g in results),
+        "connections_opened": sum(g["connections_opened"] for g in results),
+    }
+    cold_start = {
+        "ready_histogram": _merged(results, "ready").encode(),
+        "reconnect_histogram": _merged(results, "reconnect_first").encode(),
+        "reconnect_ready_histogram": _merged(results, "reconnect_ready").encode(),
+        "reconnect_censored_histogram": _merged(results, "reconnect_censored").encode(),
+        "reconnect_errors": sum(g["reconnect_errors"] for g in results),
+        "reconnect_timeouts": sum(g["reconnect_timeouts"] for g in results),
+        "warmup_samples": sum(g["warmup_samples"] for g in results),
+        "not_taken": not_taken,
+        "reconnect_wire_sent": sum(g["reconnect_wire_sent"] for g in results),
+        "reconnect_wire_received": sum(g["reconnect_wire_received"] for g in results),
+        "reconnect_wire_samples": sum(g["reconnect_wire_samples"] for g in results),
+    }
+    return TrialResult(
+        repeat=repeat,
+        status=status,
+        error=error,
+        measured_s=round(measured_s, 3),
+        requests=requests,
+        errors=errors,
+        timeouts=timeouts,
+        unsent=0,  # samples not taken are not lost: the window had room for fewer
+        warmup_errors=sum(g["warmup_errors"] for g in results),
+        reconnects=sum(g["reconnects"] for g in results),
+        error_kinds=_sum_kinds(results),
+        throughput_per_s=round(requests / measured_s, 1) if measured_s else 0.0,
+        offered_rate_per_s=None,
+        latency_us=latency_figures(first, censored),
+        latency_histogram=first.encode(),
+        censored_histogram=censored.encode(),
+        latency_out_of_range=first.out_of_range,
+        generator=generator,
+        client_bound=bool(reasons),
+        client_bound_reasons=reasons,
+        totals=totals,
+        **_server_figures(usage, measured_s, server_cpus),
+        extra={"connection_setup": cold_start},
+    )
+
+
 def failed_trial(repeat: int, status: str, error: str) -> TrialResult:
     """A trial that measured nothing; kept in the results so that it is never left out."""
     return build_trial(repeat, [], None, None, status=status, error=error)

@@ -252,6 +252,33 @@ class ProcessResources(Part):
     )
 
 
+class ColdStartFigures(Part):
+    """A cold-start trial's figures beside its latency (a new client to its first answer
+    or event): the moment it was ready, and the reconnects. Histograms HDR-encoded."""
+
+    ready_histogram: str = Field(
+        "", description="new client to connected (request/response) or subscribed (push)"
+    )
+    reconnect_histogram: str = Field(
+        "", description="opening again on the same driver to the first answer or new event"
+    )
+    reconnect_ready_histogram: str = Field(
+        "", description="opening again to connected or subscribed"
+    )
+    reconnect_censored_histogram: str = Field(
+        "", description="reconnects that timed out, at the time waited"
+    )
+    reconnect_errors: int = Field(0, description="reconnects that failed (also in `errors`)")
+    reconnect_timeouts: int = Field(0, description="reconnects timed out (also in `timeouts`)")
+    warmup_samples: int = Field(0, description="cold starts begun in the warm-up, not counted")
+    not_taken: int = Field(
+        0, description="samples asked for that the measured window had no room for"
+    )
+    reconnect_wire_sent: int = Field(0, description="bytes sent by the counted reconnects")
+    reconnect_wire_received: int = Field(0, description="bytes they received")
+    reconnect_wire_samples: int = Field(0, description="reconnects whose bytes were counted")
+
+
 class DirectionCounters(Part):
     """What the network emulator did with the packets of one direction."""
 
@@ -317,8 +344,8 @@ class TrialPath(Part):
 
 
 class TrialExtra(Part):
-    """What a trial adds beyond the common figures (push, process timelines, the network
-    path)."""
+    """What a trial adds beyond the common figures (push, cold start, process timelines,
+    the network path)."""
 
     subscriber_counters: dict[str, int] = Field(
         default_factory=dict,
@@ -337,6 +364,9 @@ class TrialExtra(Part):
     faults_skipped: int = Field(0, description="push: planned disconnects that did not happen")
     polls_per_delivered_event: Number | None = Field(
         None, description="polling patterns: polls over deliveries"
+    )
+    connection_setup: ColdStartFigures | None = Field(
+        None, description="cold start: ready, and the reconnects"
     )
     process_resources: ProcessResources | None = Field(
         None, description="every process's memory and descriptors over time"
@@ -545,7 +575,7 @@ class RunNetwork(Part):
 class PointConfig(Part):
     """The load a point ran with, as the runner resolved it."""
 
-    model: str | None = Field(None, description="`closed`, `open` or `push`")
+    model: str | None = Field(None, description="`closed`, `open`, `push` or `cold_start`")
     concurrency: int | None = Field(None, description="requests in flight (closed loop)")
     connections: int | None = Field(None, description="TCP connections")
     rate_per_s: Number | None = Field(None, description="open loop: requests; push: events")
@@ -555,6 +585,7 @@ class PointConfig(Part):
     payload_bytes: int | None = Field(None, description="the payload size")
     users: int | None = Field(None, description="users in the dataset")
     subscribers: int | None = Field(None, description="push: subscribers")
+    samples: int | None = Field(None, description="cold start: samples per generator")
     workload: dict[str, Any] = Field(default_factory=dict, description="all its settings")
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -614,7 +645,9 @@ class RunInfo(Part):
     scenario_file: str = Field("", description="its path; a copy is in `scenario.toml`")
     title: str = Field(description="from the scenario")
     description: str = Field("", description="from the scenario")
-    workload: str = Field("request_response", description="`request_response` or `push`")
+    workload: str = Field(
+        "request_response", description="`request_response`, `push` or `cold_start`"
+    )
     sweep_parameter: str | None = Field(None, description="the swept field, or null")
     quick: bool = Field(
         False, description="`bench run --quick`: about a second per point, one repeat"

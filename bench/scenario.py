@@ -131,6 +131,27 @@ class PushWorkload(_Strict):
     away_s: float = Field(0.0, ge=0, le=600, description="how long a dropped subscriber stays away")
 
 
+class ColdStartWorkload(_Strict):
+    """Brand-new clients one after another, each timed to its first answer or event, then
+    again after a reconnect; request/response and push patterns alike."""
+
+    kind: Literal["cold_start"]
+    samples: int = Field(
+        ge=1,
+        le=10_000,
+        description="cold starts each generator measures, at most: the window's end stops it",
+    )
+    pacing_s: float = Field(0.05, ge=0, le=60, description="pause after one before the next")
+    reconnect: bool = Field(True, description="then close, open again, and time that too")
+    publish_rate_per_s: float = Field(
+        20.0,
+        gt=0,
+        le=10_000,
+        description="push patterns: their server's steady rate; a first event waits up to "
+        "one interval for the next to be published",
+    )
+
+
 class Payload(_Strict):
     size_bytes: int = Field(
         1024,
@@ -225,7 +246,8 @@ class Scenario(_Strict):
     patterns: list[Annotated[str, AfterValidator(_known_pattern)]] = Field(min_length=1)
     workload: Annotated[
         Annotated[RequestResponseWorkload, Tag(REQUEST_RESPONSE)]
-        | Annotated[PushWorkload, Tag(PUSH)],
+        | Annotated[PushWorkload, Tag(PUSH)]
+        | Annotated[ColdStartWorkload, Tag("cold_start")],
         Discriminator(_workload_kind),
     ] = Field(default_factory=RequestResponseWorkload)
     payload: Payload = Field(default_factory=Payload)
@@ -369,7 +391,7 @@ def _only_deliveries_counted(kind) -> str:
 # The workload schemas by the `kind` that picks them.
 WORKLOAD_MODELS: dict[str, type[BaseModel]] = {
     typing.get_args(model.model_fields["kind"].annotation)[0]: model
-    for model in (RequestResponseWorkload, PushWorkload)
+    for model in (RequestResponseWorkload, PushWorkload, ColdStartWorkload)
 }
 
 

@@ -512,7 +512,9 @@ def test_no_message_names_pydantic_internals(tmp_path, typo):
 
 def test_a_misspelt_workload_kind_lists_the_kinds(tmp_path):
     (line,) = problems(tmp_path, VALID + '[workload]\nkind = "pushh"\n')
-    assert line.endswith('workload.kind = "pushh": must be one of: "request_response", "push"')
+    assert line.endswith(
+        'workload.kind = "pushh": must be one of: "request_response", "push", "cold_start"'
+    )
 
 
 def test_a_value_where_a_table_goes_says_a_table_is_needed(tmp_path):

@@ -3,14 +3,17 @@
 Request/response runs get throughput, latency, its distribution, cost and bytes per
 exchange; push runs get publish-to-receive latency, delivery completeness, the latency
 distribution, cost and bytes per delivered event (and, over a path with outages, the time
-to notice a dead path and to come back); soaks (trials of minutes) memory and
-open descriptors over time. The overview ranks patterns across runs.
+to notice a dead path and to come back); cold-start runs the time to a first answer or
+event and to a reconnect's (in ms and round trips), its distribution, cost and bytes per
+cold start; soaks (trials of minutes) memory and open descriptors over time. The overview
+ranks patterns across runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench.charts.cold_start import cold_start_chart
 from bench.charts.completeness import completeness_chart
 from bench.charts.cost import cost_chart
 from bench.charts.distribution import distribution_chart
@@ -35,6 +38,7 @@ CHARTS = {
     "cost": cost_chart,
     "wire-bytes": wire_chart,
     "dead-paths": dead_path_chart,  # push over a path with outages; nothing otherwise
+    "cold-start": cold_start_chart,
 }
 
 __all__ = ["CHART_DIR", "color_of", "overview_chart", "render_charts", "render_run"]

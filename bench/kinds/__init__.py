@@ -1,4 +1,5 @@
-"""The workload kinds, each a `WorkloadKind` (base.py): request/response and push.
+"""The workload kinds, each a `WorkloadKind` (base.py): request/response, push, and cold
+start (new clients of either, timed to their first answer or event).
 
 The core asks a run's kind (`kind_of`, `kind_for`) how to split a point, drive it,
 measure it and show it, and never branches on a kind's name. Adding a kind is adding a
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bench.kinds.base import Measurement, Words, WorkloadKind
+from bench.kinds.cold_start import ColdStart
 from bench.kinds.push import Push
 from bench.kinds.request_response import RequestResponse
 
@@ -17,7 +19,9 @@ if TYPE_CHECKING:
     from bench.scenario import Scenario
 
 # In the order published reports and listings show them.
-KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (RequestResponse(), Push())}
+KINDS: dict[str, WorkloadKind] = {
+    kind.name: kind for kind in (RequestResponse(), Push(), ColdStart())
+}
 # A scenario that names no kind, and a results.json written before runs recorded one.
 DEFAULT_KIND = RequestResponse.name
 
