@@ -115,6 +115,9 @@ class ColdStartResult:
     payload_sent: int = 0  # the application's bytes of the first answers or events
     payload_received: int = 0
     connections_opened: int = 0
+    # TLS handshakes of the measured samples, by version: every cold start and every
+    # reconnect should make one in full (nothing resumes a session).
+    tls_handshakes: dict[str, int] = field(default_factory=dict)
     stopped_early: bool = False
 
     def to_dict(self) -> dict:
@@ -373,6 +376,9 @@ class ColdStartEngine:
         finally:
             if measured:
                 self.result.connections_opened += client.meter.connections_opened
+                for version, count in client.meter.tls_versions.items():
+                    handshakes = self.result.tls_handshakes
+                    handshakes[version] = handshakes.get(version, 0) + count
             await self._close(client)
 
     async def _cold_start(self, client: Client, measured: bool) -> None:

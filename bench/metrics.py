@@ -459,6 +459,7 @@ def build_cold_start_trial(
         "wire_received": sum(g["wire_received"] for g in results),
         "payload": sum(g["payload_sent"] + g["payload_received"] for g in results),
         "connections_opened": sum(g["connections_opened"] for g in results),
+        "tls_handshakes": _sum_tls(results),
     }
     cold_start = {
         "ready_histogram": _merged(results, "ready").encode(),

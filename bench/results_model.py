@@ -291,6 +291,11 @@ class DirectionCounters(Part):
         0, description="dropped because its queue was full (the bandwidth limit's tail drop)"
     )
     dropped_outage: int = Field(0, description="dropped during an outage")
+    dropped_write: int = Field(
+        0, description="refused by the receiving device (the emulator or its kernel behind)"
+    )
+    late: int = Field(0, description="written more than 0.5 ms after their release time")
+    late_max_us: int = Field(0, description="the latest of those, since the path started, µs")
     in_flight: int = Field(0, description="still on their way when counted")
     loss_pct: Number = Field(0.0, description="`dropped_loss` over `packets`, %")
     dropped_pct: Number = Field(0.0, description="every drop over `packets`, %")
@@ -327,6 +332,9 @@ class TrialPath(Part):
         "when the trial stopped before its window opened",
     )
     window_s: Number = Field(0.0, description="the window's length the figures below are over")
+    tcp_congestion_control: str | None = Field(
+        None, description="the kernel's TCP congestion control in the path's namespaces"
+    )
     emulator_cpu_share: Number | None = Field(
         None, description="the emulator's CPU over the window, share of one CPU"
     )

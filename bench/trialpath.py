@@ -156,6 +156,9 @@ class EmulatedPath(TrialNetwork):
         if closed is None:
             return
         record = path_record(self.spec, self._opened, closed)
+        # What decides TCP's answer to loss (BBR barely slows for it, Reno halves): the
+        # kernel's, as the path's namespaces had it.
+        record["tcp_congestion_control"] = self.path.tcp_congestion_control
         trial.extra["path"] = record
         if record["path_bound_reasons"] and trial.status == "ok":
             trial.client_bound = True
@@ -197,6 +200,9 @@ def path_record(spec: PathSpec, opened: PathStats | None, closed: PathStats) -> 
                 packets={d: counts.packets for d, counts in directions.items()},
                 queue_drops={d: counts.dropped_queue for d, counts in directions.items()},
                 limited={d: limits[d] is not None for d in directions},
+                late={d: counts.late for d, counts in directions.items()},
+                delivered={d: counts.delivered for d, counts in directions.items()},
+                write_drops={d: counts.dropped_write for d, counts in directions.items()},
             )
         )
     return {

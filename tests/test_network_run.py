@@ -207,8 +207,9 @@ def test_a_request_crosses_the_configured_round_trip_and_the_path_is_recorded(tm
     document = load(run_dir)
     loopback, emulated = document.points
     assert loopback.status == "ok" and emulated.status == "ok"
-    # One request at a time: each takes the path's round trip, and little more.
-    assert 20_000 <= emulated.summary.latency_us.p50_us < 40_000
+    # One request at a time: each takes the path's round trip, and little more (a 15 %
+    # allowance: the stacks' own cost on loopback is well under a millisecond).
+    assert 20_000 <= emulated.summary.latency_us.p50_us < 23_000
     assert loopback.summary.latency_us.p50_us < 20_000
     assert loopback.trials[0].extra.path is None and loopback.config.network is None
     recorded = emulated.trials[0].extra.path

@@ -46,7 +46,7 @@ REFUSAL_WAIT_S = 3.0  # a client in the clear: refused, or left waiting this lon
 PUBLISH_RATE_PER_S = 50.0
 PUBLISH_FOR_S = 600.0  # longer than any folder's tests: the server is stopped before
 EVENTS = 3  # events each subscriber checks
-TLS_VERSIONS = {"TLSv1.2", "TLSv1.3"}  # common/tls.py allows nothing older
+TLS_VERSIONS = {"TLSv1.3"}  # common/tls.py allows nothing else
 OPERATIONS = [
     Operation("get_user", user_id=7),
     Operation("list_users", page=2, per_page=10),
@@ -216,7 +216,7 @@ def assert_served_over_tls(running: Running, pattern: Pattern) -> None:
     assert record.versions, f"{pattern.name}: no TLS handshake recorded"
     # grpcio's client cannot see the negotiated version (its C core hides it): it counts
     # the handshake as "unknown", and tests/test_tls_more.py reads the version from the
-    # server's side. Every other client must name a version TLS 1.2 or newer.
+    # server's side. Every other client must name TLS 1.3, the only version allowed.
     assert set(record.versions) <= TLS_VERSIONS | {"unknown"}, record.versions
     handshakes = sum(record.versions.values())
     if record.connections_opened:  # one handshake for every connection opened, no more

@@ -38,7 +38,7 @@ from patterns.mqtt.conformance import CONNECT_KEEPING_A_SESSION_WITHOUT_ID
 from tests.conftest import SMALL_DATASET
 
 WAIT_S = 10.0
-TLS_VERSIONS = {"TLSv1.2", "TLSv1.3"}
+TLS_VERSIONS = {"TLSv1.3"}
 MQTT = PATTERNS["mqtt-qos0"]
 needs_mosquitto = pytest.mark.skipif(MOSQUITTO.find() is None, reason="Mosquitto not installed")
 

@@ -31,6 +31,7 @@ from bench import environment
 from bench.network import probes
 from bench.network.link import NetworkPath, PathUnavailable, link_config, path_unavailable_reason
 from bench.network.spec import PRESETS, NetworkSettings, PathSpec
+from bench.resources import plan_placement
 from bench.results import utc_now, write_json
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -136,7 +137,9 @@ def calibrate_profile(profile: str, log_dir: Path, seed: int = 0) -> dict:
     """Build `profile`'s path, measure it, stop it; the stored entry."""
     spec = NetworkSettings(profile=profile).path()
     started = time.monotonic()
-    with NetworkPath(spec, log_dir / f"emulator-{profile}.log", seed=seed) as path:
+    # Pinned as runs pin it (bench/trialpath.py): with the generators.
+    cpus = plan_placement(True).generators.cpus
+    with NetworkPath(spec, log_dir / f"emulator-{profile}.log", cpus=cpus, seed=seed) as path:
         found = measure_path(path, spec)
     return {
         "profile": profile,

@@ -56,6 +56,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+# A packet written later than this after its release time counts as late (the emulator
+# fell behind); 0.5 ms is well above the timerfd's and the loop's own granularity here.
+LATE_NS = 500_000
 SERVER_ADDRESS = "198.18.0.1"
 CLIENT_ADDRESS = "198.18.0.2"
 DEVICE = "tun0"
@@ -273,6 +276,11 @@ class Direction:
     dropped_loss: int = 0
     dropped_queue: int = 0
     dropped_outage: int = 0
+    dropped_write: int = 0  # refused by the receiving device (its kernel queue was full)
+    # Packets written more than LATE_NS after their release time: the emulator falling
+    # behind (descheduled, busy), which would add delay nobody configured.
+    late: int = 0
+    late_max_ns: int = 0
     # Packets on their way, in order: (release ns, packet).
     line: deque = field(default_factory=deque)
     # Departure times of the packets accepted by the bottleneck, not yet departed.
@@ -316,15 +324,20 @@ class Direction:
         line = self.line
         outages = self.outages
         while line and line[0][0] <= now_ns:
-            _, packet = line.popleft()
+            release_ns, packet = line.popleft()
             if outages.first is not None and outages.dark(now_ns):
                 self.dropped_outage += 1
                 continue
+            late_ns = now_ns - release_ns
+            if late_ns > LATE_NS:
+                self.late += 1
+                self.late_max_ns = max(self.late_max_ns, late_ns)
             try:
                 os.write(self.out_fd, packet)
             except (BlockingIOError, OSError):
-                # The receiving kernel refused it (its backlog is full): lost in a queue.
-                self.dropped_queue += 1
+                # The receiving kernel refused it (its backlog is full): not the path's
+                # configured queue, so counted apart (and judged: generator_bound.py).
+                self.dropped_write += 1
                 continue
             self.delivered += 1
             self.delivered_bytes += len(packet)
@@ -341,6 +354,9 @@ class Direction:
             "dropped_loss": self.dropped_loss,
             "dropped_queue": self.dropped_queue,
             "dropped_outage": self.dropped_outage,
+            "dropped_write": self.dropped_write,
+            "late": self.late,
+            "late_max_us": self.late_max_ns // 1000,
             "in_flight": len(self.line),
         }
 

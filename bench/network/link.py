@@ -162,7 +162,10 @@ class DirectionStats:
     dropped_loss: int = 0
     dropped_queue: int = 0
     dropped_outage: int = 0
+    dropped_write: int = 0  # refused by the receiving device: the emulator or kernel behind
+    late: int = 0  # written more than 0.5 ms after their release time
     in_flight: int = 0
+    late_max_us: int = 0  # the latest of them, since the path started
 
     @property
     def loss_pct(self) -> float:
@@ -172,7 +175,7 @@ class DirectionStats:
     @property
     def dropped_pct(self) -> float:
         """Every drop (loss, full queue, outage), % of the packets sent."""
-        dropped = self.dropped_loss + self.dropped_queue + self.dropped_outage
+        dropped = self.dropped_loss + self.dropped_queue + self.dropped_outage + self.dropped_write
         return 100 * dropped / self.packets if self.packets else 0.0
 
     def minus(self, earlier: DirectionStats) -> DirectionStats:
@@ -181,9 +184,10 @@ class DirectionStats:
             **{
                 name.name: getattr(self, name.name) - getattr(earlier, name.name)
                 for name in fields(self)
-                if name.name != "in_flight"
+                if name.name not in ("in_flight", "late_max_us")
             },
             in_flight=self.in_flight,
+            late_max_us=self.late_max_us,
         )
 
     def to_dict(self) -> dict:

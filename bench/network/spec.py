@@ -54,7 +54,7 @@ PRESETS: dict[str, Preset] = {
         100.0,
         0.0,
         "a switched office LAN: sub-millisecond to 1 ms round trips; 100 Mbit/s rather than "
-        "1 Gbit/s because the userspace emulator tops out near 490 Mbit/s here",
+        "1 Gbit/s because the userspace emulator tops out near 400 Mbit/s here",
     ),
     "wan": Preset(
         50.0,

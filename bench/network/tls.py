@@ -3,8 +3,8 @@
 Servers get a certificate for every address a client may use to reach them (loopback
 and the path's server address); webhook receivers, which serve HTTPS on the client side
 of the path, get one for theirs. Keys are ECDSA P-256, the default of most public sites
-today, so that the handshake costs what it costs in the field. Nothing here is kept
-after the run, and nothing is trusted outside it.
+today, so that the handshake costs what it costs in the field. The files stay in the
+run folder (`tls/`), for inspection; nothing outside the run trusts them.
 """
 
 from __future__ import annotations

@@ -43,13 +43,14 @@ log_type error
 log_type warning
 """
 # MQTT over TLS: the listener takes TLS only, with the run's server certificate; clients
-# are not asked for one. The TLS versions allowed are Mosquitto's default (1.2 and 1.3);
-# clients record the one negotiated.
+# are not asked for one. TLS 1.3 only, as every pattern (common/tls.py); clients record
+# the version negotiated.
 TLS_CONFIG = """\
 cafile {ca}
 certfile {cert}
 keyfile {key}
 require_certificate false
+tls_version tlsv1.3
 """
 
 

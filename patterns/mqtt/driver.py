@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 from typing import Literal
 
@@ -56,15 +57,41 @@ class MqttOptions(PatternOptions):
 
 
 class _Client(mqtt.Client):
-    """paho's client, except that a reconnection can be handed a TCP connection opened on
-    the event loop: paho's own connect blocks the thread, and with it every subscriber of
-    the process, for as long as SYNs go unanswered on a dead path."""
+    """paho's client, except that it is handed its connection (TCP, and TLS with the
+    handshake done) opened on the event loop: paho's own connect blocks the thread, and
+    with it every subscriber of the process, for as long as SYNs go unanswered on a dead
+    path and for every round trip of a TLS handshake."""
 
-    preconnected: socket.socket | None = None
+    preconnected: socket.socket | ssl.SSLSocket | None = None
 
-    def _create_socket_connection(self) -> socket.socket:
+    def _create_socket(self):
         sock, self.preconnected = self.preconnected, None
-        return sock if sock is not None else super()._create_socket_connection()
+        return sock if sock is not None else super()._create_socket()
+
+
+def _wake(ready: asyncio.Future) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def _tls_handshake(sock: socket.socket, context: ssl.SSLContext, host: str) -> ssl.SSLSocket:
+    """Wrap a connected non-blocking socket and complete its handshake on the loop."""
+    loop = asyncio.get_running_loop()
+    tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    while True:
+        try:
+            tls.do_handshake()
+            return tls
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as want:
+            ready = loop.create_future()
+            reading = isinstance(want, ssl.SSLWantReadError)
+            watch = loop.add_reader if reading else loop.add_writer
+            unwatch = loop.remove_reader if reading else loop.remove_writer
+            watch(tls.fileno(), _wake, ready)
+            try:
+                await ready
+            finally:
+                unwatch(tls.fileno())
 
 
 class MqttSubscription(Subscription):
@@ -140,6 +167,13 @@ class MqttSubscription(Subscription):
         """paho's reconnect, over a TCP connection opened without blocking the loop."""
         loop = asyncio.get_running_loop()
         self.listening = loop.create_future()
+        self.client.preconnected = await self._open_socket()
+        self.client.reconnect()  # closes what a failed attempt left, sends CONNECT
+        await self.listening
+
+    async def _open_socket(self) -> socket.socket | ssl.SSLSocket:
+        """A TCP connection to the broker, and over TLS its handshake, without blocking."""
+        loop = asyncio.get_running_loop()
         host, port = self.driver.target.host, self.driver.target.port
         family, kind, proto, _, address = (
             await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -148,12 +182,14 @@ class MqttSubscription(Subscription):
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, address)
+            if self.driver.tls is None:
+                return sock
+            tls = await _tls_handshake(sock, self.driver.tls, host)
         except BaseException:
             sock.close()
             raise
-        self.client.preconnected = sock
-        self.client.reconnect()  # closes what a failed attempt left, sends CONNECT
-        await self.listening
+        self.driver.meter.tls_connection(tls)
+        return tls
 
     def _settle(self, problem: Exception | None) -> None:
         if self.listening is not None and not self.listening.done():
@@ -164,11 +200,10 @@ class MqttSubscription(Subscription):
 
     async def connect(self) -> None:
         self.listening = asyncio.get_running_loop().create_future()
+        self.client.preconnected = await asyncio.wait_for(self._open_socket(), CONNECT_TIMEOUT_S)
         self.client.connect(
             self.driver.target.host, self.driver.target.port, self.driver.options.keepalive_s
         )
-        if self.driver.tls is not None:  # paho has done the handshake in connect()
-            self.driver.meter.tls_connection(self.client.socket())
         await asyncio.wait_for(self.listening, CONNECT_TIMEOUT_S)
 
     async def disconnect(self) -> None:
