@@ -161,6 +161,21 @@ def test_queue_drops_flag_a_point_only_where_no_rate_limit_explains_them():
     ]
 
 
+def test_an_emulator_that_falls_behind_or_is_refused_makes_a_point_path_bound():
+    """Packets released late add delay nobody configured; packets the receiving device
+    refuses are lost where the path's settings put no queue: either way the path, not
+    the pattern, decided the point."""
+    base = {"packets": {"up": 1000}, "queue_drops": {"up": 0}, "limited": {"up": False}}
+    late = PathLoad(0.1, **base, late={"up": 20}, delivered={"up": 1000})
+    assert judge_path(late) == [
+        "the network emulator released 20 of 1,000 packets up more than 0.5 ms late"
+    ]
+    on_time = PathLoad(0.1, **base, late={"up": 10}, delivered={"up": 1000})  # 1 %: not over
+    assert judge_path(on_time) == []
+    refused = PathLoad(0.1, **base, write_drops={"up": 2})
+    assert judge_path(refused) == ["the receiving side refused 2 packets up from the emulator"]
+
+
 @pytest.mark.parametrize(
     ("parameter", "label"),
     [("network.rtt_ms", "round-trip time (ms)"), ("network.loss_pct", "loss (%)")],
