@@ -19,6 +19,7 @@ from patterns.grpc_stream import events_pb2
 SUBSCRIBE = "/patternbench.v1.EventStream/Subscribe"
 monotonic_ns = time.monotonic_ns
 
+FIRST_SUBSCRIBE_ATTEMPTS = 3
 RECONNECT_DELAY_S = 0.1
 
 
@@ -184,9 +185,19 @@ class GrpcStreamDriver(PushDriver):
 
     async def subscribe(self, subscriber: int, on_event) -> GrpcStreamSubscription:
         subscription = GrpcStreamSubscription(self, on_event)
-        try:
-            await subscription.connect()
-        except ConnectionError:
-            await subscription.close()
-            raise
-        return subscription
+        # With keepalive on, gRPC sets TCP_USER_TIMEOUT to the keepalive timeout, so on a
+        # lossy path a connection whose SYN (resent after 1 s) is lost fails at once: a
+        # client tries again, as the other patterns' kernels resend the SYN. Each failed
+        # attempt is counted as a problem.
+        for attempt in range(FIRST_SUBSCRIBE_ATTEMPTS):
+            try:
+                await subscription.connect()
+                return subscription
+            except ConnectionError as exc:
+                await subscription._close_channel()
+                if attempt == FIRST_SUBSCRIBE_ATTEMPTS - 1:
+                    await subscription.close()
+                    raise
+                subscription.problem(exc)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+        raise AssertionError("unreachable")
