@@ -19,7 +19,7 @@ SCENARIOS ?= scenarios/*.toml
 # The network calibration (about 40 s) measures every preset's emulated path; without
 # root it says why it cannot and the scenarios still run.
 bench: setup
-	-$(BIN)/bench calibrate --duration 3
+	-$(BIN)/bench calibrate --duration 2
 	-$(BIN)/bench calibrate --network all
 	$(BIN)/bench run $(SCENARIOS)
 
