@@ -125,9 +125,12 @@ def merged_reasons(per_trial: list[list[str]]) -> list[str]:
 
 # The network emulator: one process, one event loop releasing every packet on a timer.
 # It counts the packets it writes more than 0.5 ms after their release time (delay the
-# path was not asked for: it was descheduled or busy); more than 1 % of them flags the
-# trial. A loop busy most of the time falls behind too: flagged well before a full CPU.
+# path was not asked for: it was descheduled or busy); more than 1 % of them, and at
+# least 10 (one late packet among 63 in a window mostly dark moves no percentile),
+# flags the trial. A loop busy most of the time falls behind too: flagged well before a
+# full CPU.
 EMULATOR_LATE_SHARE = 0.01
+EMULATOR_LATE_MIN = 10
 EMULATOR_CPU_SATURATED = 0.8
 
 
@@ -162,7 +165,7 @@ def judge_path(load: PathLoad) -> list[str]:
             )
     for direction, late in load.late.items():
         delivered = load.delivered.get(direction, 0)
-        if delivered and late / delivered > EMULATOR_LATE_SHARE:
+        if delivered and late >= EMULATOR_LATE_MIN and late / delivered > EMULATOR_LATE_SHARE:
             reasons.append(
                 f"the network emulator released {late:,} of {delivered:,} packets {direction} "
                 "more than 0.5 ms late"
@@ -181,5 +184,6 @@ def path_thresholds() -> dict:
         "emulator_cpu_share": EMULATOR_CPU_SATURATED,
         "unlimited_queue_drops": 0,
         "late_share": EMULATOR_LATE_SHARE,
+        "late_min": EMULATOR_LATE_MIN,
         "write_drops": 0,
     }

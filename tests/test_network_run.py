@@ -172,6 +172,9 @@ def test_an_emulator_that_falls_behind_or_is_refused_makes_a_point_path_bound():
     ]
     on_time = PathLoad(0.1, **base, late={"up": 10}, delivered={"up": 1000})  # 1 %: not over
     assert judge_path(on_time) == []
+    # One late packet of 63 (a window the outage kept dark) moves no percentile.
+    few = PathLoad(0.1, **base, late={"up": 1}, delivered={"up": 63})
+    assert judge_path(few) == []
     refused = PathLoad(0.1, **base, write_drops={"up": 2})
     assert judge_path(refused) == ["the receiving side refused 2 packets up from the emulator"]
 
