@@ -335,6 +335,9 @@ class TrialPath(Part):
     tcp_congestion_control: str | None = Field(
         None, description="the kernel's TCP congestion control in the path's namespaces"
     )
+    emulator_scheduling: str | None = Field(
+        None, description="the emulator's scheduling: SCHED_FIFO, or why it runs without"
+    )
     emulator_cpu_share: Number | None = Field(
         None, description="the emulator's CPU over the window, share of one CPU"
     )

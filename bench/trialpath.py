@@ -159,6 +159,7 @@ class EmulatedPath(TrialNetwork):
         # What decides TCP's answer to loss (BBR barely slows for it, Reno halves): the
         # kernel's, as the path's namespaces had it.
         record["tcp_congestion_control"] = self.path.tcp_congestion_control
+        record["emulator_scheduling"] = self.path.scheduling
         trial.extra["path"] = record
         if record["path_bound_reasons"] and trial.status == "ok":
             trial.client_bound = True

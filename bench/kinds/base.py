@@ -89,6 +89,31 @@ class Measurement(ABC):
         """What was measured until a signal stopped the trial."""
 
 
+class BuiltMeasurement(Measurement):
+    """A measurement whose trial is one builder's work, whatever ends it: the window as
+    measured, "failed" when a server died in it, "interrupted" when a signal stopped it."""
+
+    session: TrialSession
+
+    def trial(self, results: list[dict], window: Window) -> TrialResult:
+        if not window.alive:
+            return self._build(results, window, "failed", str(self.session.servers.failure()))
+        return self._build(results, window)
+
+    def interrupted_trial(self, results: list[dict], why: str) -> TrialResult:
+        return self._build(results, None, "interrupted", why)
+
+    @abstractmethod
+    def _build(
+        self,
+        results: list[dict],
+        window: Window | None,
+        status: str = "ok",
+        error: str | None = None,
+    ) -> TrialResult:
+        """The trial from the generators' results (and the window, when there was one)."""
+
+
 class WorkloadKind(ABC):
     name: ClassVar[str]  # as scenario files, entries and results.json spell it
     label: ClassVar[str]  # as people say it: "request/response"

@@ -20,7 +20,7 @@ from bench.cold_start import (
 )
 from bench.drivers.base import DriverContext, PushContext, PushDriver
 from bench.generators import GeneratorJob
-from bench.kinds.base import EngineOpener, Measurement, Words, WorkloadKind
+from bench.kinds.base import BuiltMeasurement, EngineOpener, Measurement, Words, WorkloadKind
 from bench.kinds.push import Push
 from bench.kinds.request_response import RequestResponse
 from bench.metrics import TrialResult, build_cold_start_trial
@@ -204,7 +204,7 @@ def publish_plan(plan: ColdStartPlan, start_ns: int, grace_s: float) -> PublishP
     )
 
 
-class _Measurement(Measurement):
+class _Measurement(BuiltMeasurement):
     """Starts a push pattern's publisher at the common start; builds the trial from the
     generators' samples."""
 
@@ -222,14 +222,6 @@ class _Measurement(Measurement):
             session.servers.controller.send_control(
                 publish_plan(self.plan, start_ns, self.collect_grace_s)
             )
-
-    def trial(self, results: list[dict], window: Window) -> TrialResult:
-        if not window.alive:
-            return self._build(results, window, "failed", str(self.session.servers.failure()))
-        return self._build(results, window)
-
-    def interrupted_trial(self, results: list[dict], why: str) -> TrialResult:
-        return self._build(results, None, "interrupted", why)
 
     def _build(
         self,

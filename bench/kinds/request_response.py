@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from bench.drivers.base import DriverContext, Target
 from bench.engine import LoadEngine, LoadPlan
 from bench.generators import GeneratorJob
-from bench.kinds.base import EngineOpener, Measurement, Words, WorkloadKind
+from bench.kinds.base import BuiltMeasurement, EngineOpener, Measurement, Words, WorkloadKind
 from bench.metrics import TrialResult, build_trial
 from bench.pattern import REQUEST_RESPONSE
 from bench.serverproc import ServerFailed
@@ -243,20 +243,10 @@ async def _health_call(pattern: Pattern, target: Target, context: DriverContext)
         await driver.close()
 
 
-class _Measurement(Measurement):
+class _Measurement(BuiltMeasurement):
     def __init__(self, session: TrialSession) -> None:
         self.session = session
         self.collect_grace_s = session.scenario.load.timeout_s
-
-    def trial(self, results: list[dict], window: Window) -> TrialResult:
-        session = self.session
-        if not window.alive:
-            failure = str(session.servers.failure())
-            return self._build(results, window, "failed", failure)
-        return self._build(results, window)
-
-    def interrupted_trial(self, results: list[dict], why: str) -> TrialResult:
-        return self._build(results, None, "interrupted", why)
 
     def _build(
         self,

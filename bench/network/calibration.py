@@ -146,6 +146,7 @@ def calibrate_profile(profile: str, log_dir: Path, seed: int = 0) -> dict:
         "describe": spec.describe(),
         "configured": link_config(spec, seed),
         "tcp_congestion_control": path.tcp_congestion_control,
+        "emulator_scheduling": path.scheduling,
         **found,
         "took_s": round(time.monotonic() - started, 2),
         "measured_at": utc_now(),

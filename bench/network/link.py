@@ -292,6 +292,7 @@ class NetworkPath:
         self.client_netns = ""
         self.emulator_pid = 0
         self.tcp_congestion_control = ""  # in both namespaces, as the kernel reports it
+        self.scheduling = ""  # the emulator's: SCHED_FIFO, or why not
         self._process: subprocess.Popen | None = None
         self._pending = b""
         self._lock = threading.Lock()
@@ -364,6 +365,7 @@ class NetworkPath:
         self.server_netns = ready["server_netns"]
         self.client_netns = ready["client_netns"]
         self.tcp_congestion_control = ready["tcp_congestion_control"]
+        self.scheduling = ready.get("scheduling", "")
 
     def _log_tail(self) -> str:
         """The emulator's last words: its log's last line (a sentence when it failed)."""
