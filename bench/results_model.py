@@ -354,6 +354,59 @@ class TrialPath(Part):
     path_bound_reasons: list[str] = Field(default_factory=list, description="and why")
 
 
+class SecondsSpread(Part):
+    """Seconds over the subscribers (and outages) that had a value."""
+
+    median: Number | None = Field(None, description="seconds")
+    min: Number | None = Field(None, description="seconds")
+    max: Number | None = Field(None, description="seconds")
+
+
+class OutageFigures(Part):
+    """One outage of the path, as the watchers lived it (bench/outages.py)."""
+
+    start_ns: int = Field(description="when the path went dark, monotonic ns")
+    end_ns: int = Field(description="when it came back, monotonic ns")
+    for_s: Number = Field(description="how long it lasted")
+    watched_s: Number = Field(description="how long after its start a notice still counted")
+    noticed: int = Field(0, description="watchers that noticed it themselves")
+    not_noticed: int = Field(0, description="watchers that never did (a figure, not a drop)")
+    recovered: int = Field(0, description="watchers receiving again after it")
+    not_recovered: int = Field(0, description="watchers that were not, by the end")
+    detect_s: SecondsSpread = Field(
+        default_factory=SecondsSpread, description="outage start to notice"
+    )
+    recover_s: SecondsSpread = Field(
+        default_factory=SecondsSpread, description="path back to receiving"
+    )
+
+
+class TrialOutages(Part):
+    """Push over a path with outages: who noticed the dead path, how fast, and how fast
+    they were receiving again."""
+
+    watched_by: str = Field(
+        description="`subscribers`, or `publisher` where only the sender can notice (webhooks)"
+    )
+    watchers: int = Field(0, description="subscribers (or receivers the publisher watched)")
+    outages: list[OutageFigures] = Field(default_factory=list, description="each outage")
+    noticed: int = Field(0, description="notices, over every outage")
+    not_noticed: int = Field(0, description="outages a watcher never noticed")
+    recovered: int = Field(0, description="recoveries, over every outage")
+    not_recovered: int = Field(0, description="outages a watcher did not recover from")
+    detect_s: SecondsSpread = Field(
+        default_factory=SecondsSpread, description="outage start to notice"
+    )
+    recover_s: SecondsSpread = Field(
+        default_factory=SecondsSpread, description="path back to receiving"
+    )
+    detect_values_s: list[Number] = Field(default_factory=list, description="every notice")
+    recover_values_s: list[Number] = Field(default_factory=list, description="every recovery")
+    redial_attempt_s: Number | None = Field(
+        None, description="the bound on each reconnect attempt, the same for every pattern"
+    )
+
+
 class TrialExtra(Part):
     """What a trial adds beyond the common figures (push, cold start, process timelines,
     the network path)."""
@@ -383,6 +436,9 @@ class TrialExtra(Part):
         None, description="every process's memory and descriptors over time"
     )
     path: TrialPath | None = Field(None, description="over an emulated network path only")
+    outages: TrialOutages | None = Field(
+        None, description="push over a path with outages: dead-path detection and recovery"
+    )
 
 
 # A run's parts ---------------------------------------------------------------------------
