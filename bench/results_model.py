@@ -373,11 +373,11 @@ class OutageFigures(Part):
     not_noticed: int = Field(0, description="watchers that never did (a figure, not a drop)")
     recovered: int = Field(0, description="watchers receiving again after it")
     not_recovered: int = Field(0, description="watchers that were not, by the end")
-    detect_s: SecondsSpread = Field(
-        default_factory=SecondsSpread, description="outage start to notice"
+    detect_s: SecondsSpread | None = Field(
+        None, description="outage start to notice; null when nobody noticed"
     )
-    recover_s: SecondsSpread = Field(
-        default_factory=SecondsSpread, description="path back to receiving"
+    recover_s: SecondsSpread | None = Field(
+        None, description="path back to receiving; null when nobody recovered"
     )
 
 
@@ -394,11 +394,11 @@ class TrialOutages(Part):
     not_noticed: int = Field(0, description="outages a watcher never noticed")
     recovered: int = Field(0, description="recoveries, over every outage")
     not_recovered: int = Field(0, description="outages a watcher did not recover from")
-    detect_s: SecondsSpread = Field(
-        default_factory=SecondsSpread, description="outage start to notice"
+    detect_s: SecondsSpread | None = Field(
+        None, description="outage start to notice; null when nobody noticed"
     )
-    recover_s: SecondsSpread = Field(
-        default_factory=SecondsSpread, description="path back to receiving"
+    recover_s: SecondsSpread | None = Field(
+        None, description="path back to receiving; null when nobody recovered"
     )
     detect_values_s: list[Number] = Field(default_factory=list, description="every notice")
     recover_values_s: list[Number] = Field(default_factory=list, description="every recovery")

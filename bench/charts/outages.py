@@ -31,9 +31,8 @@ class Row:
 
 
 def outages_of(point: Point) -> list[dict]:
-    """The trials' outage figures (kept in each trial's extra as "outages")."""
-    found = [(trial.extra.model_extra or {}).get("outages") for trial in point.trials]
-    return [figures for figures in found if figures]
+    """The trials' outage figures (each trial's `extra.outages`), as dicts."""
+    return [trial.extra.outages.to_dict() for trial in point.trials if trial.extra.outages]
 
 
 def row_of(point: Point) -> Row | None:
