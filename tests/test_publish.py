@@ -59,10 +59,13 @@ def test_publish_builds_offline_html_and_markdown_from_stored_results(runs, tmp_
     )
     assert completed.returncode == 0, completed.stderr
     page = (out / "report.html").read_text()
-    # One file that opens offline: every chart is inside it, nothing is fetched.
+    # Opens offline: the overview and each run's headline charts are inside it, the
+    # others are chart files beside it, and nothing is fetched.
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) == 1 + 5 + 5  # the overview, then five charts per run
+    assert len(images) == 1 + 2 + 2  # the overview, then two headline charts per run
     assert all(src.startswith("data:image/png;base64,") for src in images)
+    linked = re.findall(r'<a href="(charts/[^"]+)"', page)
+    assert len(linked) == 3 + 3 and all((out / link).is_file() for link in linked)
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<script" not in page
     # The Markdown summary points at chart files that exist.
