@@ -223,6 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         soak=args.soak is not None,
     )
     failed = broken = False
+    run_dirs = []
     for item, (_, estimate) in zip(loaded, estimates, strict=True):
         print(f"{item.path}: {estimate}", file=sys.stderr)
         try:
@@ -234,11 +235,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return exit_status(interrupt)
+        run_dirs.append(run_dir)
         failed |= _report_failures(run_dir)
         broken |= _report_breaches(run_dir)
+    _print_time_table(run_dirs)
     if failed:
         return EXIT_POINTS_FAILED
     return EXIT_THRESHOLD_BROKEN if broken else EXIT_OK
+
+
+def _print_time_table(run_dirs: list[Path]) -> None:
+    """Where the time of every scenario run went: its trials' phases, setup and charts."""
+    from bench.results import read_run
+    from bench.trial_time import scenario_time_of, time_table
+
+    for line in time_table([scenario_time_of(read_run(run_dir)) for run_dir in run_dirs]):
+        print(line, file=sys.stderr)
 
 
 def _report_breaches(run_dir: Path) -> bool:

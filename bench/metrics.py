@@ -61,6 +61,8 @@ class TrialResult:
     tcp_connections: int | None = None  # at the end of the window (push: subscribers')
     delivery: dict | None = None  # push only: completeness per subscriber and in all
     extra: dict = field(default_factory=dict)
+    # Where the trial's wall-clock time went, by phase (bench/trial_time.py), in seconds.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 TRIAL_STATUSES = {

@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bench.metrics import TRIAL_STATUSES
+from bench.trial_time import PHASES
 from common.histogram import percentile_of, samples_needed
 
 # JSON's number: an int stays an int and a float a float, so a document reads and dumps
@@ -441,6 +442,17 @@ class TrialExtra(Part):
     )
 
 
+# Where one trial's wall-clock time went, in seconds, phase by phase: one field per phase
+# of bench/trial_time.PHASES, described there. Warm-up, window and drain are what a trial
+# is for; the rest is the harness's own cost.
+TrialTimings = create_model(
+    "TrialTimings",
+    __base__=Part,
+    __doc__="Where one trial's wall-clock time went, in seconds (bench/trial_time.py).",
+    **{phase: (Number, Field(0.0, description=meaning)) for phase, meaning in PHASES.items()},
+)
+
+
 # A run's parts ---------------------------------------------------------------------------
 class Trial(Part):
     """One repeat of one pattern at one point."""
@@ -507,6 +519,9 @@ class Trial(Part):
     )
     delivery: Delivery | None = Field(None, description="push only")
     extra: TrialExtra = Field(default_factory=TrialExtra, description="push counters, timelines")
+    timings: TrialTimings | None = Field(
+        None, description="where its wall-clock time went; null in runs made before they were kept"
+    )
 
 
 _SPREAD = "with its spread across the trials"
@@ -704,6 +719,17 @@ class Headline(Part):
     at: Number | None = Field(None, description="the sweep value (default: the last)")
 
 
+class RunTimings(Part):
+    """Where a run's wall-clock time went besides its trials' own phases."""
+
+    setup_s: Number | None = Field(
+        None, description="before the first trial: environment, calibration, run folder"
+    )
+    trials_s: Number | None = Field(None, description="from the first trial to the last")
+    charts_s: Number | None = Field(None, description="summary.csv and the charts")
+    wall_s: Number | None = Field(None, description="the whole run")
+
+
 class RunInfo(Part):
     """What was run, when, and how it ended."""
 
@@ -741,6 +767,9 @@ class RunInfo(Part):
     started_at: str = Field("", description="UTC, ISO 8601")
     finished_at: str | None = Field(None, description="UTC, ISO 8601")
     error: str | None = Field(None, description="why it did not complete")
+    timings: RunTimings | None = Field(
+        None, description="where its time went; null in runs made before it was kept"
+    )
 
 
 class GitState(Part):

@@ -11,6 +11,7 @@ summary.csv are derived from results.json at the end.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from bench.results import (
 from bench.scenario import LoadedScenario, Scenario, Timing
 from bench.signals import reason
 from bench.soak import MIN_SOAK_S, growth_lines
+from bench.trial_time import PhaseClock
 from bench.trialpath import path_config, plain_loopback
 from bench.trials import TrialInterrupted, run_trial
 from common.tls import TlsFiles
@@ -143,6 +145,7 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
 
     `options` are the run's (quick mode, results folder); each pattern's own options come
     from the scenario (`loaded.options`)."""
+    began = time.monotonic()
     scenario = loaded.scenario
     timing = effective_timing(scenario, options.quick, options.timing_overrides)
     patterns = [
@@ -172,6 +175,7 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
             options.progress(f"  network: {line}")
         if stale:
             options.progress(f"  generator calibration: none used: {stale}")
+        recorder.document["run"]["timings"] = {"setup_s": round(time.monotonic() - began, 3)}
         for point in loaded.points:
             for repeat in range(timing.repeats):
                 # Rotate the order each repeat, so no pattern always runs first (or last).
@@ -184,6 +188,7 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
                         f"repeat {repeat + 1}/{timing.repeats}"
                         f" (about {_remaining(total - done + 1, timing)} left)"
                     )
+                    clock = PhaseClock()
                     trial = run_trial(
                         pattern,
                         point,
@@ -193,10 +198,14 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
                         placement,
                         loaded.options[pattern.name],
                         tls if point.scenario.network.tls else None,
+                        clock,
                     )
                     records[(point.index, pattern.name)].add_trial(trial)
                     recorder.save()
+                    clock.lap("write")
                     options.progress(_format_trial(trial))
+                    # Kept with the next save (or the run's last).
+                    trial.timings = clock.finish()
     except TrialInterrupted as interrupted:
         records[(point.index, pattern.name)].add_trial(interrupted.trial)
         stopped, status, error = interrupted.cause, "interrupted", reason(interrupted.cause)
@@ -212,8 +221,14 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
         stopped = None
     # Written whole even if a signal arrives now (it is raised afterwards).
     with signals.deferred():
+        timings = recorder.document["run"].setdefault("timings", {})
+        timings["trials_s"] = round(time.monotonic() - began - timings.get("setup_s", 0.0), 3)
         recorder.finish(status, error)
+        charts_began = time.monotonic()
         finish_outputs(run_dir)
+        timings["charts_s"] = round(time.monotonic() - charts_began, 3)
+        timings["wall_s"] = round(time.monotonic() - began, 3)
+        recorder.save()
     document = load_run(run_dir)
     options.progress(run_summary_table(document))
     for point in document["points"]:

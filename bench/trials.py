@@ -31,6 +31,7 @@ from bench.scenario import Point, Scenario, Timing
 from bench.serverproc import PatternUnavailable, ServerFailed, ServerGroup
 from bench.signals import reason
 from bench.soak import ProcessTimeline
+from bench.trial_time import PhaseClock
 from bench.trialpath import PathSkipped, TrialNetwork, open_network
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class TrialSession:
     # The path between the generators and the servers (loopback unless the scenario's
     # [network] asks for one).
     path_spec: PathSpec = field(default_factory=lambda: NetworkSettings().path())
+    clock: PhaseClock = field(default_factory=PhaseClock)  # where the trial's time goes
 
     @property
     def scenario(self) -> Scenario:
@@ -109,8 +111,11 @@ def run_trial(
     placement: Placement,
     options: PatternOptions,
     tls: TlsFiles | None = None,
+    clock: PhaseClock | None = None,
 ) -> TrialResult:
-    """One trial; `tls`, the run's certificates when the scenario asks for TLS."""
+    """One trial; `tls`, the run's certificates when the scenario asks for TLS; `clock`
+    is lapped at each phase up to "stop" (the caller laps the rest)."""
+    clock = clock or PhaseClock()
     scenario = point.scenario
     name = f"{point.index:02d}-{pattern.name}-r{repeat}"
     logs = run_dir / "logs"
@@ -120,9 +125,15 @@ def run_trial(
         network = open_network(spec, logs / f"{name}.path.log", placement, scenario.seed + repeat)
     except PathSkipped as exc:
         return failed_trial(repeat, "skipped", f"{pattern.name}: {exc}")
+    clock.lap("network")
     # Stopped last, after the servers and generators that use it, however the trial ends.
-    with network:
-        return _run_on(network, pattern, point, repeat, timing, logs, name, placement, options, tls)
+    try:
+        with network:
+            return _run_on(
+                network, pattern, point, repeat, timing, logs, name, placement, options, tls, clock
+            )
+    finally:
+        clock.lap("stop")
 
 
 def _run_on(
@@ -136,6 +147,7 @@ def _run_on(
     plan: Placement,
     options: PatternOptions,
     tls: TlsFiles | None,
+    clock: PhaseClock,
 ) -> TrialResult:
     scenario = point.scenario
     kind = kind_for(scenario)
@@ -149,12 +161,15 @@ def _run_on(
         group.spawn()  # the generators load while the server starts
         try:
             target = network.target(servers.start(), tls)
+            clock.lap("servers")
             monitor = ServerMonitor(servers.pids, placement.generators)
             # From where the clients are: over the path, as the generators will be.
             placement.generators.call(
                 lambda: kind.check_health(pattern, servers, target, scenario, options)
             )
+            clock.lap("health")
             group.connect(target)
+            clock.lap("generators")
         except ServerFailed as exc:
             return failed_trial(repeat, "failed", str(exc))
         except GeneratorFailed as exc:
@@ -172,6 +187,7 @@ def _run_on(
             servers,
             group,
             scenario.network.path(),
+            clock,
         )
         try:
             trial = _measure(kind.measurement(session), session, monitor, timeline, network)
@@ -193,7 +209,7 @@ def _measure(
 ) -> TrialResult:
     """The measured window, the generators' results, and the kind's trial built from
     them; raises TrialInterrupted, with what was measured, on Ctrl-C, SIGTERM or SIGHUP."""
-    group = session.group
+    group, clock = session.group, session.clock
     try:
         window = _watch_window(
             session.servers,
@@ -203,8 +219,12 @@ def _measure(
             timeline,
             measurement.on_start,
             network,
+            clock,
         )
         results = group.collect(timeout_s=measurement.collect_grace_s + COLLECT_MARGIN_S)
+        # The drain is spent in the generators, before they hand their results in.
+        drained_ns = window.end_ns + round(measurement.drain_s * 1e9)
+        clock.lap("drain", min(time.monotonic_ns(), drained_ns))
         measurement.after_collect(window)
     except KeyboardInterrupt as cause:
         group.request_stop()
@@ -213,7 +233,9 @@ def _measure(
         raise TrialInterrupted(trial, cause) from None
     except GeneratorFailed as exc:
         return failed_trial(session.repeat, "failed", f"{session.pattern.name}: {exc}")
-    return measurement.trial(results, window)
+    trial = measurement.trial(results, window)
+    clock.lap("collect")
+    return trial
 
 
 def process_timeline(
@@ -233,6 +255,7 @@ def _watch_window(
     timeline: ProcessTimeline,
     on_start: Callable[[int], None],
     network: TrialNetwork,
+    clock: PhaseClock,
 ) -> Window:
     """Start everyone together (`on_start` is told when, just before), sample the servers
     over the measured window (and every process's memory and descriptors from the
@@ -243,13 +266,16 @@ def _watch_window(
     network.window_opened(measure_from_ns, end_ns)
     on_start(start_ns)
     group.go(start_ns)
+    clock.lap("start", start_ns)
     alive = _wait_until(measure_from_ns, servers, None, timeline)
+    clock.lap("warmup", min(time.monotonic_ns(), measure_from_ns))
     if alive:
         monitor.start_window()
         network.window_started()
         alive = _wait_until(end_ns, servers, monitor, timeline)
     if not alive:
         group.request_stop()
+    clock.lap("window", min(time.monotonic_ns(), end_ns))
     usage = monitor.end_window()
     return Window(alive, usage, end_ns, network.window_closed())
 

@@ -70,6 +70,9 @@ class Measurement(ABC):
     # How long past the window the generators may still take to hand in their results
     # (a request's timeout, the push drain); the core adds its own margin.
     collect_grace_s: float
+    # Of that, how long they wait on purpose after the window for what is still on its
+    # way (push: the drain); part of what the trial measures, not the harness's cost.
+    drain_s: float = 0.0
 
     def on_start(self, start_ns: int) -> None:
         """Called just before the generators are told to start at `start_ns`."""
