@@ -221,35 +221,53 @@ def cmd_run(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         only_patterns=args.pattern or None,
         soak=args.soak is not None,
+        # Several scenarios: their charts are drawn together after the last one.
+        defer_charts=len(loaded) > 1,
     )
     failed = broken = False
-    run_dirs = []
+    run_dirs: list[Path] = []
     for item, (_, estimate) in zip(loaded, estimates, strict=True):
         print(f"{item.path}: {estimate}", file=sys.stderr)
         try:
-            run_dir = run_scenario(item, options)
+            run_dirs.append(run_scenario(item, options))
         except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP
             print(
                 f"{reason(interrupt)}: servers stopped, what was measured is saved "
                 f"(see {args.results_dir / 'latest'})",
                 file=sys.stderr,
             )
+            if options.defer_charts:  # the runs finished before it, and the one it cut short
+                _charts_after_runs([*run_dirs, options.results_dir / "latest"])
             return exit_status(interrupt)
-        run_dirs.append(run_dir)
-        failed |= _report_failures(run_dir)
-        broken |= _report_breaches(run_dir)
-    _print_time_table(run_dirs)
+        failed |= _report_failures(run_dirs[-1])
+        broken |= _report_breaches(run_dirs[-1])
+    charts_s = _charts_after_runs(run_dirs) if options.defer_charts else None
+    _print_time_table(run_dirs, charts_s)
     if failed:
         return EXIT_POINTS_FAILED
     return EXIT_THRESHOLD_BROKEN if broken else EXIT_OK
 
 
-def _print_time_table(run_dirs: list[Path]) -> None:
+def _charts_after_runs(run_dirs: list[Path]) -> float | None:
+    """Draw these runs' charts together (bench.runner.draw_charts); the seconds it took."""
+    from bench.runner import draw_charts
+    from bench.signals import deferred
+
+    existing = list(dict.fromkeys(path.resolve() for path in run_dirs if path.exists()))
+    if not existing:
+        return None
+    print(f"drawing the charts of {len(existing)} runs ...", file=sys.stderr)
+    with deferred():  # a second Ctrl-C waits: the charts are the runs' own outputs
+        return draw_charts(existing)
+
+
+def _print_time_table(run_dirs: list[Path], charts_s: float | None = None) -> None:
     """Where the time of every scenario run went: its trials' phases, setup and charts."""
     from bench.results import read_run
     from bench.trial_time import scenario_time_of, time_table
 
-    for line in time_table([scenario_time_of(read_run(run_dir)) for run_dir in run_dirs]):
+    documents = [scenario_time_of(read_run(run_dir)) for run_dir in run_dirs]
+    for line in time_table(documents, charts_s):
         print(line, file=sys.stderr)
 
 
@@ -392,6 +410,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if failed:
         print(f"calibration failed for {', '.join(failed)} (reasons above)", file=sys.stderr)
         return EXIT_POINTS_FAILED
+    return EXIT_OK
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from bench.selfcheck import report
+
+    try:
+        for line in report(args.results_dir, args.trials):
+            print(line)
+    except KeyboardInterrupt as interrupt:
+        print(f"selfcheck {reason(interrupt)}", file=sys.stderr)
+        return exit_status(interrupt)
     return EXIT_OK
 
 
@@ -569,6 +599,17 @@ def parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
     calibrate.set_defaults(handler=cmd_calibrate)
+
+    selfcheck = commands.add_parser(
+        "selfcheck",
+        help="what the harness itself costs: engine overhead per message, time per trial "
+        "outside its window, and the generator's ratios to independent tools",
+    )
+    selfcheck.add_argument(
+        "--trials", type=_count, default=5, help="trials per way of starting processes"
+    )
+    selfcheck.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
+    selfcheck.set_defaults(handler=cmd_selfcheck)
     return root
 
 

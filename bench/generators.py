@@ -17,11 +17,13 @@ import contextlib
 import importlib
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import time
 from dataclasses import dataclass, field
 
 import uvloop
+from setproctitle import setproctitle
 
 from bench import signals
 from bench.drivers.base import Target
@@ -35,7 +37,6 @@ from bench.workload import Operation
 from common.dataset import DatasetSpec
 
 READY_TIMEOUT_S = 120.0
-STOP_POLL_S = 0.02
 
 
 class GeneratorFailed(Exception):
@@ -62,7 +63,8 @@ class GeneratorJob:
 
 
 # The messages between the runner and a generator process, in the order they go:
-# runner -> generator: Connect, then Go (or Abort at any time)
+# runner -> generator: Connect, then Go, then Stop to end the window early (Abort at any
+#   time)
 # generator -> runner: Ready after Connect, Finished after Go, or Crashed at any time
 @dataclass(frozen=True)
 class Connect:
@@ -72,6 +74,11 @@ class Connect:
 @dataclass(frozen=True)
 class Go:
     start_ns: int  # the common start, monotonic
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,20 @@ class Crashed:
     detail: str  # which generator, and what went wrong
 
 
-async def _watch_for_stop(stop_requested, engine) -> None:
-    while not stop_requested.is_set():
-        await asyncio.sleep(STOP_POLL_S)
-    engine.request_stop()
+async def _watch_for_stop(pipe, engine) -> None:
+    """End the engine's window early when the runner says Stop (or Abort). Read in a
+    thread that blocks on the pipe, so that waiting for it never wakes the event loop:
+    polling a flag every 20 ms cost an idle generator 50 wake-ups a second. The same
+    read finds the runner gone, if it dies."""
+    try:
+        message = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+    except (EOFError, OSError):
+        # The runner is gone (killed outright: nothing told us) and nobody will collect
+        # what we measured. End now, as the kernel ended generators when they were the
+        # runner's own children: the fork server is our parent, and stays while we do.
+        os._exit(1)
+    if isinstance(message, Stop | Abort):
+        engine.request_stop()
 
 
 def _driver_class(job: GeneratorJob):
@@ -107,7 +124,7 @@ def _driver_class(job: GeneratorJob):
     return get_pattern(job.pattern).driver_class()
 
 
-async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
+async def _generate(job: GeneratorJob, pipe) -> None:
     from bench.kinds import kind_for_plan  # the kinds build jobs: they import this module
 
     # Everything up to the first message is done while the server is still starting.
@@ -123,23 +140,65 @@ async def _generate(job: GeneratorJob, pipe, stop_requested) -> None:
         message = await loop.run_in_executor(None, pipe.recv)
         if not isinstance(message, Go):
             return
-        watcher = asyncio.create_task(_watch_for_stop(stop_requested, engine))
+        watcher = asyncio.create_task(_watch_for_stop(pipe, engine))
         result = await engine.run(message.start_ns)
-        watcher.cancel()
+        watcher.cancel()  # its thread goes on reading until the runner's Abort
         pipe.send(Finished(result.to_dict()))
     finally:
         await engine.close()
 
 
-def _generator_main(job: GeneratorJob, pipe, stop_requested) -> None:
+def _generator_main(job: GeneratorJob, pipe) -> None:
     signals.ignore_in_child()  # and only then unblocks them (see spawn)
     die_with_parent(signal.SIGKILL)
+    # Its own name where `ps` looks, rather than the fork server's command line.
+    setproctitle(f"bench generator {job.index} ({job.pattern})")
     job.place.enter()
     try:
-        uvloop.run(_generate(job, pipe, stop_requested))
+        uvloop.run(_generate(job, pipe))
     except BaseException as exc:  # report, do not print a traceback into the runner's output
         with contextlib.suppress(OSError):
             pipe.send(Crashed(f"generator {job.index}: {type(exc).__name__}: {exc}"))
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """multiprocessing's fork server, with what every generator imports imported once:
+    the engines, the workload kinds and every pattern's driver. A generator is then a
+    fork of it, ready in tens of milliseconds, where a new interpreter took 0.5 s to
+    import the same. It is a fresh process all the same: nothing of a trial's generator
+    outlives it, and the fork server itself never runs an engine or opens a connection.
+
+    The fork server is started with the stopping signals blocked, so that one sent to the
+    whole process group cannot kill it (it exits when the runner does); its children
+    inherit the mask, and ignore the signals before they unblock them (_generator_main).
+
+    With BENCH_FRESH_PROCESSES=1 (bench/templates.py) each generator is a fresh
+    interpreter instead, as before the fork server (`bench selfcheck` compares the two).
+    """
+    from multiprocessing import forkserver
+
+    from bench.templates import FRESH_PROCESSES_VARIABLE
+
+    if os.environ.get(FRESH_PROCESSES_VARIABLE) == "1":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_preloaded_modules())  # taken at its (re)start only
+    with signals.blocked():
+        forkserver.ensure_running()  # at once when it is running already
+    return context
+
+
+def _preloaded_modules() -> list[str]:
+    from bench.registry import PATTERNS
+
+    drivers = dict.fromkeys(p.driver_path.split(":")[0] for p in PATTERNS.values())
+    return ["bench.generators", "bench.kinds", *drivers]
+
+
+def prepare() -> None:
+    """Start the generators' fork server now (it takes about a second, once per run),
+    rather than inside the first trial."""
+    _process_context()
 
 
 class GeneratorGroup:
@@ -147,8 +206,8 @@ class GeneratorGroup:
 
     def __init__(self, jobs: list[GeneratorJob]) -> None:
         self.jobs = jobs
-        self._context = multiprocessing.get_context("spawn")
-        self.stop_requested = self._context.Event()
+        self._context = _process_context()
+        self.stop_requested = False
         self._processes: list = []
         self._pipes: list = []
         self._results: dict[int, dict] = {}
@@ -163,7 +222,7 @@ class GeneratorGroup:
                 parent_end, child_end = self._context.Pipe()
                 process = self._context.Process(
                     target=_generator_main,
-                    args=(job, child_end, self.stop_requested),
+                    args=(job, child_end),
                     name=f"generator-{job.index}",
                     daemon=True,
                 )
@@ -178,8 +237,17 @@ class GeneratorGroup:
 
     def connect(self, target: Target, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Point every generator at the server and wait until their connections are open."""
+        self.begin_connect(target)
+        self.wait_connected(timeout_s)
+
+    def begin_connect(self, target: Target) -> None:
+        """Point every generator at the server; they connect while the caller goes on."""
         for pipe in self._pipes:
             pipe.send(Connect(target))
+
+    def wait_connected(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until every generator has its connections open; GeneratorFailed for one that
+        could not."""
         deadline = time.monotonic() + timeout_s
         for pipe in self._pipes:
             message = self._receive(pipe, deadline)
@@ -196,7 +264,13 @@ class GeneratorGroup:
             pipe.send(Go(start_ns))
 
     def request_stop(self) -> None:
-        self.stop_requested.set()
+        """End the window now: each generator stops sending and hands in what it has."""
+        if self.stop_requested:
+            return
+        self.stop_requested = True
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(Stop())
 
     def collect(self, timeout_s: float) -> list[dict]:
         """Each generator's result; raises GeneratorFailed for one that crashed or hung.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import charts, environment, generator_bound, signals
+from bench import charts, environment, generator_bound, generators, signals, templates
 from bench.calibrate import calibration_for_run
 from bench.claims import claims_hash
 from bench.kinds import kind_for
@@ -58,6 +58,10 @@ class RunSettings:
     only_patterns: list[str] | None = None
     soak: bool = False  # print every process's growth, however short the trials
     progress: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+    # Leave the charts to the caller (draw_charts), which draws those of several runs at
+    # once after the last one: drawing them while the next scenario runs would take CPU
+    # from its generators and servers.
+    defer_charts: bool = False
 
 
 def effective_timing(scenario: Scenario, quick: bool, overrides: dict | None = None) -> Timing:
@@ -175,6 +179,7 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
             options.progress(f"  network: {line}")
         if stale:
             options.progress(f"  generator calibration: none used: {stale}")
+        prepare_processes(patterns, loaded)
         recorder.document["run"]["timings"] = {"setup_s": round(time.monotonic() - began, 3)}
         for point in loaded.points:
             for repeat in range(timing.repeats):
@@ -225,8 +230,11 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
         timings["trials_s"] = round(time.monotonic() - began - timings.get("setup_s", 0.0), 3)
         recorder.finish(status, error)
         charts_began = time.monotonic()
-        finish_outputs(run_dir)
-        timings["charts_s"] = round(time.monotonic() - charts_began, 3)
+        if options.defer_charts:
+            write_summary_csv(run_dir, load_run(run_dir))
+        else:
+            finish_outputs(run_dir)
+            timings["charts_s"] = round(time.monotonic() - charts_began, 3)
         timings["wall_s"] = round(time.monotonic() - began, 3)
         recorder.save()
     document = load_run(run_dir)
@@ -240,6 +248,22 @@ def run_scenario(loaded: LoadedScenario, options: RunSettings) -> Path:
     if stopped is not None:
         raise stopped
     return run_dir
+
+
+def prepare_processes(patterns: list[Pattern], loaded: LoadedScenario) -> None:
+    """Start what every trial forks its processes from, all at once before the first
+    trial, so that no trial waits for it: each server's template (and the network
+    emulator's, for a run over a path: bench/templates.py), and the generators' fork
+    server (bench/generators.py). Nothing of a trial runs in them."""
+    generators.prepare()
+    pool = templates.shared_pool()
+    if pool is not None:
+        modules = [pattern.server_module for pattern in patterns]
+        if any(spec.emulated for spec in _paths(loaded)):
+            from bench.network.link import EMULATOR_MODULE  # only runs over a path need it
+
+            modules.append(EMULATOR_MODULE)
+        pool.prepare(modules)
 
 
 def _paths(loaded: LoadedScenario) -> list[PathSpec]:
@@ -363,3 +387,33 @@ def finish_outputs(run_dir: Path) -> None:
     document = load_run(run_dir)
     write_summary_csv(run_dir, document)
     charts.render_run(document, run_dir)
+
+
+def _draw(run_dir: Path) -> None:
+    charts.render_run(load_run(run_dir), run_dir)
+
+
+def draw_charts(run_dirs: list[Path]) -> float:
+    """Draw the charts of these runs, several at once, one process per CPU this process
+    may use (each run's charts are its own matplotlib work, from its results.json alone);
+    returns the seconds it took. The workers are forks of this process (matplotlib is
+    imported already) that leave stopping signals to it."""
+    import concurrent.futures
+    import multiprocessing
+
+    from bench.resources import usable_cpus
+
+    began = time.monotonic()
+    workers = max(1, min(len(run_dirs), len(usable_cpus())))
+    if workers == 1:
+        for run_dir in run_dirs:
+            _draw(run_dir)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=signals.ignore_in_child,
+        ) as pool:
+            for done in pool.map(_draw, run_dirs):
+                assert done is None
+    return round(time.monotonic() - began, 3)

@@ -20,6 +20,12 @@ from pathlib import Path
 
 from bench import signals
 from bench.resources import ANYWHERE, Place
+from bench.templates import (
+    TemplateChild,
+    TemplateFailed,
+    can_fork_from_template,
+    fork_from_template,
+)
 from common.events import ControlMessage
 
 READY_TIMEOUT_S = 60.0
@@ -80,7 +86,7 @@ class ServerProcess:
         self.ready = ready
         self.place = place or ANYWHERE
         self.control = control
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | TemplateChild | None = None
         self.port: int | None = None
 
     @property
@@ -94,21 +100,55 @@ class ServerProcess:
         if isinstance(self.ready, Path):
             self.ready.unlink(missing_ok=True)
         try:
-            with open(self.log_path, "ab") as log:
-                self.process = subprocess.Popen(
-                    self.command,
-                    stdin=subprocess.PIPE if self.control else subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=self._in_child,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
+            self.process = self._from_template() or self._fresh()
         except OSError as exc:
             raise ServerFailed(self.name, f"could not be started: {exc}", "") from None
         self.place.put(self.process.pid)
         self.port = self._wait_until_ready(timeout_s)
         return self.port
+
+    def _fresh(self) -> subprocess.Popen:
+        """A new interpreter (or program), its own session, dying with the runner."""
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE if self.control else subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._in_child,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def _from_template(self) -> TemplateChild | None:
+        """Forked from its module's template (bench/templates.py), as `_fresh` would have
+        started it but for the imports; None for a program that is not a Python module,
+        or when templates are switched off."""
+        if not can_fork_from_template(self.command):
+            return None
+        log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.control:
+            stdin_read, stdin_write = os.pipe()
+            stdin = os.fdopen(stdin_write, "wb")
+        else:
+            stdin_read, stdin = os.open(os.devnull, os.O_RDONLY), None
+        try:
+            return fork_from_template(
+                self.command, self.place.cpus, self.place.netns, (stdin_read, log, log), stdin
+            )
+        except TemplateFailed:
+            # A module its template cannot import (or a template that died): started
+            # fresh, it fails (or not) as it always did, with its own words in its log.
+            if stdin is not None:
+                stdin.close()
+            return None
+        except BaseException:
+            if stdin is not None:
+                stdin.close()
+            raise
+        finally:
+            os.close(stdin_read)
+            os.close(log)
 
     def _in_child(self) -> None:
         """Between fork and exec: die with the runner, and enter the place (its network

@@ -25,16 +25,32 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 SMALL_DATASET = DatasetSpec(users=50, payload_bytes=1024)
 
 
+# Helpers that live as long as the process that started them, by design, and end with it:
+# multiprocessing's resource tracker (started on first use of a semaphore), the generators'
+# fork server, and the servers' templates (bench/templates.py). What they start (a server
+# forked from a template, a generator forked from the fork server) is still checked.
+LONG_LIVED_HELPERS = (
+    "multiprocessing.resource_tracker",
+    "multiprocessing.forkserver",
+    "-m bench.templates",
+)
+
+
+def long_lived_helper(command: str) -> bool:
+    """Whether a command line is one of the long-lived helpers above."""
+    return any(helper in command for helper in LONG_LIVED_HELPERS)
+
+
 def children() -> set[int]:
-    """Our descendants, except multiprocessing's resource tracker: the standard library
-    starts one per process on first use of a semaphore and it ends with this process."""
+    """Our descendants, except the long-lived helpers above."""
     found = set()
     for child in psutil.Process().children(recursive=True):
         try:
-            if "multiprocessing.resource_tracker" not in " ".join(child.cmdline()):
-                found.add(child.pid)
+            command = " ".join(child.cmdline())
         except psutil.NoSuchProcess:
             continue
+        if not long_lived_helper(command):
+            found.add(child.pid)
     return found
 
 

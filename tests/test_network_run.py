@@ -32,7 +32,7 @@ from bench.results_model import load
 from bench.runner import RunSettings, run_scenario
 from bench.scenario import NETWORK_SWEEPABLE, load_scenario
 from common.tls import TlsFiles
-from tests.conftest import PROJECT_DIR, SMALL_DATASET, run_bench
+from tests.conftest import PROJECT_DIR, SMALL_DATASET, long_lived_helper, run_bench
 
 NO_PATHS = link.path_unavailable_reason()
 needs_paths = pytest.mark.skipif(NO_PATHS is not None, reason=str(NO_PATHS))
@@ -247,7 +247,8 @@ def test_a_request_crosses_the_configured_round_trip_and_the_path_is_recorded(tm
 def _emulator_of(run: psutil.Process) -> psutil.Process | None:
     for child in run.children(recursive=True):
         try:
-            if "bench.network.emulator" in " ".join(child.cmdline()):
+            command = " ".join(child.cmdline())
+            if "bench.network.emulator" in command and not long_lived_helper(command):
                 return child
         except psutil.Error:
             continue
@@ -275,7 +276,7 @@ def _trial_processes(runner: psutil.Process, emulator: psutil.Process) -> list[p
     found = []
     for child in runner.children(recursive=True):
         try:
-            if child.pid != emulator.pid and "resource_tracker" not in " ".join(child.cmdline()):
+            if child.pid != emulator.pid and not long_lived_helper(" ".join(child.cmdline())):
                 found.append(child)
         except psutil.Error:
             continue

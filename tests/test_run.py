@@ -26,7 +26,7 @@ from bench.scenario import load_scenario
 from bench.workload import Operation
 from common.dataset import DatasetSpec
 from common.histogram import LatencyHistogram
-from tests.conftest import PROJECT_DIR, run_bench, start_server
+from tests.conftest import PROJECT_DIR, long_lived_helper, run_bench, start_server
 
 pytestmark = pytest.mark.e2e  # whole runs, the CLI, generator processes: end to end
 
@@ -96,12 +96,13 @@ def start_run(path: Path, results: Path) -> subprocess.Popen:
 
 
 def descendants(pid: int, *markers: str) -> list[psutil.Process]:
-    """The processes under `pid` whose command line holds every one of `markers`."""
+    """The processes under `pid` whose command line holds every one of `markers`, but for
+    the long-lived helpers (templates, the fork server: tests/conftest.py)."""
     found = []
     for child in psutil.Process(pid).children(recursive=True):
         try:
             command = " ".join(child.cmdline())
-            if all(marker in command for marker in markers):
+            if all(marker in command for marker in markers) and not long_lived_helper(command):
                 found.append(child)
         except psutil.NoSuchProcess:
             continue

@@ -39,6 +39,12 @@ from bench.network.emulator import (
 )
 from bench.network.spec import PathSpec
 from bench.resources import Place
+from bench.templates import (
+    TemplateChild,
+    TemplateFailed,
+    can_fork_from_template,
+    fork_from_template,
+)
 
 __all__ = [
     "CLIENT_ADDRESS",
@@ -52,6 +58,7 @@ __all__ = [
 ]
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+EMULATOR_MODULE = "bench.network.emulator"
 READY_TIMEOUT_S = 10.0  # a start takes about 0.1 s; a loaded machine may take longer
 ANSWER_TIMEOUT_S = 5.0
 STOP_GRACE_S = 3.0
@@ -293,7 +300,7 @@ class NetworkPath:
         self.emulator_pid = 0
         self.tcp_congestion_control = ""  # in both namespaces, as the kernel reports it
         self.scheduling = ""  # the emulator's: SCHED_FIFO, or why not
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen | TemplateChild | None = None
         self._pending = b""
         self._lock = threading.Lock()
         # Written by the emulator when the link is up (pid, namespaces), for onlookers.
@@ -322,34 +329,23 @@ class NetworkPath:
         config = json.dumps(
             link_config(self.spec, self.seed, self.queue_packets, self.congestion_control)
         )
-        command = [
-            sys.executable,
-            "-m",
-            "bench.network.emulator",
-            "--config",
-            config,
-            "--ready",
-            str(ready_file),
-            "--parent",
-            str(os.getpid()),
-        ]
+        command = [sys.executable, "-m", EMULATOR_MODULE, "--config", config]
+        command += ["--ready", str(ready_file)]
+        # Started fresh, it is our child: it checks we are still there and dies with us.
+        # Forked from its template, the template's child: the template dies with us and
+        # its children with it (bench/templates.py), and the end of its standard input
+        # (our pipe) stops it either way.
+        fresh = [*command, "--parent", str(os.getpid())]
         if threading.current_thread() is threading.main_thread():
-            command.append("--deathsig")
+            fresh.append("--deathsig")
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(
             [str(PROJECT_DIR), *filter(None, [environment.get("PYTHONPATH")])]
         )
-        with open(self.log_path, "ab") as log:
-            # Its own session: a Ctrl-C in the terminal reaches the runner, which stops
-            # the emulator after the processes that use the path.
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-                env=environment,
-            )
+        try:
+            self._process = self._from_template(command) or self._fresh(fresh, environment)
+        except TemplateFailed as exc:
+            raise PathUnavailable(f"the network emulator could not be started: {exc}") from None
         self.emulator_pid = self._process.pid
         Place(cpus=self.cpus).put(self.emulator_pid)
         try:
@@ -366,6 +362,40 @@ class NetworkPath:
         self.client_netns = ready["client_netns"]
         self.tcp_congestion_control = ready["tcp_congestion_control"]
         self.scheduling = ready.get("scheduling", "")
+
+    def _fresh(self, command: list[str], environment: dict[str, str]) -> subprocess.Popen:
+        with open(self.log_path, "ab") as log:
+            # Its own session: a Ctrl-C in the terminal reaches the runner, which stops
+            # the emulator after the processes that use the path.
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                env=environment,
+            )
+
+    def _from_template(self, command: list[str]) -> TemplateChild | None:
+        """Forked from the emulator's template (bench/templates.py: a session of its own
+        as well), with the same pipes; None when templates are switched off."""
+        if not can_fork_from_template(command):
+            return None
+        stdin_read, stdin_write = os.pipe()
+        stdout_read, stdout_write = os.pipe()
+        log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        stdin, stdout = os.fdopen(stdin_write, "wb"), os.fdopen(stdout_read, "rb")
+        try:
+            return fork_from_template(
+                command, None, None, (stdin_read, stdout_write, log), stdin, stdout
+            )
+        except BaseException:
+            stdin.close()
+            stdout.close()
+            raise
+        finally:
+            for fd in (stdin_read, stdout_write, log):
+                os.close(fd)
 
     def _log_tail(self) -> str:
         """The emulator's last words: its log's last line (a sentence when it failed)."""
