@@ -32,6 +32,10 @@ class Clock(Protocol):
     async def sleep_until(self, deadline_ns: int) -> None:
         """Return at `deadline_ns` or just after it, never before."""
 
+    async def next_wake(self, earliest_ns: int, latest_ns: int) -> int:
+        """Return at the clock's first wake-up for a sleeper due from `earliest_ns` on, or
+        at `latest_ns`; returns the deadline that wake-up was for (see common/timer.py)."""
+
     def close(self) -> None:
         """Release what sleeping needed (a timer's file descriptor); sleeping again is
         allowed and takes it again."""
@@ -50,6 +54,11 @@ class RealClock:
         if self._timer is None:
             self._timer = DeadlineTimer()
         await self._timer.sleep_until(deadline_ns)
+
+    async def next_wake(self, earliest_ns: int, latest_ns: int) -> int:
+        if self._timer is None:
+            self._timer = DeadlineTimer()
+        return await self._timer.next_wake(earliest_ns, latest_ns)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -106,6 +115,11 @@ class VirtualTime:
         # Seconds as floats can land a nanosecond short of the deadline: go round again.
         while self.now_ns < deadline_ns:
             await asyncio.sleep((deadline_ns - self.now_ns) / 1e9)
+
+    async def next_wake(self, earliest_ns: int, latest_ns: int) -> int:
+        # Waking from idle costs nothing here: no riding on other wake-ups.
+        await self.sleep_until(latest_ns)
+        return latest_ns
 
     def close(self) -> None:
         pass

@@ -54,6 +54,24 @@ class LatencySummary:
     min_us: int
 
 
+def _layout() -> tuple[int, int, int, int, int, int]:
+    """The bucket layout every LatencyHistogram shares (HdrHistogram's own arithmetic):
+    sub-bucket mask, the shift from bit length to bucket, unit magnitude, the half
+    count's magnitude and value, and the counts array's length."""
+    hdr = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    return (
+        hdr.sub_bucket_mask,
+        hdr.unit_magnitude + hdr.sub_bucket_half_count_magnitude + 1,
+        hdr.unit_magnitude,
+        hdr.sub_bucket_half_count_magnitude,
+        hdr.sub_bucket_half_count,
+        hdr.counts_len,
+    )
+
+
+_MASK, _BUCKET_SHIFT, _UNIT, _HALF_MAGNITUDE, _HALF_COUNT, _COUNTS_LEN = _layout()
+
+
 class LatencyHistogram:
     """An HDR histogram of microsecond values that also counts what it could not hold."""
 
@@ -62,10 +80,29 @@ class LatencyHistogram:
         self.out_of_range = 0
 
     def record_ns(self, nanoseconds: int) -> None:
-        # record_value returns False instead of raising when a value does not fit; a value
-        # below 1 us is recorded as 1 us rather than lost.
-        if not self.hdr.record_value(max(nanoseconds // 1000, LOWEST_US)):
+        """Record one value, in ns, as whole microseconds; one below 1 us as 1 us rather
+        than lost, one beyond the histogram's range counted in `out_of_range`.
+
+        The same counts index as HdrHistogram.record_value computes (its bucket is the
+        value's bit length, less the layout's shift), in one expression instead of four
+        method calls and a `bin()`: it runs for every request and event, several times,
+        on the generator's one CPU (about 0.5 us here against 2.5 us; a test holds the
+        two to the same counts)."""
+        value = nanoseconds // 1000
+        if value < LOWEST_US:
+            value = LOWEST_US
+        bucket = (value | _MASK).bit_length() - _BUCKET_SHIFT
+        index = ((bucket + 1) << _HALF_MAGNITUDE) + (value >> (bucket + _UNIT)) - _HALF_COUNT
+        if index >= _COUNTS_LEN:
             self.out_of_range += 1
+            return
+        hdr = self.hdr
+        hdr.counts[index] += 1
+        hdr.total_count += 1
+        if value < hdr.min_value:
+            hdr.min_value = value
+        if value > hdr.max_value:
+            hdr.max_value = value
 
     @property
     def count(self) -> int:

@@ -338,3 +338,52 @@ def test_the_tcp_meter_keeps_what_closed_sockets_carried_only_where_it_was_told(
             # A connection closed unscanned is gone, unless its driver hands its bytes over.
             meter.closed(WireBytes(7, 3))
             assert meter.wire_bytes() == WireBytes(1057, 323)
+
+
+def test_a_rider_is_carried_by_a_sleepers_wake_up_within_its_span_and_wakes_itself_otherwise():
+    async def main():
+        timer = DeadlineTimer()
+        base = time.monotonic_ns() + 20 * MS
+        # A sleeper due inside the rider's span wakes both: the rider is told for what.
+        carried = asyncio.ensure_future(timer.next_wake(base + 3 * MS, base + 40 * MS))
+        await timer.sleep_until(base + 5 * MS)
+        carried_for = await carried
+        # One due before the span does not; the rider then wakes on its own, at its latest.
+        alone = asyncio.ensure_future(timer.next_wake(base + 60 * MS, base + 70 * MS))
+        await timer.sleep_until(base + 50 * MS)
+        still_waiting = not alone.done()
+        alone_for = await alone
+        woke = time.monotonic_ns()
+        timer.close()
+        return base, carried_for, still_waiting, alone_for, woke
+
+    base, carried_for, still_waiting, alone_for, woke = uvloop.run(main())
+    assert carried_for == base + 5 * MS  # carried by the sleeper's wake-up, and told so
+    assert still_waiting and alone_for == base + 70 * MS  # then alone, at its latest
+    assert woke >= alone_for  # never before it
+
+
+def test_the_loop_lag_probe_rides_on_an_open_loops_sends_instead_of_waking_on_its_own():
+    from bench.clock import RealClock
+    from bench.looplag import LoopLagProbe
+
+    async def main():
+        clock = RealClock()
+        start = time.monotonic_ns() + 10 * MS
+        end = start + 100 * MS
+        probe = LoopLagProbe(clock)
+        probing = asyncio.ensure_future(probe.run(start, end))
+        due = start
+        sends = 0
+        while due < end:  # a sender due every 1 ms, as an open loop at 1,000/s
+            await clock.sleep_until(due)
+            sends += 1
+            due += MS
+        await probing
+        clock.close()
+        return probe.lag.count, sends
+
+    samples, sends = uvloop.run(main())
+    # A sample at least every interval (2 ms) and at most every half interval, each one a
+    # sender's wake-up: never more samples than sends, never fewer than one per 2 ms.
+    assert 45 <= samples <= sends

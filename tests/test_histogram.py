@@ -72,3 +72,17 @@ def test_percentile_curve_reaches_the_maximum():
     curve = histogram.percentile_curve()
     assert curve[-1] == (100.0, histogram.summary().max_us)
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(curve))
+
+
+def test_recording_counts_exactly_as_hdr_histograms_own_record_value():
+    rng = random.Random(7)
+    edges = [0, 999, 1000, 1001, 2047_000, 2048_000, HIGHEST_US * 1000, HIGHEST_US * 2000]
+    values = edges + [int(rng.expovariate(1e-6)) for _ in range(20_000)]
+    ours, theirs = LatencyHistogram(), LatencyHistogram()
+    for nanoseconds in values:
+        ours.record_ns(nanoseconds)
+        if not theirs.hdr.record_value(max(nanoseconds // 1000, 1)):
+            theirs.out_of_range += 1
+    assert ours.encode() == theirs.encode()
+    assert ours.out_of_range == theirs.out_of_range == 1
+    assert (ours.hdr.min_value, ours.hdr.max_value) == (theirs.hdr.min_value, theirs.hdr.max_value)

@@ -5,16 +5,12 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from bench.loadtools import ProbeAnswer, ToolFailed, ToolProbe, ToolRequest
+from patterns.grpc.protocol import grpc_frame
 
 GET_USER_PATH = "/patternbench.v1.UserService/GetUser"
 # The harness's gRPC driver shares one HTTP/2 connection between this many calls
 # (GrpcOptions.streams_per_connection); h2load opens as many connections.
 STREAMS_PER_CONNECTION = 8
-
-
-def grpc_frame(message: bytes) -> bytes:
-    """A gRPC length-prefixed message: not compressed (0), then the big-endian length."""
-    return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
 def _request(user_id: int) -> ToolRequest:

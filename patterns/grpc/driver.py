@@ -1,37 +1,53 @@
-"""gRPC client driver: grpc.aio unary calls; several calls share one channel (HTTP/2 streams).
+"""gRPC client driver: unary calls, several sharing one HTTP/2 connection (streams).
 
-Each channel gets its own TCP connection (a local subchannel pool), so
-`streams_per_connection` really sets how many calls share one connection.
-
-Calls go through grpc.aio with the message bytes as they are on the wire (no
-deserialiser on the channel): a call is complete when its message is in, and decoding the
-Protobuf happens in `check()`, after the clock has stopped, as the JSON and XML drivers
-parse their bodies there. Requests are serialised per call, as every driver encodes its
-own requests.
+The client is the harness's lean HTTP/2 one by default (bench/drivers/http2.py: gRPC's
+wire format, a 5-byte prefix and the Protobuf message in a POST, status in the trailers,
+spoken on the event loop; the clock stops when the frame that ends the call arrives).
+`client = "grpcio"` takes grpc.aio instead, to see what the library's client costs: its
+C core runs the connection on a thread of its own, and a call is complete when grpc.aio
+hands it back. Either way each connection carries `streams_per_connection` calls, and
+decoding the Protobuf (and, for the lean client, the gRPC status) happens in `check()`,
+after the clock has stopped, as the JSON and XML drivers parse their bodies there.
+Requests are serialised per call, as every driver encodes its own requests.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from pydantic import Field
 
 from bench.drivers.base import Connection, Driver, ResponseInvalid, Target
 from bench.drivers.checks import CheckedAnswers, check_created_order, check_page, check_user
+from bench.drivers.http1 import host_header
+from bench.drivers.http2 import Http2Connection, Http2Response
 from bench.drivers.shared import SharedConnections
 from bench.options import PatternOptions
 from bench.workload import Operation
 from common.dataset import MAX_PAYLOAD_BYTES
 from patterns.grpc import users_pb2
+from patterns.grpc.protocol import grpc_frame
 
 SERVICE = "/patternbench.v1.UserService/"
 monotonic_ns = time.monotonic_ns
 
 
+METHODS = {"get_user": "GetUser", "list_users": "ListUsers", "create_order": "CreateOrder"}
+# grpc-status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html), by value.
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
 class GrpcOptions(PatternOptions):
     streams_per_connection: int = Field(8, ge=1, le=1000, description="calls sharing a channel")
+    client: Literal["lean", "grpcio"] = Field(
+        "lean",
+        description="the load generator's client: the harness's lean HTTP/2 one, or grpcio's "
+        "grpc.aio",
+    )
 
 
 def channel_credentials(target: Target) -> grpc.ChannelCredentials | None:
@@ -74,7 +90,38 @@ async def _last_error(channel: grpc.aio.Channel) -> str:
     return "the connection failed"
 
 
+class _LeanChannel:
+    """One HTTP/2 connection of the lean client, and the headers of each method's call."""
+
+    def __init__(self, connection: Http2Connection, authority: str, scheme: str) -> None:
+        self.connection = connection
+        self.headers = {
+            operation: (
+                (":method", "POST"),
+                (":scheme", scheme),
+                (":path", SERVICE + method),
+                (":authority", authority),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            )
+            for operation, method in METHODS.items()
+        }
+
+    @property
+    def broken(self) -> bool:
+        return not self.connection.usable
+
+    async def call(self, operation: str, request: bytes) -> tuple[int, Http2Response]:
+        response = await self.connection.request(self.headers[operation], grpc_frame(request))
+        return response.arrived_ns, response
+
+    async def close(self) -> None:
+        self.connection.close()
+
+
 class _Channel:
+    """One grpc.aio channel, with a TCP connection of its own (a local subchannel pool)."""
+
     def __init__(self, address: str, credentials: grpc.ChannelCredentials | None) -> None:
         self.channel = open_channel(
             address,
@@ -86,10 +133,44 @@ class _Channel:
         )
         # No serialisers: bytes in, bytes out.
         self.methods = {
-            "get_user": self.channel.unary_unary(SERVICE + "GetUser"),
-            "list_users": self.channel.unary_unary(SERVICE + "ListUsers"),
-            "create_order": self.channel.unary_unary(SERVICE + "CreateOrder"),
+            operation: self.channel.unary_unary(SERVICE + method)
+            for operation, method in METHODS.items()
         }
+        self.broken = False
+
+    async def call(self, operation: str, request: bytes) -> tuple[int, bytes]:
+        try:
+            answer = await self.methods[operation](request)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self.broken = True
+            raise ResponseInvalid(f"{operation}: {exc.code().name}: {exc.details()}") from None
+        return monotonic_ns(), answer
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+def grpc_message(operation: Operation, response: Http2Response) -> bytes:
+    """The one message of a lean call's response, once its HTTP status, content type,
+    gRPC status (in the trailers, or in the headers of a trailers-only response) and
+    framing are right; ResponseInvalid naming what is not."""
+    headers, trailers = response.headers, response.trailers
+    if headers.get(":status") != "200":
+        raise ResponseInvalid(f"{operation.name}: HTTP status {headers.get(':status')}")
+    if not headers.get("content-type", "").startswith("application/grpc"):
+        raise ResponseInvalid(f"{operation.name}: content-type {headers.get('content-type')}")
+    status = trailers.get("grpc-status", headers.get("grpc-status"))
+    if status != "0":
+        name = STATUS_NAMES.get(int(status), status) if status and status.isdigit() else status
+        details = urllib.parse.unquote(
+            trailers.get("grpc-message", headers.get("grpc-message", ""))
+        )
+        raise ResponseInvalid(f"{operation.name}: {name}: {details}")
+    body = response.body
+    if len(body) < 5 or body[0] != 0 or int.from_bytes(body[1:5], "big") != len(body) - 5:
+        raise ResponseInvalid(f"{operation.name}: not one uncompressed gRPC message")
+    return body[5:]
 
 
 def request_message(operation: Operation):
@@ -156,23 +237,19 @@ def _page_record(page) -> dict:
 
 
 class GrpcConnection(Connection):
-    def __init__(self, driver: GrpcDriver, channel: _Channel) -> None:
+    def __init__(self, driver: GrpcDriver, channel: _LeanChannel | _Channel) -> None:
         self.driver = driver
         self.channel = channel
-        self.broken = False
 
-    async def send(self, operation: Operation) -> tuple[int, tuple[bytes, bytes]]:
+    async def send(self, operation: Operation) -> tuple[int, tuple[bytes, object]]:
         request = request_message(operation).SerializeToString()
-        try:
-            answer = await self.channel.methods[operation.name](request)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                self.broken = True
-            raise ResponseInvalid(f"{operation.name}: {exc.code().name}: {exc.details()}") from None
-        return monotonic_ns(), (request, answer)
+        arrived_ns, answer = await self.channel.call(operation.name, request)
+        return arrived_ns, (request, answer)
 
-    def check(self, operation: Operation, sent_and_answer: tuple[bytes, bytes]) -> None:
+    def check(self, operation: Operation, sent_and_answer: tuple[bytes, object]) -> None:
         request, answer = sent_and_answer
+        if isinstance(answer, Http2Response):
+            answer = grpc_message(operation, answer)
         checked = self.driver.checked
         expected = self.driver.context.expected
         if operation.name == "get_user":
@@ -193,7 +270,7 @@ class GrpcConnection(Connection):
         payload.received += len(answer)
 
     async def close(self) -> None:
-        await self.driver.shared.release(self.channel, broken=self.broken)
+        await self.driver.shared.release(self.channel, broken=self.channel.broken)
 
 
 def _decode(message_type, data: bytes):
@@ -207,11 +284,28 @@ class GrpcDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         address = f"{target.host}:{target.port}"
-        self.credentials = channel_credentials(target)
         self.checked = CheckedAnswers()
-        self.shared: SharedConnections[_Channel] = SharedConnections(
-            lambda: self._open(address), self._close, context.options.streams_per_connection
+        lean = context.options.client == "lean"
+        if lean:
+            self.ssl = target.client_ssl()
+            if self.ssl is not None:
+                self.ssl.set_alpn_protocols(["h2"])  # gRPC over TLS is HTTP/2 by ALPN
+        else:
+            self.credentials = channel_credentials(target)
+        self.shared: SharedConnections[_LeanChannel | _Channel] = SharedConnections(
+            self._open_lean if lean else lambda: self._open(address),
+            lambda channel: channel.close(),
+            context.options.streams_per_connection,
         )
+
+    async def _open_lean(self) -> _LeanChannel:
+        self.meter.opened()
+        target = self.target
+        connection = await Http2Connection.open(
+            target.host, target.port, ssl_context=self.ssl, meter=self.meter
+        )
+        scheme = "https" if self.ssl is not None else "http"
+        return _LeanChannel(connection, host_header(target).decode(), scheme)
 
     async def _open(self, address: str) -> _Channel:
         self.meter.opened()
@@ -226,10 +320,6 @@ class GrpcDriver(Driver):
             # negotiated it does not say on the client side ("unknown"; the server logs it).
             self.meter.tls_handshake(None)
         return channel
-
-    @staticmethod
-    async def _close(channel: _Channel) -> None:
-        await channel.channel.close()
 
     async def connect(self) -> GrpcConnection:
         return GrpcConnection(self, await self.shared.acquire())

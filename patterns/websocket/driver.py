@@ -1,8 +1,11 @@
 """WebSocket request/response driver: JSON requests with correlation ids, several in flight
-on one connection, answers matched by id by one reader per connection.
+on one connection, answers matched by id as they arrive.
 
-Compression is off on both sides (the library's default is permessage-deflate), so the
-comparison is of the protocol, not of zlib.
+The client is the harness's lean one by default (bench/drivers/ws.py: websockets' own
+sans-I/O protocol on an asyncio transport, the clock stopped as a message's last byte
+arrives); `client = "websockets"` takes the library's asyncio client instead, to see what
+that layer costs. Compression is off on both sides (the library's default is
+permessage-deflate), so the comparison is of the protocol, not of zlib.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import itertools
 import re
 import time
+from typing import Literal
 
 import orjson
 from pydantic import Field
@@ -20,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.drivers.base import Connection, Driver, ResponseInvalid, Target
 from bench.drivers.json_operations import check_json_result, params_of
 from bench.drivers.shared import SharedConnections
+from bench.drivers.ws import WebsocketClient
 from bench.options import PatternOptions
 from bench.workload import Operation
 from common.dataset import MAX_PAYLOAD_BYTES
@@ -31,15 +36,87 @@ class WebsocketOptions(PatternOptions):
     streams_per_connection: int = Field(
         8, ge=1, le=1000, description="requests in flight sharing one WebSocket connection"
     )
+    client: Literal["lean", "websockets"] = Field(
+        "lean",
+        description="the load generator's client: the harness's lean one on websockets' "
+        "sans-I/O protocol, or the websockets library's asyncio client",
+    )
+
+
+class _Waiters:
+    """Requests in flight on one connection, by correlation id, and their answers."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, asyncio.Future] = {}
+        self.ids = itertools.count(1)
+
+    def expect(self) -> tuple[int, asyncio.Future]:
+        correlation = next(self.ids)
+        waiter = asyncio.get_running_loop().create_future()
+        self.pending[correlation] = waiter
+        return correlation, waiter
+
+    def answered(self, data: bytes, arrived_ns: int) -> None:
+        waiter = self.pending.pop(correlation_id(data), None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((arrived_ns, data))
+
+    def fail_all(self, why: object) -> None:
+        for waiter in self.pending.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError(f"WebSocket closed: {why}"))
+        self.pending.clear()
+
+
+class _LeanSocket:
+    """One WebSocket connection on the lean client (bench/drivers/ws.py)."""
+
+    def __init__(self, client: WebsocketClient, waiters: _Waiters) -> None:
+        self.client = client
+        self.waiters = waiters
+        client.closed.add_done_callback(lambda closed: waiters.fail_all(closed.result()))
+
+    @classmethod
+    async def open(cls, driver: WebsocketDriver) -> _LeanSocket:
+        waiters = _Waiters()
+        target = driver.target
+        client = await WebsocketClient.open(
+            driver.uri,
+            target.host,
+            target.port,
+            waiters.answered,
+            max_size=4 * MAX_PAYLOAD_BYTES,
+            ssl_context=driver.tls.get("ssl"),
+            meter=driver.meter,
+        )
+        return cls(client, waiters)
+
+    @property
+    def broken(self) -> bool:
+        return self.client.closed.done()
+
+    async def request(self, operation: str, params: dict) -> tuple[int, tuple[int, bytes]]:
+        """(arrival, (correlation id, the answer's bytes))."""
+        correlation, waiter = self.waiters.expect()
+        try:
+            self.client.send_text(
+                orjson.dumps({"id": correlation, "op": operation, "params": params})
+            )
+            arrived_ns, data = await waiter
+            return arrived_ns, (correlation, data)
+        finally:
+            self.waiters.pending.pop(correlation, None)
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 class _Socket:
-    """One WebSocket connection; answers are matched to requests by correlation id."""
+    """One WebSocket connection on the websockets library's asyncio client."""
 
     def __init__(self, websocket: ClientConnection) -> None:
         self.websocket = websocket
-        self.pending: dict[int, asyncio.Future] = {}
-        self.ids = itertools.count(1)
+        self.waiters = _Waiters()
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -47,29 +124,39 @@ class _Socket:
         try:
             while True:
                 data = await self.websocket.recv(decode=False)
-                arrived_ns = monotonic_ns()  # the answer is complete now
-                waiter = self.pending.pop(correlation_id(data), None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result((arrived_ns, data))
+                self.waiters.answered(data, monotonic_ns())  # the answer is complete now
         except Exception as exc:  # the connection is gone: fail whoever still waits
             problem = exc
-        for waiter in self.pending.values():
-            if not waiter.done():
-                waiter.set_exception(ConnectionError(f"WebSocket closed: {problem}"))
-        self.pending.clear()
+        self.waiters.fail_all(problem)
+
+    @property
+    def broken(self) -> bool:
+        return self.reader.done()
+
+    @classmethod
+    async def open(cls, driver: WebsocketDriver) -> _Socket:
+        websocket = await connect(
+            driver.uri,
+            compression=None,
+            max_size=4 * MAX_PAYLOAD_BYTES,
+            user_agent_header=None,
+            proxy=None,
+            **driver.tls,
+        )
+        if driver.tls:
+            driver.meter.tls_connection(websocket.transport)
+        return cls(websocket)
 
     async def request(self, operation: str, params: dict) -> tuple[int, tuple[int, bytes]]:
         """(arrival, (correlation id, the answer's bytes))."""
-        correlation = next(self.ids)
-        waiter = asyncio.get_running_loop().create_future()
-        self.pending[correlation] = waiter
+        correlation, waiter = self.waiters.expect()
         try:
             message = orjson.dumps({"id": correlation, "op": operation, "params": params})
             await self.websocket.send(message, text=True)
             arrived_ns, data = await waiter
             return arrived_ns, (correlation, data)
         finally:
-            self.pending.pop(correlation, None)
+            self.waiters.pending.pop(correlation, None)
 
     async def close(self) -> None:
         await self.websocket.close()
@@ -144,31 +231,21 @@ class WebsocketConnection(Connection):
         check_json_result(operation, self.expected, result, payload)
 
     async def close(self) -> None:
-        broken = self.socket.reader.done()
-        await self.driver.shared.release(self.socket, broken=broken)
+        await self.driver.shared.release(self.socket, broken=self.socket.broken)
 
 
 class WebsocketDriver(Driver):
     def __init__(self, target, context) -> None:
         super().__init__(target, context)
         self.uri, self.tls = websocket_address(target)
-        self.shared: SharedConnections[_Socket] = SharedConnections(
-            self._open, _Socket.close, context.options.streams_per_connection
+        self._socket_class = _LeanSocket if context.options.client == "lean" else _Socket
+        self.shared: SharedConnections[_LeanSocket | _Socket] = SharedConnections(
+            self._open, lambda socket: socket.close(), context.options.streams_per_connection
         )
 
-    async def _open(self) -> _Socket:
+    async def _open(self) -> _LeanSocket | _Socket:
         self.meter.opened()
-        websocket = await connect(
-            self.uri,
-            compression=None,
-            max_size=4 * MAX_PAYLOAD_BYTES,
-            user_agent_header=None,
-            proxy=None,
-            **self.tls,
-        )
-        if self.tls:
-            self.meter.tls_connection(websocket.transport)
-        return _Socket(websocket)
+        return await self._socket_class.open(self)
 
     async def connect(self) -> WebsocketConnection:
         return WebsocketConnection(self, await self.shared.acquire())
