@@ -1,17 +1,23 @@
-"""Calibration: what the harness's own generator costs per request, against tools in C.
+"""Calibration: what the harness's own generator costs per request or delivered event,
+against independent tools.
 
-For every pattern an independent tool can drive (wrk for REST, JSON-RPC, SOAP and GraphQL
-over HTTP/1.1; h2load for gRPC over HTTP/2), the tool and one harness generator process
-send the same get_user at the same fixed rate, well below the server's ceiling, over the
-same number of connections, pinned to the same CPUs. Each side's CPU seconds per request
-are compared: the harness's cost over the tool's is how much more client CPU the harness
-needs for the same traffic. The sides alternate who goes first (tool then harness, then
-harness then tool), and the median ratio over the rounds is reported with its spread.
+Request/response: for every pattern an independent tool can drive (wrk for REST,
+JSON-RPC, SOAP and GraphQL over HTTP/1.1; h2load for gRPC over HTTP/2; the Node `ws`
+reference client for WebSocket), the tool and one harness generator process send the
+same get_user at the same fixed rate, well below the server's ceiling, over the same
+number of connections, pinned to the same CPUs. Push: for every pattern an independent
+subscriber follows (mosquitto_sub for MQTT, Node's `ws` for WebSocket push, the
+`eventsource` package for SSE), the same number of its subscribers and of the harness's
+get the same publisher's events at the same rate, pinned alike. Each side's CPU seconds
+per request (or delivered event) are compared: the harness's cost over the tool's is how
+much more client CPU the harness needs for the same traffic. The sides alternate who
+goes first (tool then harness, then harness then tool), and the median ratio over the
+rounds is reported with its spread.
 
 The result is stored in `results/calibration.json` with the machine and commit it was
 measured on; a run takes it only if it is its own machine and commit
-(`calibration_for_run`). Patterns no tool here can drive (WebSocket, every push pattern)
-are listed as uncalibrated, never given a ratio.
+(`calibration_for_run`). Patterns no tool here can follow (webhooks, polling, gRPC
+streaming) are listed as uncalibrated, never given a ratio.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from bench.loadtools import (
     GET_USER_ID,
     TOOL_TIMEOUT_GRACE_S,
     ToolFailed,
+    ToolProbe,
     ToolRequest,
     check_answer,
     missing_tool,
@@ -43,13 +50,18 @@ from bench.loadtools import (
     tool_requests,
     tool_version,
 )
+from bench.pattern import load
+from bench.push import PushPlan
 from bench.registry import PATTERNS, Pattern
 from bench.resources import Placement, plan_placement
 from bench.results import utc_now, write_json
-from bench.serverproc import PatternUnavailable, ServerFailed
-from bench.workload import Operation
+from bench.serverproc import PatternUnavailable, ServerFailed, ServerGroup
+from bench.subscriber_tools import SubscriberProbe
+from bench.workload import ExpectedAnswers, Operation
 from common.dataset import DatasetSpec, build_user
+from common.events import PublishPlan
 from common.histogram import LatencyHistogram
+from common.schedule import DueTimes
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CALIBRATION_FILE = "calibration.json"
@@ -66,6 +78,13 @@ START_DELAY_NS = 100_000_000  # from "go" to the generator's first request
 COLLECT_GRACE_S = 30.0
 RATE_NOTE_SHARE = 0.1  # a side more than 10% off its target rate gets a note
 NO_TOOL = "no independent load tool in this harness"
+# The Node reference client of WebSocket (bench/reference_clients.py); it checks every
+# answer itself and measures its own CPU over its window.
+WS_LOAD = "ws-load"
+# Push: subscribers on each side, and the publisher's rate: 1,000 deliveries a second.
+PUSH_SUBSCRIBERS = 10
+PUSH_RATE_PER_S = 100.0
+PUSH_DRAIN_S = 0.2
 NO_CALIBRATION = "no calibration: run `bench calibrate`"
 
 
@@ -218,6 +237,8 @@ def _pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
 def measure_tool(
     request: ToolRequest, url: str, files: Path, settings: Settings, placement: Placement
 ) -> SideFigures:
+    if request.tool == WS_LOAD:
+        return measure_reference_load(request, url, settings, placement)
     command, parse = tool_command(
         request, url, files, settings.connections, settings.rate_per_s, settings.duration_s
     )
@@ -235,6 +256,38 @@ def measure_tool(
         cpu_s=run.cpu_s,
         cpu_us_per_request=_per_request_us(run.cpu_s, report.requests),
         errors=report.errors,
+        p50_us=report.p50_us,
+        mean_us=report.mean_us,
+    )
+
+
+def measure_reference_load(
+    request: ToolRequest, url: str, settings: Settings, placement: Placement
+) -> SideFigures:
+    """The Node reference client (reference/ws-load.mjs): it warms up as the harness does,
+    and reports its CPU over its measured window, checking every answer itself."""
+    from bench.reference_clients import run_ws_load
+
+    user_id = GET_USER_ID
+    expected = ExpectedAnswers(DatasetSpec()).user_json(user_id)
+    report = run_ws_load(
+        url,
+        max(1, settings.connections // request.streams_per_connection),
+        request.streams_per_connection,
+        settings.rate_per_s,
+        settings.warmup_s,
+        settings.duration_s,
+        user_id,
+        expected,
+        _pinned(placement.generator_cpus),
+    )
+    return SideFigures(
+        requests=report.requests,
+        elapsed_s=report.elapsed_s,
+        rate_per_s=report.rate_per_s,
+        cpu_s=report.cpu_s,
+        cpu_us_per_request=_per_request_us(report.cpu_s, report.requests),
+        errors=report.errors + report.timeouts,
         p50_us=report.p50_us,
         mean_us=report.mean_us,
     )
@@ -306,7 +359,7 @@ def measure_rounds(
 ) -> list[Round]:
     """`settings.repeats` rounds; even ones run the tool first, odd ones the harness. The
     harness runs at the rate the tool last achieved, so both send the same traffic."""
-    url = f"http://{target.host}:{target.port}{request.path}"
+    url = f"{request.scheme}://{target.host}:{target.port}{request.path}"
     tool_rate_per_s = settings.rate_per_s
     rounds = []
     for index in range(settings.repeats):
@@ -373,20 +426,20 @@ def _notes(entry: PatternCalibration, target_rate_per_s: float) -> list[str]:
 
 
 def summarise(
-    pattern: Pattern, request: ToolRequest, rounds: list[Round], settings: Settings
+    pattern: Pattern, tool: str, request: str, rounds: list[Round], settings: Settings
 ) -> PatternCalibration:
     result = PatternCalibration(
         pattern=pattern.name,
         workload=pattern.kind,
         status="calibrated",
-        tool=request.tool,
-        request=request.describe(),
+        tool=tool,
+        request=request,
         rounds=rounds,
         tool_figures=_median_figures([measured.tool for measured in rounds]),
         harness_figures=_median_figures([measured.harness for measured in rounds]),
     )
     result.notes = _notes(result, settings.rate_per_s)
-    failure = _failure(request.tool, rounds)
+    failure = _failure(tool, rounds)
     if failure:
         result.status, result.reason = "failed", failure
         return result
@@ -400,7 +453,10 @@ def check_tool_request(
     pattern: Pattern, request: ToolRequest, url: str, dataset: DatasetSpec, files: Path
 ) -> None:
     """Send the tool's request once (curl, the same bytes) and check the answer: the tools
-    count statuses only, and a JSON-RPC or GraphQL error comes with status 200."""
+    count statuses only, and a JSON-RPC or GraphQL error comes with status 200. A tool
+    that checks every answer itself needs no such probe."""
+    if request.checks_answers:
+        return
     try:
         answer = probe(url, request, files)
         check_answer(pattern.name, answer, build_user(dataset, GET_USER_ID))
@@ -429,7 +485,7 @@ def calibrate_pattern(
             dataset, pattern.options(), logs, pattern.name, placement.servers
         ) as servers:
             target = Target("127.0.0.1", servers.start())
-            url = f"http://{target.host}:{target.port}{request.path}"
+            url = f"{request.scheme}://{target.host}:{target.port}{request.path}"
             check_tool_request(pattern, request, url, dataset, files)
             rounds = measure_rounds(
                 pattern, request, target, dataset, files, settings, placement, log
@@ -443,7 +499,159 @@ def calibrate_pattern(
             tool=request.tool,
             request=request.describe(),
         )
-    return summarise(pattern, request, rounds, settings)
+    return summarise(pattern, request.tool, request.describe(), rounds, settings)
+
+
+# Push -------------------------------------------------------------------------------------
+def calibrate_push_pattern(
+    pattern: Pattern,
+    subscriber_probe: SubscriberProbe,
+    dataset: DatasetSpec,
+    settings: Settings,
+    placement: Placement,
+    logs: Path,
+    log: Callable[[str], None],
+) -> PatternCalibration:
+    """The independent subscribers and one harness generator process, in turn, each with
+    a fresh publisher: PUSH_SUBSCRIBERS of them at PUSH_RATE_PER_S events a second, CPU
+    per delivered event over the same warm-up and window."""
+    tool = subscriber_probe.tool
+    request = f"{PUSH_SUBSCRIBERS} subscribers at {PUSH_RATE_PER_S:g} events/s"
+    rounds = []
+    try:
+        for index in range(settings.repeats):
+            order = [tool, "harness"] if index % 2 == 0 else ["harness", tool]
+            log(f"  {pattern.name:9} round {index + 1}: {' then '.join(order)}")
+            sides: dict[str, SideFigures] = {}
+            for side in order:
+                with pattern.servers(
+                    dataset, pattern.options(), logs, pattern.name, placement.servers
+                ) as servers:
+                    target = Target("127.0.0.1", servers.start())
+                    if side == "harness":
+                        sides[side] = measure_push_harness(
+                            pattern, servers, target, dataset, settings, placement
+                        )
+                    else:
+                        sides[side] = measure_push_tool(
+                            pattern, subscriber_probe, servers, target, settings, placement
+                        )
+            tool_side, harness = sides[tool], sides["harness"]
+            rounds.append(Round(order, tool_side, harness, _ratio(harness, tool_side)))
+    except (ToolFailed, GeneratorFailed, ServerFailed, PatternUnavailable) as exc:
+        return PatternCalibration(
+            pattern=pattern.name,
+            workload=pattern.kind,
+            status="failed",
+            reason=str(exc).splitlines()[0],
+            tool=tool,
+            request=request,
+        )
+    push_settings = Settings(PUSH_RATE_PER_S * PUSH_SUBSCRIBERS, settings.duration_s, 0)
+    return summarise(pattern, tool, request, rounds, push_settings)
+
+
+def _publish_plan(settings: Settings) -> PublishPlan:
+    return PublishPlan(
+        start_ns=time.monotonic_ns() + START_DELAY_NS,
+        rate_per_s=PUSH_RATE_PER_S,
+        warmup_s=settings.warmup_s,
+        duration_s=settings.duration_s,
+    )
+
+
+def _sleep_until(deadline_ns: int) -> None:
+    while (remaining := deadline_ns - time.monotonic_ns()) > 0:
+        time.sleep(remaining / 1e9)
+
+
+def measure_push_tool(
+    pattern: Pattern,
+    subscriber_probe: SubscriberProbe,
+    servers: ServerGroup,
+    target: Target,
+    settings: Settings,
+    placement: Placement,
+) -> SideFigures:
+    with subscriber_probe.subscribers(
+        target, PUSH_SUBSCRIBERS, pattern.options(), _pinned(placement.generator_cpus)
+    ) as subscribers:
+        plan = _publish_plan(settings)
+        servers.controller.send_control(plan)
+        _sleep_until(plan.measure_from_ns)
+        subscribers.begin()
+        _sleep_until(plan.end_ns)
+        report = subscribers.finish()
+    due = PUSH_RATE_PER_S * settings.duration_s * PUSH_SUBSCRIBERS
+    return SideFigures(
+        requests=report.events,
+        elapsed_s=settings.duration_s,
+        rate_per_s=round(report.events / settings.duration_s, 1),
+        cpu_s=round(report.cpu_s, 6),
+        cpu_us_per_request=_per_request_us(report.cpu_s, report.events),
+        errors=report.errors,
+        p50_us=None,
+        mean_us=None,
+        detail=f"{report.events:,} of {due:,.0f} events due" if report.events < due else None,
+    )
+
+
+def measure_push_harness(
+    pattern: Pattern,
+    servers: ServerGroup,
+    target: Target,
+    dataset: DatasetSpec,
+    settings: Settings,
+    placement: Placement,
+) -> SideFigures:
+    """One generator process with PUSH_SUBSCRIBERS subscribers; its CPU over the window,
+    per event delivered that was due in it."""
+    plan = PushPlan(
+        subscribers=PUSH_SUBSCRIBERS,
+        first_subscriber=0,
+        warmup_s=settings.warmup_s,
+        duration_s=settings.duration_s,
+        drain_s=PUSH_DRAIN_S,
+        rate_per_s=PUSH_RATE_PER_S,
+        payload_bytes=dataset.payload_bytes,
+    )
+    job = GeneratorJob(
+        index=0,
+        pattern=pattern.name,
+        dataset=dataset,
+        plan=plan,
+        options=pattern.options(),
+        place=placement.generators,
+    )
+    with GeneratorGroup([job]) as group:
+        group.start(target)
+        publish = _publish_plan(settings)
+        servers.controller.send_control(publish)
+        group.go(publish.start_ns)
+        (result,) = group.collect(
+            settings.warmup_s + settings.duration_s + PUSH_DRAIN_S + COLLECT_GRACE_S
+        )
+    due = DueTimes(publish.start_ns, PUSH_RATE_PER_S)
+    in_window = [
+        seq
+        for seq in range(1, round(PUSH_RATE_PER_S * (settings.warmup_s + settings.duration_s)) + 2)
+        if publish.measure_from_ns <= due.due_ns(seq) < publish.end_ns
+    ]
+    delivered = sum(
+        1 for counts in result["counts"] for seq in in_window if seq < len(counts) and counts[seq]
+    )
+    details = [f"{count} x {kind}" for kind, count in result["error_kinds"].items()]
+    return SideFigures(
+        requests=delivered,
+        elapsed_s=result["measured_s"],
+        rate_per_s=round(delivered / result["measured_s"], 1) if result["measured_s"] else 0.0,
+        cpu_s=round(result["cpu_s"], 6),
+        cpu_us_per_request=_per_request_us(result["cpu_s"], delivered),
+        errors=result["errors"],
+        p50_us=None,
+        mean_us=None,
+        detail="; ".join(details) or None,
+    )
 
 
 def _variant_of(pattern: Pattern) -> str | None:
@@ -493,12 +701,22 @@ def calibrate(
     patterns: dict[str, PatternCalibration] = {}
     with tempfile.TemporaryDirectory(prefix="calibration-") as scratch:
         for name, pattern in PATTERNS.items():
-            request = requests.get(name)
+            found = load(pattern.tool_probe_path) if pattern.tool_probe_path else None
+            if isinstance(found, SubscriberProbe):
+                missing = found.missing()
+                patterns[name] = (
+                    uncalibrated(pattern, requests, missing)
+                    if missing
+                    else calibrate_push_pattern(
+                        pattern, found, dataset, settings, placement, logs, log
+                    )
+                )
+                continue
+            request = requests.get(name) if isinstance(found, ToolProbe) else None
             if request is None:
                 patterns[name] = uncalibrated(pattern, requests)
                 continue
-            # curl checks the tool's answers: the tools themselves look at statuses only.
-            missing = missing_tool(request.tool) or missing_tool("curl")
+            missing = _tool_missing(request)
             if missing:
                 patterns[name] = uncalibrated(pattern, requests, missing)
                 continue
@@ -510,11 +728,17 @@ def calibrate(
         measured_at=utc_now(),
         measured_on=measured_on(env),
         method=(
-            "per pattern, an independent tool and one harness generator process (open loop, "
-            "at the rate the tool achieved) send the same get_user over the same number of "
-            "connections, pinned to the same CPUs; CPU per request is each process's CPU "
-            "time (user + system) over its completed requests; cpu_ratio is the harness's "
-            "over the tool's, the median of rounds in alternating order"
+            "request/response: per pattern, an independent tool and one harness generator "
+            "process (open loop, at the rate the tool achieved) send the same get_user over "
+            "the same number of connections, pinned to the same CPUs; CPU per request is "
+            "each process's CPU time (user + system) over its completed requests (wrk's and "
+            "h2load's over their whole run, the Node client's and the harness's over the "
+            "window after a warm-up). push: per pattern, "
+            f"{PUSH_SUBSCRIBERS} independent subscribers, then {PUSH_SUBSCRIBERS} of the "
+            "harness's in one generator process, each side with a fresh publisher at "
+            f"{PUSH_RATE_PER_S:g} events/s; CPU per event delivered in the window. "
+            "cpu_ratio is the harness's over the tool's, the median of rounds in "
+            "alternating order"
         ),
         rate_per_s=settings.rate_per_s,
         duration_s=settings.duration_s,
@@ -522,7 +746,7 @@ def calibrate(
         connections=settings.connections,
         repeats=settings.repeats,
         placement=placement.to_dict(),
-        tools={name: tool_version(name) for name in ("wrk", "h2load") if not missing_tool(name)},
+        tools=_tool_versions(),
         patterns=patterns,
         elapsed_s=round(time.monotonic() - started, 1),
         environment=env,
@@ -534,6 +758,30 @@ def calibrate(
     return document
 
 
+def _tool_missing(request: ToolRequest) -> str | None:
+    """Why the tool of `request` cannot run here, or None. curl checks the answers of the
+    tools that look at statuses only (wrk, h2load)."""
+    if request.tool == WS_LOAD:
+        from bench.reference_clients import missing_reference
+
+        return missing_reference()
+    return missing_tool(request.tool) or (None if request.checks_answers else missing_tool("curl"))
+
+
+def _tool_versions() -> dict[str, str | None]:
+    """Every independent tool's version, where it is installed."""
+    from bench.reference_clients import missing_reference, node_version
+
+    versions = {name: tool_version(name) for name in ("wrk", "h2load") if not missing_tool(name)}
+    if missing_reference() is None:
+        versions["node"] = node_version()
+    for pattern in PATTERNS.values():
+        found = load(pattern.tool_probe_path) if pattern.tool_probe_path else None
+        if isinstance(found, SubscriberProbe) and found.missing() is None:
+            versions[found.tool] = found.version()
+    return versions
+
+
 # Reporting ------------------------------------------------------------------------------
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
@@ -543,7 +791,7 @@ def _figure(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-_COLUMNS = "{:10}{:8}{:>9}{:>9}{:>10}{:>9}{:>9}{:>12}{:>9}{:>9}"
+_COLUMNS = "{:15}{:14}{:>9}{:>9}{:>10}{:>9}{:>9}{:>12}{:>9}{:>9}"
 
 
 def _table_row(name: str, entry: dict) -> str:
@@ -564,10 +812,42 @@ def _table_row(name: str, entry: dict) -> str:
 
 
 def describe(record: dict) -> list[str]:
-    """A table for people: per pattern, both sides' rates, CPU per request, the ratio and
-    p50 (medians over the rounds); then the patterns without a ratio and why."""
-    lines = [
-        f"{'':18}{'requests/s':>18}{'CPU us/request':>19}{'harness/tool':>21}{'p50 us':>18}",
+    """Tables for people, one per workload kind measured: per pattern, both sides' rates,
+    CPU per request (or delivered event), the ratio and p50 (medians over the rounds);
+    then the patterns without a ratio and why."""
+    lines = []
+    others = []
+    unmeasured: dict[str, list[str]] = {}  # why -> the patterns it applies to
+    measured: dict[str, list[tuple[str, dict]]] = {}  # workload kind -> its rows
+    for name, entry in record.get("patterns", {}).items():
+        if entry.get("tool_figures") is None:
+            unmeasured.setdefault(f"{entry['status']}: {entry['reason']}", []).append(name)
+            continue
+        measured.setdefault(entry["workload"], []).append((name, entry))
+        if entry["status"] == "failed":
+            others.append(f"{name}: failed: {entry['reason']}")
+        others += [f"{name}: note: {note}" for note in entry.get("notes") or []]
+    for workload, rows in measured.items():
+        lines += _table_header(workload)
+        lines += [_table_row(name, entry) for name, entry in rows]
+    lines += others
+    lines += [f"{', '.join(names)}: {why}" for why, names in unmeasured.items()]
+    lines.append(describe_ratios(record))
+    latency = describe_latency(record)
+    if latency:
+        lines.append(latency)
+    if record.get("elapsed_s"):
+        lines.append(f"calibration took {record['elapsed_s']:.0f} s")
+    return lines
+
+
+def _table_header(workload: str) -> list[str]:
+    """The two header lines of one kind's table, in its words ("requests", "delivered
+    events")."""
+    words = kind_named(workload).words
+    per = words.messages.split()[-1].removesuffix("s")  # "request", "event"
+    return [
+        f"{'':29}{words.rate_column:>18}{f'CPU us/{per}':>19}{'harness/tool':>21}{'p50 us':>18}",
         _COLUMNS.format(
             "pattern",
             "tool",
@@ -581,25 +861,6 @@ def describe(record: dict) -> list[str]:
             "harness",
         ),
     ]
-    others = []
-    unmeasured: dict[str, list[str]] = {}  # why -> the patterns it applies to
-    for name, entry in record.get("patterns", {}).items():
-        if entry.get("tool_figures") is None:
-            unmeasured.setdefault(f"{entry['status']}: {entry['reason']}", []).append(name)
-            continue
-        lines.append(_table_row(name, entry))
-        if entry["status"] == "failed":
-            others.append(f"{name}: failed: {entry['reason']}")
-        others += [f"{name}: note: {note}" for note in entry.get("notes") or []]
-    lines += others
-    lines += [f"{', '.join(names)}: {why}" for why, names in unmeasured.items()]
-    lines.append(describe_ratios(record))
-    latency = describe_latency(record)
-    if latency:
-        lines.append(latency)
-    if record.get("elapsed_s"):
-        lines.append(f"calibration took {record['elapsed_s']:.0f} s")
-    return lines
 
 
 def _describe_format_1(record: dict) -> str:
@@ -616,15 +877,29 @@ def _describe_format_1(record: dict) -> str:
 
 def describe_ratios(record: dict) -> str:
     """One line for chart footers: each pattern's ratio of the harness's CPU per request
-    to the tool's, and which patterns have none."""
+    (or delivered event) to the tool's, kind by kind, and which patterns have none."""
     patterns = record.get("patterns")
     if not isinstance(patterns, dict):
         return _describe_format_1(record)
-    measured = {n: e for n, e in patterns.items() if e["status"] != "uncalibrated"}
-    parts = [
-        f"{name} {entry['cpu_ratio']:.1f}x" if entry["status"] == "calibrated" else f"{name} failed"
-        for name, entry in measured.items()
-    ]
+    parts = []
+    for kind in KINDS.values():
+        measured = {
+            name: entry
+            for name, entry in patterns.items()
+            if entry["status"] != "uncalibrated" and entry["workload"] == kind.name
+        }
+        if not measured:
+            continue
+        ratios = [
+            f"{name} {entry['cpu_ratio']:.1f}x"
+            if entry["status"] == "calibrated"
+            else f"{name} failed"
+            for name, entry in measured.items()
+        ]
+        tools = "/".join(dict.fromkeys(entry["tool"] for entry in measured.values()))
+        per = kind.words.messages.removesuffix("s")  # "request", "delivered event"
+        rate = f" at {record['rate_per_s']:,.0f}/s" if not parts else ""
+        parts.append(f"per {per} vs {tools}{rate}: {', '.join(ratios)}")
     uncalibrated = {n: e for n, e in patterns.items() if e["status"] == "uncalibrated"}
     unmeasured = [
         name
@@ -638,12 +913,7 @@ def describe_ratios(record: dict) -> str:
         if not kind.tool_calibrated
         and any(entry["workload"] == kind.name for entry in uncalibrated.values())
     ]
-    tools = "/".join(dict.fromkeys(entry["tool"] for entry in measured.values()))
-    line = (
-        f"generator CPU per request vs {tools} at {record['rate_per_s']:,.0f}/s: {', '.join(parts)}"
-        if parts
-        else "generator not calibrated"
-    )
+    line = f"generator CPU {'; '.join(parts)}" if parts else "generator not calibrated"
     return f"{line}; {_join(unmeasured)} uncalibrated" if unmeasured else line
 
 

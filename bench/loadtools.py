@@ -47,6 +47,10 @@ class ToolRequest:
     body: bytes = b""
     http2: bool = False
     streams_per_connection: int = 1
+    # A tool that checks every answer itself (the Node reference clients) needs no probe
+    # by curl: wrk and h2load count statuses only.
+    checks_answers: bool = False
+    scheme: str = "http"  # how the tool's URL starts ("ws" for WebSocket)
 
     def describe(self) -> str:
         return f"{self.method} {self.path}"
@@ -82,15 +86,17 @@ class ToolProbe:
 
 
 def tool_probes() -> dict[str, ToolProbe]:
-    """Every pattern an independent tool can drive, with how."""
+    """Every request/response pattern an independent tool can drive, with how (a push
+    pattern's probe is a SubscriberProbe: bench/subscriber_tools.py)."""
     from bench.pattern import load
     from bench.registry import PATTERNS
 
-    return {
+    probes = {
         name: load(pattern.tool_probe_path)
         for name, pattern in PATTERNS.items()
         if pattern.tool_probe_path
     }
+    return {name: probe for name, probe in probes.items() if isinstance(probe, ToolProbe)}
 
 
 def tool_requests(user_id: int = GET_USER_ID) -> dict[str, ToolRequest]:

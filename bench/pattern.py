@@ -72,8 +72,9 @@ class Pattern:
     def variant(self, **changes) -> Pattern:
         """Another entry on this one's server and driver: `changes` say what makes it a
         variant (name, label, colour, fixed options, the mechanism it ablates...). A
-        variant is never calibrated on its own, so it takes no tool probe."""
-        return replace(self, tool_probe_path=None, **changes)
+        variant is not calibrated on its own unless `changes` give it a tool probe (one
+        whose fixed options change the client's work, as MQTT's QoS does)."""
+        return replace(self, **{"tool_probe_path": None, **changes})
 
     def driver_class(self) -> type[Driver]:
         return load(self.driver_path)

@@ -231,6 +231,13 @@ class ServerMonitor:
         return ServerUsage(round(self._cpu_now() - self._cpu_start, 4), self._peak_rss, busy)
 
 
+def process_run_ns(pid: int) -> int | None:
+    """The nanoseconds process `pid` has run on a CPU so far, every thread of it (the
+    scheduler's own count: no 10 ms ticks); None if the kernel does not say."""
+    threads = _thread_run_ns(pid)
+    return sum(threads.values()) if threads is not None else None
+
+
 def _thread_run_ns(pid: int) -> dict[int, int] | None:
     """Per thread of `pid`, the nanoseconds it has run on a CPU; None if the kernel does
     not say (no /proc, or no scheduler statistics)."""

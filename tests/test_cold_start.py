@@ -167,7 +167,7 @@ def test_the_cold_start_scenario_runs_every_pattern_over_wan_with_tls():
     scenario = loaded.scenario
     assert scenario.workload.kind == COLD_START.name
     path = scenario.network.path()
-    assert (path.profile, path.rtt_ms, path.tls, scenario.timing.repeats) == ("wan", 50.0, True, 2)
+    assert (path.profile, path.rtt_ms, path.tls, scenario.timing.repeats) == ("wan", 50.0, True, 3)
     config = point_config(scenario, scenario.timing, loaded.options["rest"])
     assert (config["network"]["rtt_ms"], config["network"]["emulated"]) == (50.0, True)
     kinds = {PATTERNS[name].kind for name in scenario.patterns}

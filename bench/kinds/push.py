@@ -58,7 +58,7 @@ class Push(WorkloadKind):
         "dead-paths",  # drawn only over a path with outages
     )
     headline_charts = ("latency", "completeness")
-    tool_calibrated = False
+    tool_calibrated = True
     server_takes_control = True
     sweepable = (
         "workload.rate_per_s",

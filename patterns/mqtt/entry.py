@@ -20,6 +20,7 @@ MQTT = Pattern(
     promises="at most once: events sent while away are lost",
     needs=(MOSQUITTO,),
     packages=("paho-mqtt",),
+    tool_probe_path=f"{HERE}.calibration:TOOL_PROBE",
 )
 
 PATTERNS = [
@@ -30,5 +31,7 @@ PATTERNS = [
         fixed_options={"qos": 1},
         color="#ff9896",
         promises="at least once: the broker queues for the persistent session",
+        # Calibrated on its own: its subscribers acknowledge every message (PUBACK).
+        tool_probe_path=MQTT.tool_probe_path,
     ),
 ]

@@ -16,6 +16,7 @@ SSE = Pattern(
     color="#17becf",
     promises="resume: events missed while away are replayed (Last-Event-ID)",
     packages=("aiohttp", "httptools"),
+    tool_probe_path=f"{HERE}.calibration:TOOL_PROBE",
 )
 
 PATTERNS = [

@@ -17,5 +17,6 @@ PATTERNS = [
         color="#ff7f0e",
         promises="an error message per request, matched by correlation id",
         packages=("websockets",),
+        tool_probe_path=f"{HERE}.calibration:TOOL_PROBE",
     ),
 ]

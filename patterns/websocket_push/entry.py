@@ -17,5 +17,6 @@ PATTERNS = [
         color="#ff7f0e",
         promises="none: events sent while away are lost",
         packages=("websockets",),
+        tool_probe_path=f"{HERE}.calibration:TOOL_PROBE",
     ),
 ]
