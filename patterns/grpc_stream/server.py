@@ -79,7 +79,7 @@ async def serve(context: runtime.ServerContext) -> None:
     await server.start()
     context.ready(port)
     await context.stop.wait()
-    await server.stop(grace=0.5)
+    await server.stop(grace=0.25)  # as the gRPC server's (patterns/grpc/server.py)
 
 
 def ping_permission(args) -> list[tuple[str, int]]:
