@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make bench   calibrate the generator against wrk and h2load, run every scenario, write results and charts
+#   make bench   calibrate the generator against independent tools (wrk, h2load, Node reference
+#                clients, mosquitto_sub), run every scenario, write results and charts
 #   make test    run the test suite
 # Both create .venv, install the pinned dependencies, generate the gRPC stubs and, where the
 # machine allows it, install the system packages the harness uses (wrk, h2load, curl, mosquitto)
