@@ -23,11 +23,11 @@ SCENARIOS ?= scenarios/*.toml
 .PHONY: bench test setup protos quick calibrate publish lint format clean reference-packages-missing
 
 # A calibration that fails for a pattern says so in its record; the scenarios still run.
-# The network calibration (about 40 s) measures every preset's emulated path; without
-# root it says why it cannot and the scenarios still run.
+# The network calibration (about 20 s) measures the emulated path of every preset the
+# scenarios use; without root it says why it cannot and the scenarios still run.
 bench: setup
 	-$(BIN)/bench calibrate --duration 2
-	-$(BIN)/bench calibrate --network all
+	-$(BIN)/bench calibrate --network used
 	$(BIN)/bench run $(SCENARIOS)
 
 test: setup

@@ -81,9 +81,7 @@ NO_TOOL = "no independent load tool in this harness"
 # The Node reference client of WebSocket (bench/reference_clients.py); it checks every
 # answer itself and measures its own CPU over its window.
 WS_LOAD = "ws-load"
-# Push: subscribers on each side, and the publisher's rate: 1,000 deliveries a second.
-PUSH_SUBSCRIBERS = 10
-PUSH_RATE_PER_S = 100.0
+# Push: after the window, the harness's subscribers wait this long for events on their way.
 PUSH_DRAIN_S = 0.2
 NO_CALIBRATION = "no calibration: run `bench calibrate`"
 
@@ -513,10 +511,11 @@ def calibrate_push_pattern(
     log: Callable[[str], None],
 ) -> PatternCalibration:
     """The independent subscribers and one harness generator process, in turn, each with
-    a fresh publisher: PUSH_SUBSCRIBERS of them at PUSH_RATE_PER_S events a second, CPU
-    per delivered event over the same warm-up and window."""
+    a fresh publisher: as many subscribers on each side, at the same rate, as the probe
+    says; CPU per delivered event over the same warm-up and window."""
     tool = subscriber_probe.tool
-    request = f"{PUSH_SUBSCRIBERS} subscribers at {PUSH_RATE_PER_S:g} events/s"
+    count, rate = subscriber_probe.subscribers, subscriber_probe.rate_per_s
+    request = f"{count} subscriber{'s' if count > 1 else ''} at {rate:g} events/s"
     rounds = []
     try:
         for index in range(settings.repeats):
@@ -530,7 +529,13 @@ def calibrate_push_pattern(
                     target = Target("127.0.0.1", servers.start())
                     if side == "harness":
                         sides[side] = measure_push_harness(
-                            pattern, servers, target, dataset, settings, placement
+                            pattern,
+                            subscriber_probe,
+                            servers,
+                            target,
+                            dataset,
+                            settings,
+                            placement,
                         )
                     else:
                         sides[side] = measure_push_tool(
@@ -547,14 +552,14 @@ def calibrate_push_pattern(
             tool=tool,
             request=request,
         )
-    push_settings = Settings(PUSH_RATE_PER_S * PUSH_SUBSCRIBERS, settings.duration_s, 0)
+    push_settings = Settings(rate * count, settings.duration_s, 0)
     return summarise(pattern, tool, request, rounds, push_settings)
 
 
-def _publish_plan(settings: Settings) -> PublishPlan:
+def _publish_plan(settings: Settings, probe: SubscriberProbe) -> PublishPlan:
     return PublishPlan(
         start_ns=time.monotonic_ns() + START_DELAY_NS,
-        rate_per_s=PUSH_RATE_PER_S,
+        rate_per_s=probe.rate_per_s,
         warmup_s=settings.warmup_s,
         duration_s=settings.duration_s,
     )
@@ -573,16 +578,16 @@ def measure_push_tool(
     settings: Settings,
     placement: Placement,
 ) -> SideFigures:
-    with subscriber_probe.subscribers(
-        target, PUSH_SUBSCRIBERS, pattern.options(), _pinned(placement.generator_cpus)
+    with subscriber_probe.start(
+        target, subscriber_probe.subscribers, pattern.options(), _pinned(placement.generator_cpus)
     ) as subscribers:
-        plan = _publish_plan(settings)
+        plan = _publish_plan(settings, subscriber_probe)
         servers.controller.send_control(plan)
         _sleep_until(plan.measure_from_ns)
         subscribers.begin()
         _sleep_until(plan.end_ns)
         report = subscribers.finish()
-    due = PUSH_RATE_PER_S * settings.duration_s * PUSH_SUBSCRIBERS
+    due = subscriber_probe.rate_per_s * settings.duration_s * subscriber_probe.subscribers
     return SideFigures(
         requests=report.events,
         elapsed_s=settings.duration_s,
@@ -598,21 +603,23 @@ def measure_push_tool(
 
 def measure_push_harness(
     pattern: Pattern,
+    subscriber_probe: SubscriberProbe,
     servers: ServerGroup,
     target: Target,
     dataset: DatasetSpec,
     settings: Settings,
     placement: Placement,
 ) -> SideFigures:
-    """One generator process with PUSH_SUBSCRIBERS subscribers; its CPU over the window,
-    per event delivered that was due in it."""
+    """One generator process with as many subscribers as the tool's side; its CPU over
+    the window, per event delivered that was due in it."""
+    rate = subscriber_probe.rate_per_s
     plan = PushPlan(
-        subscribers=PUSH_SUBSCRIBERS,
+        subscribers=subscriber_probe.subscribers,
         first_subscriber=0,
         warmup_s=settings.warmup_s,
         duration_s=settings.duration_s,
         drain_s=PUSH_DRAIN_S,
-        rate_per_s=PUSH_RATE_PER_S,
+        rate_per_s=rate,
         payload_bytes=dataset.payload_bytes,
     )
     job = GeneratorJob(
@@ -625,16 +632,16 @@ def measure_push_harness(
     )
     with GeneratorGroup([job]) as group:
         group.start(target)
-        publish = _publish_plan(settings)
+        publish = _publish_plan(settings, subscriber_probe)
         servers.controller.send_control(publish)
         group.go(publish.start_ns)
         (result,) = group.collect(
             settings.warmup_s + settings.duration_s + PUSH_DRAIN_S + COLLECT_GRACE_S
         )
-    due = DueTimes(publish.start_ns, PUSH_RATE_PER_S)
+    due = DueTimes(publish.start_ns, rate)
     in_window = [
         seq
-        for seq in range(1, round(PUSH_RATE_PER_S * (settings.warmup_s + settings.duration_s)) + 2)
+        for seq in range(1, round(rate * (settings.warmup_s + settings.duration_s)) + 2)
         if publish.measure_from_ns <= due.due_ns(seq) < publish.end_ns
     ]
     delivered = sum(
@@ -733,10 +740,10 @@ def calibrate(
             "the same number of connections, pinned to the same CPUs; CPU per request is "
             "each process's CPU time (user + system) over its completed requests (wrk's and "
             "h2load's over their whole run, the Node client's and the harness's over the "
-            "window after a warm-up). push: per pattern, "
-            f"{PUSH_SUBSCRIBERS} independent subscribers, then {PUSH_SUBSCRIBERS} of the "
-            "harness's in one generator process, each side with a fresh publisher at "
-            f"{PUSH_RATE_PER_S:g} events/s; CPU per event delivered in the window. "
+            "window after a warm-up). push: per pattern, independent subscribers, then as "
+            "many of the harness's in one generator process (as many as the tool holds in "
+            "one process: ten Node subscribers, one mosquitto_sub), each side with a fresh "
+            "publisher, 1,000 deliveries a second; CPU per event delivered in the window. "
             "cpu_ratio is the harness's over the tool's, the median of rounds in "
             "alternating order"
         ),

@@ -430,14 +430,20 @@ def _calibrate_network(args: argparse.Namespace) -> int:
     from bench.network.link import PathUnavailable
 
     known = calibratable_profiles()
-    if args.network != "all" and args.network not in known:
+    if args.network not in ("all", "used") and args.network not in known:
         print(
             f"--network: no path to calibrate for {args.network!r}; "
-            f"choose one of {', '.join(known)} or all",
+            f"choose one of {', '.join(known)}, all, or used",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    profiles = known if args.network == "all" else [args.network]
+    if args.network == "used":
+        profiles = _profiles_used(known)
+        if not profiles:
+            print("no scenario in scenarios/ crosses a network path: nothing to calibrate")
+            return EXIT_OK
+    else:
+        profiles = known if args.network == "all" else [args.network]
     try:
         calibrate_network(args.results_dir, profiles)
     except PathUnavailable as unavailable:
@@ -447,6 +453,19 @@ def _calibrate_network(args: argparse.Namespace) -> int:
         print(f"network calibration {reason(interrupt)}; nothing stored", file=sys.stderr)
         return exit_status(interrupt)
     return EXIT_OK
+
+
+def _profiles_used(known: list[str]) -> list[str]:
+    """The presets the scenarios of scenarios/ take a path from (a preset with overrides
+    too: its footer gives the preset's calibration), in the order presets are listed."""
+    loaded, _ = _load_all(_scenario_files([]))
+    used = {
+        point.scenario.network.path().profile
+        for item in loaded
+        for point in item.points
+        if point.scenario.network.path().emulated
+    }
+    return [name for name in known if name in used]
 
 
 def _number(text: str) -> float:
@@ -593,9 +612,10 @@ def parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument(
         "--network",
-        metavar="PROFILE|all",
-        help="instead: build this network preset's path (all: every one but loopback) and "
-        "measure its round trip, bandwidth and loss against what it is configured to do",
+        metavar="PROFILE|all|used",
+        help="instead: build this network preset's path (all: every one but loopback; used: "
+        "those the scenarios in scenarios/ use) and measure its round trip, bandwidth and "
+        "loss against what it is configured to do",
     )
     calibrate.add_argument("--results-dir", type=_folder_to_write, default=DEFAULT_RESULTS)
     calibrate.set_defaults(handler=cmd_calibrate)

@@ -205,20 +205,24 @@ class LoadEngine:
             connection = self._slots[slot] or await self._reconnect(slot, sent)
             if connection is None:
                 continue
-            sent_at[slot] = sent
+            # The timeout runs from the send itself, after any reconnection.
+            waiting_from = sent_at[slot] = now()
             try:
                 arrived, answer = await connection.send(operation)
             except asyncio.CancelledError:
                 sent_at[slot] = None
                 if not self._expired_now(slot):
                     raise
-                await self._failed(slot, sent, TimeoutError(), sent + self._timeout_ns)
+                await self._timed_out(slot, sent, waiting_from)
                 continue
             except Exception as exc:
                 sent_at[slot] = None
                 await self._failed(slot, sent, exc)
                 continue
             sent_at[slot] = None
+            if arrived - waiting_from >= self._timeout_ns:  # in before the watch looked
+                await self._timed_out(slot, sent, waiting_from)
+                continue
             problem = self._check(sent, connection, operation, answer)
             if problem is not None:
                 await self._failed(slot, sent, problem)
@@ -253,7 +257,7 @@ class LoadEngine:
                 sent_at[slot] = None
                 if not self._expired_now(slot):
                     raise
-                await self._failed(slot, intended, TimeoutError(), sent + self._timeout_ns)
+                await self._timed_out(slot, intended, sent)
                 free_since = now()
                 continue
             except Exception as exc:
@@ -262,6 +266,10 @@ class LoadEngine:
                 free_since = now()
                 continue
             sent_at[slot] = None
+            if arrived - sent >= self._timeout_ns:  # in before the watch looked
+                await self._timed_out(slot, intended, sent)
+                free_since = now()
+                continue
             problem = self._check(intended, connection, operation, answer)
             if problem is not None:
                 await self._failed(slot, intended, problem)
@@ -290,7 +298,9 @@ class LoadEngine:
         was sent, looking TIMEOUT_CHECKS times per timeout. One watch for every slot
         instead of a timer per request (asyncio.timeout cost 5.4 us a request on uvloop,
         a timer handle 2.6): the request is cut up to a twentieth of the timeout late,
-        and counted as having waited the timeout, the time the figures take for it."""
+        and counted as having waited the timeout, the time the figures take for it; an
+        answer that came after the timeout but before the watch looked is a timeout all
+        the same."""
         timeout_ns, sent_at, expired = self._timeout_ns, self._sent_at, self._expired
         now = self.clock.monotonic_ns
         while True:
@@ -302,13 +312,17 @@ class LoadEngine:
                     self._slot_tasks[slot].cancel()
 
     def _expired_now(self, slot: int) -> bool:
-        """Whether a cancellation of `slot`'s task is the timeout watch's (then taken
-        back: the task goes on) rather than the engine's own end."""
+        """Whether a cancellation of `slot`'s task is the timeout watch's alone (then
+        taken back: the task goes on) rather than, or besides, the engine's own end."""
         if not self._expired[slot]:
             return False
         self._expired[slot] = False
-        self._slot_tasks[slot].uncancel()
-        return True
+        return self._slot_tasks[slot].uncancel() == 0
+
+    async def _timed_out(self, slot: int, started_ns: int, waiting_from_ns: int) -> None:
+        """A request that waited the timeout since `waiting_from_ns` (its send): counted
+        as one, at the timeout, whenever the watch or its answer came after it."""
+        await self._failed(slot, started_ns, TimeoutError(), waiting_from_ns + self._timeout_ns)
 
     # Failures -------------------------------------------------------------------------
     async def _failed(

@@ -45,6 +45,11 @@ CPUS_BUSY_SATURATED = 0.97
 LOOP_LAG_P50_US = 500
 # Open loop, with a connection free: 0.06-0.13 ms late at p90 with headroom.
 SEND_LAG_P90_US = 1_000
+# How the loop-lag probe samples (bench/looplag.py), recorded with the thresholds so that a
+# comparison of runs says when it changed: 1, a wake-up of its own every 2 ms; 2, riding
+# on the timer's other wake-ups (an open loop's sends), a wake-up of its own only when none
+# comes within its interval.
+LOOP_LAG_PROBE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ def thresholds() -> dict:
         "cpus_busy": CPUS_BUSY_SATURATED,
         "loop_lag_p50_us": LOOP_LAG_P50_US,
         "send_lag_p90_us": SEND_LAG_P90_US,
+        "loop_lag_probe": LOOP_LAG_PROBE_VERSION,
     }
 
 

@@ -192,7 +192,7 @@ def _preloaded_modules() -> list[str]:
     from bench.registry import PATTERNS
 
     drivers = dict.fromkeys(p.driver_path.split(":")[0] for p in PATTERNS.values())
-    return ["bench.generators", "bench.kinds", *drivers]
+    return ["bench.generators", "bench.kinds", *drivers, "bench.forkserver_preloaded"]
 
 
 def prepare() -> None:

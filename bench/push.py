@@ -38,12 +38,14 @@ from bench.accounting import (
 )
 from bench.clock import Clock, RealClock
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription
+from bench.drivers.tasks import cancel_and_wait
 from bench.looplag import start_probe
 from common.events import EventPayloads, padding_length
 from common.schedule import Arrival, DueTimes
 
 SUBSCRIBE_BATCH = 50
 WIRE_SCAN_S = 0.25
+DRAIN_CHECK_NS = 20_000_000  # how often a drain that may end early looks
 CANCEL_WAIT_S = 5.0
 
 
@@ -61,6 +63,10 @@ class PushPlan:
     payload_bytes: int = 256  # the event size the scenario asked for
     disconnect_every_s: float | None = None  # fault injection: each subscriber drops and resumes
     away_s: float = 0.0  # ...after staying away this long
+    # End the drain as soon as every subscriber has every event due in the window: for a
+    # point with no faults and no outages, where nothing can come after that but what
+    # nobody injected (see PushEngine._drain).
+    drain_until_complete: bool = False
 
 
 @dataclass
@@ -142,7 +148,7 @@ class PushEngine:
             # Faults stop with the window, the same for every pattern whatever its drain:
             # the drain is for getting back what is still on its way.
             self._faulting = False
-            await self._sleep_until(window.end_ns + round(plan.drain_s * 1e9))
+            await self._drain(window, window.end_ns + round(plan.drain_s * 1e9))
         finally:
             self._running = False
             for task in (faults, scans, probing):
@@ -167,6 +173,42 @@ class PushEngine:
             return_exceptions=True,
         )
         await self.driver.close()
+
+    # The drain ------------------------------------------------------------------------
+    async def _drain(self, window: MeasurementWindow, deadline_ns: int) -> None:
+        """Wait for the events still on their way, until `deadline_ns` (the window's end
+        plus the drain); with `plan.drain_until_complete`, only until every subscriber
+        has every event due in the window. The drain is there so that an event still on
+        its way is not counted lost: once none is, waiting on measures nothing. Where
+        faults or outages are injected it always runs its length, since redeliveries,
+        duplicates and recoveries come after; and so does it where an event never
+        arrives (a loss), of course."""
+        if not self.plan.drain_until_complete:
+            await self._sleep_until(deadline_ns)
+            return
+        first, last = self._seqs_due_in(window)
+        while (now := self.clock.monotonic_ns()) < deadline_ns and not self._stop.is_set():
+            if self._every_subscriber_has(first, last):
+                return
+            await self._sleep_until(min(deadline_ns, now + DRAIN_CHECK_NS))
+
+    def _seqs_due_in(self, window: MeasurementWindow) -> tuple[int, int]:
+        """The first and last sequence numbers due in the window (first > last: none)."""
+        due = self.events.due
+        seq, first = 1, None
+        while (at := due.due_ns(seq)) < window.end_ns:
+            if first is None and at >= window.measure_from_ns:
+                first = seq
+            seq += 1
+        return (first, seq - 1) if first is not None else (1, 0)
+
+    def _every_subscriber_has(self, first: int, last: int) -> bool:
+        wanted = last - first + 1
+        for log in self.logs:
+            received = log.counts[first : last + 1]
+            if len(received) < wanted or 0 in received:
+                return False
+        return True
 
     # Faults and wire bytes ------------------------------------------------------------
     async def _sleep_until(self, deadline_ns: int) -> None:
@@ -263,11 +305,6 @@ class PushEngine:
 
 
 async def _cancel(task: asyncio.Task) -> None:
-    """Cancel `task` and wait for it, a bounded time. On Python 3.11 asyncio.wait_for can
-    swallow a cancellation that lands as its inner future completes (a reconnect's
-    handshake, say); the task then runs on to its next check of `_running`, and an
-    unbounded wait would hang the trial if that check never came."""
-    task.cancel()
-    await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
-    if task.done() and not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+    """Cancel `task` and wait for it, a bounded time (bench/drivers/tasks.py says why
+    once is not always enough on Python 3.11)."""
+    await cancel_and_wait(task, CANCEL_WAIT_S)

@@ -361,7 +361,7 @@ def node_subscriber_probe(kind: SubscriberKind, url: Callable[[Target], str]) ->
         tool=kind.value.removesuffix(".mjs"),
         missing=missing_reference,
         version=node_version,
-        subscribers=lambda target, count, options, pin: ReferenceSubscribers(
+        start=lambda target, count, options, pin: ReferenceSubscribers(
             kind, url(target), count, pin
         ),
     )

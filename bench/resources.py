@@ -10,7 +10,6 @@ here, and the processes would follow without a change of their own.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import threading
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import psutil
+
+from common.netns import enter_netns
 
 T = TypeVar("T")
 
@@ -27,23 +28,6 @@ def usable_cpus() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
-
-
-_CLONE_NEWNET = 0x40000000
-
-
-def enter_netns(path: str) -> None:
-    """Move the calling thread into the network namespace `path` names (a file whose
-    descriptor is a namespace: /proc/PID/ns/net, or /proc/PID/fd/N of a process holding
-    one). A process's later threads and children follow it. Python 3.11 has no os.setns."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, _CLONE_NEWNET) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"cannot enter network namespace {path}: {os.strerror(error)}")
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -54,4 +54,11 @@ class SubscriberProbe:
     version: Callable[[], str | None]
     # (the server's address, how many, the pattern's options, a preexec_fn that pins the
     # process(es) to the generators' CPUs) -> subscribers, not yet started
-    subscribers: Callable[[Target, int, PatternOptions, Callable[[], None] | None], ToolSubscribers]
+    start: Callable[[Target, int, PatternOptions, Callable[[], None] | None], ToolSubscribers]
+    # How many subscribers each side runs, at what publishing rate: as many per process
+    # as the tool holds in one, since a process wakes once per event for all of its
+    # subscribers (ten Node subscribers share one process, as the harness's ten share a
+    # generator; one mosquitto_sub is one subscriber, against a generator with one). The
+    # deliveries a second are the same either way: 1,000.
+    subscribers: int = 10
+    rate_per_s: float = 100.0

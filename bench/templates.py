@@ -29,6 +29,7 @@ SOCK_SEQPACKET socket pair.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -46,6 +47,7 @@ MESSAGE_BYTES = 65536
 READY_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 10.0
 STOP_GRACE_S = 2.0
+WAIT_STEP_S = 0.05  # how often a wait on a child whose template is gone looks again
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -76,7 +78,8 @@ class TemplateChild:
     """A process a template forked, followed as subprocess.Popen follows its own: `pid`,
     `poll()`, `wait()`, `send_signal()`, `kill()`, `returncode`, and `stdin` (`stdout`)
     when it was given a pipe. Signals go through a pidfd, so they never reach another
-    process that was given the same id after this one was reaped."""
+    process that was given the same id after this one was reaped; the pidfd also says
+    when the process has ended, whether or not its template is there to tell its status."""
 
     def __init__(self, template: ProcessTemplate, pid: int, stdin=None, stdout=None) -> None:
         self.template = template
@@ -91,8 +94,13 @@ class TemplateChild:
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self.template.exit_code(self.pid)
-            if self.returncode is not None:
+            code = self.template.exit_code(self.pid)
+            if code is None and self.template.dead and self._ended():
+                # Its template died without a word: the kernel sent it SIGTERM
+                # (PR_SET_PDEATHSIG), and nobody is left who could say otherwise.
+                code = -signal.SIGTERM
+            if code is not None:
+                self.returncode = code
                 self._close_pidfd()
         return self.returncode
 
@@ -104,7 +112,12 @@ class TemplateChild:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise subprocess.TimeoutExpired(f"process {self.pid}", timeout)
-            self.template.wait_for_news(remaining)
+            if self.template.dead or self._ended():
+                # Ended (its status on its way from the template), or nobody will tell:
+                # watch the process itself.
+                self._wait_ended(WAIT_STEP_S if remaining is None else min(remaining, WAIT_STEP_S))
+            else:
+                self.template.wait_for_news(remaining)
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
@@ -121,6 +134,25 @@ class TemplateChild:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+    def _ended(self) -> bool:
+        """Whether the process has ended (its pidfd reads as ready), whoever reaps it."""
+        if self._pidfd is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+        readable, _, _ = select.select([self._pidfd], [], [], 0)
+        return bool(readable)
+
+    def _wait_ended(self, timeout_s: float) -> None:
+        if self._pidfd is None:
+            time.sleep(timeout_s)
+        else:
+            select.select([self._pidfd], [], [], timeout_s)
+            if not self.template.dead:
+                self.template.wait_for_news(timeout_s)
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -140,6 +172,7 @@ class ProcessTemplate:
         self._socket = ours
         self._lock = threading.Lock()
         self._exits: dict[int, int] = {}
+        self.dead = False  # its socket closed, or stopped: it forks nothing more
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         # The kernel's signal on the parent's death comes when the *thread* that started
         # the child ends: asked for only from the main thread. Either way the template
@@ -174,20 +207,27 @@ class ProcessTemplate:
             return
         answer = self._receive(timeout_s)
         if "ready" not in answer:
+            self.stop()
             raise TemplateFailed(f"template of {self.module}: {answer.get('error', answer)}")
         self._ready = True
 
     def spawn(self, request: Spawn, stdin: int, stdout: int, stderr: int) -> int:
         """Fork a child running the module with these descriptors as its 0, 1 and 2;
-        returns its process id."""
+        returns its process id. A template that does not answer in time is stopped
+        (with whatever it forked): a late answer must never be taken for the next one."""
         self.wait_ready()
         message = json.dumps(request.__dict__).encode()
         with self._lock:
             try:
                 socket.send_fds(self._socket, [message], [stdin, stdout, stderr])
             except OSError as exc:
+                self.dead = True
                 raise TemplateFailed(f"template of {self.module} is gone: {exc}") from None
-            answer = self._receive(ANSWER_TIMEOUT_S)
+            try:
+                answer = self._receive(ANSWER_TIMEOUT_S)
+            except TemplateFailed:
+                self.stop()
+                raise
         if "pid" not in answer:
             raise TemplateFailed(f"template of {self.module}: {answer.get('error', answer)}")
         return int(answer["pid"])
@@ -202,11 +242,12 @@ class ProcessTemplate:
         self._pump(timeout_s)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self.dead and self.process.poll() is None
 
     def stop(self) -> None:
         """SIGTERM, by pid, then SIGKILL after a grace: its children get SIGTERM from the
         kernel as it dies (their PR_SET_PDEATHSIG)."""
+        self.dead = True
         with contextlib.suppress(OSError):
             self._socket.close()
         if self.process.poll() is None:
@@ -223,6 +264,8 @@ class ProcessTemplate:
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = deadline - time.monotonic()
+            if self.dead:
+                raise TemplateFailed(f"template of {self.module} exited")
             if remaining <= 0:
                 raise TemplateFailed(
                     f"template of {self.module} did not answer within {timeout_s:g} s"
@@ -239,17 +282,21 @@ class ProcessTemplate:
                 first = False
 
     def _read(self, timeout_s: float | None) -> dict | None:
-        """One message (exit reports filed), or None when none came in time. A template
-        that has died reports its children as killed, so nobody waits on them forever."""
+        """One message (exit reports filed), or None when none came in time or the
+        template is gone (then `dead`: its children are followed by their pidfds)."""
+        if self.dead:
+            return None
         try:
             readable, _, _ = select.select([self._socket], [], [], timeout_s)
+            data = self._socket.recv(MESSAGE_BYTES) if readable else None
         except (OSError, ValueError):  # closed
+            self.dead = True
             return None
-        if not readable:
+        if data is None:
             return None
-        data = self._socket.recv(MESSAGE_BYTES)
         if not data:
-            raise TemplateFailed(f"template of {self.module} exited ({self.process.poll()})")
+            self.dead = True
+            return None
         message = json.loads(data)
         if "exited" in message:
             self._exits[int(message["exited"])] = int(message["code"])
@@ -281,7 +328,7 @@ class TemplatePool:
         template = self._templates.get(module)
         if template is None or not template.alive():
             if template is not None:
-                template.stop()
+                template.stop()  # its socket, and the process if it lingers
             log = self.log_dir / f"template-{module}.log" if self.log_dir else None
             if log is not None:
                 log.parent.mkdir(parents=True, exist_ok=True)
@@ -363,7 +410,7 @@ def _serve(module: str, channel: socket.socket) -> None:
     """Import `module`, say so, then fork a child for each request until the socket
     closes; report every child's exit."""
     try:
-        __import__("bench.resources")  # what a child needs to enter its place
+        __import__("common.netns")  # what a child needs to enter its place
         __import__("setproctitle")  # ...and to take its own command line
         __import__(module)
     except BaseException as exc:  # said to the runner, which names the module
@@ -374,6 +421,10 @@ def _serve(module: str, channel: socket.socket) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below
+    # What is imported now stays out of the collector's way in every child (Python's
+    # advice before forking): a child's collections neither walk these objects nor copy
+    # the pages they are on.
+    gc.freeze()
     channel.send(json.dumps({"ready": os.getpid()}).encode())
     while True:
         readable, _, _ = select.select([channel, wake_read], [], [])
@@ -438,10 +489,12 @@ def _become_child(
         for fd in fds:
             if fd > 2:
                 os.close(fd)
-        if request.netns or request.cpus:
-            from bench.resources import Place  # imported by the template already
+        if request.netns:
+            from common.netns import enter_netns  # imported by the template already
 
-            Place(tuple(request.cpus) if request.cpus else None, request.netns).enter()
+            enter_netns(request.netns)
+        if request.cpus:
+            os.sched_setaffinity(0, request.cpus)
         os.environ.update(request.environment or {})
         _retitle([sys.executable, "-m", module, *request.args])
         code = _run_module(module, request.args)

@@ -128,6 +128,11 @@ class DeadlineTimer:
         fired_for = self._armed_for
         self._armed_for = None
         now = time.monotonic_ns()
+        # Riders first: their tasks then run before the sleepers' (call_soon keeps the
+        # order), so the probe's sample is how late the loop woke, not that plus the
+        # sends this wake-up is for.
+        if self._riders:
+            self._carry_riders(fired_for if fired_for is not None else now, now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, future = heapq.heappop(heap)
@@ -136,8 +141,6 @@ class DeadlineTimer:
         # Cancelled sleepers leave their entries behind; skip them when re-arming.
         while heap and heap[0][2].done():
             heapq.heappop(heap)
-        if self._riders:
-            self._carry_riders(fired_for if fired_for is not None else now, now)
         wakes = [heap[0][0]] if heap else []
         wakes += [latest for _, latest, future in self._riders if not future.done()]
         self._arm(min(wakes) if wakes else None)  # and so clear the expiry that woke us

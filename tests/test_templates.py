@@ -121,3 +121,41 @@ def test_servers_start_from_templates_unless_told_to_start_fresh(tmp_path, monke
         with contextlib.suppress(Exception):
             fresh.start(timeout_s=0.5)
         assert isinstance(fresh.process, subprocess.Popen)
+
+
+def test_a_child_whose_template_is_killed_is_seen_to_end_and_waits_do_not_hang(pool, tmp_path):
+    """The template dies without a word (SIGKILL): its child gets SIGTERM from the kernel,
+    and is followed by its pidfd: poll and wait say it ended, nothing raises or spins."""
+    report = tmp_path / "report.json"
+    child = spawn(pool, [str(report), "--block"], tmp_path / "child.log")
+    deadline = time.monotonic() + 10
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    template = pool.template(MODULE)
+    template.process.kill()
+    template.process.wait()
+    assert child.wait(10) == -signal.SIGTERM
+    assert child.poll() == -signal.SIGTERM
+    assert not template.alive()
+    assert pool.template(MODULE) is not template  # used again: a new template
+
+
+def test_a_template_that_does_not_answer_is_stopped_not_trusted_later(pool, tmp_path):
+    """A template that stops answering (here: stopped with SIGSTOP) makes spawn fail in one
+    sentence; it is stopped with what it forked, so a late answer can never be taken for
+    another request's."""
+    import bench.templates as templates
+
+    template = pool.template(MODULE)
+    template.wait_ready()
+    os.kill(template.pid, signal.SIGSTOP)
+    original, templates.ANSWER_TIMEOUT_S = templates.ANSWER_TIMEOUT_S, 0.5
+    try:
+        with pytest.raises(TemplateFailed, match=r"did not answer within 0\.5 s"):
+            spawn(pool, [str(tmp_path / "report.json")], tmp_path / "child.log")
+    finally:
+        templates.ANSWER_TIMEOUT_S = original
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(template.pid, signal.SIGCONT)
+    assert template.dead and not template.alive()
+    assert gone(template.pid)

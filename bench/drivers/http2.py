@@ -43,6 +43,8 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAMS = 1, 2, 3
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 4, 5
 MAX_WINDOW = 2**31 - 1
+CANCEL = 8  # RST_STREAM's error code when a client gives up on a stream
+SETTINGS_TIMEOUT_S = 10.0
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 # Our receive windows are as large as HTTP/2 allows, so a server never waits for us;
@@ -66,6 +68,10 @@ class Http2Closed(ConnectionError):
 
 class StreamReset(ConnectionError):
     """The server reset a stream (RST_STREAM), or refused it in a GOAWAY."""
+
+
+class StreamLimit(ConnectionError):
+    """More streams at once than the server allows on a connection."""
 
 
 @dataclass
@@ -137,7 +143,12 @@ class Http2Connection(asyncio.Protocol):
                 transport.abort()
                 raise Http2Closed(f"the server did not agree to HTTP/2 over TLS ({protocol})")
         try:
-            await connection.ready
+            await asyncio.wait_for(asyncio.shield(connection.ready), SETTINGS_TIMEOUT_S)
+        except TimeoutError:
+            transport.abort()
+            raise Http2Closed(
+                f"no SETTINGS from the server within {SETTINGS_TIMEOUT_S:g} s"
+            ) from None
         except BaseException:
             transport.abort()
             raise
@@ -178,7 +189,7 @@ class Http2Connection(asyncio.Protocol):
                 payload = bytes(buffer[offset + 9 : end])
                 offset = end
                 self._frame_received(kind, flags, stream & MAX_WINDOW, payload, arrived_ns)
-        except (Http2Closed, HPACKError, struct.error, UnicodeDecodeError) as exc:
+        except (Http2Closed, HPACKError, struct.error, UnicodeDecodeError, IndexError) as exc:
             self._fail_connection(f"protocol error: {exc}")
             return
         del buffer[:offset]
@@ -187,11 +198,19 @@ class Http2Connection(asyncio.Protocol):
         self._fail_connection(f"connection lost: {exc}" if exc else "closed by the server")
 
     # Client API -----------------------------------------------------------------------
-    def request(self, headers: Sequence[tuple[str, str]], body: bytes) -> asyncio.Future:
-        """Send a request (`headers`: pseudo-headers first; `body`, ending the stream) and
-        return the future of its Http2Response."""
+    def request(
+        self, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> tuple[int, asyncio.Future]:
+        """Send a request (`headers`: pseudo-headers first; `body`, ending the stream);
+        returns its stream id and the future of its Http2Response. A caller that gives up
+        on it (a timeout) says so with `cancel(stream_id)`, which resets the stream."""
         if not self.usable:
             raise Http2Closed(f"HTTP/2 connection not usable: {self._why()}")
+        if len(self._streams) >= self.max_streams:
+            raise StreamLimit(
+                f"the server allows {self.max_streams} streams at once on a connection: "
+                "lower streams_per_connection"
+            )
         stream_id = self._next_stream
         self._next_stream += 2
         stream = _Stream(
@@ -202,7 +221,15 @@ class Http2Connection(asyncio.Protocol):
         out = _frame(HEADERS, END_HEADERS | (0 if body else END_STREAM), stream_id, block)
         stream.ended_by_us = not body
         self._transport.write(out + self._data_frames(stream_id, stream, body))
-        return stream.waiter
+        return stream_id, stream.waiter
+
+    def cancel(self, stream_id: int) -> None:
+        """Give up on a stream: RST_STREAM (CANCEL), so that the server stops working on
+        it too, as a client that times a call out does; its answer, if it comes, is
+        dropped."""
+        if self._streams.pop(stream_id, None) is None or self.closed.done():
+            return
+        self._transport.write(_frame(RST_STREAM, 0, stream_id, struct.pack(">L", CANCEL)))
 
     def close(self) -> None:
         """GOAWAY, then close the transport (streams still open fail)."""
@@ -247,7 +274,10 @@ class Http2Connection(asyncio.Protocol):
             if not flags & ACK:
                 self._settings_received(payload)
         elif kind == WINDOW_UPDATE:
-            self._window_update(stream_id, struct.unpack(">L", payload)[0] & MAX_WINDOW)
+            increment = struct.unpack(">L", payload)[0] & MAX_WINDOW
+            if increment == 0:
+                raise Http2Closed("WINDOW_UPDATE of 0")
+            self._window_update(stream_id, increment)
         elif kind == PING:
             if not flags & ACK:
                 self._transport.write(_frame(PING, ACK, 0, payload))
@@ -310,8 +340,13 @@ class Http2Connection(asyncio.Protocol):
     def _window_update(self, stream_id: int, increment: int) -> None:
         if stream_id == 0:
             self._send_window += increment
+            if self._send_window > MAX_WINDOW:
+                raise Http2Closed("FLOW_CONTROL_ERROR: the connection's window past 2^31-1")
         elif (stream := self._streams.get(stream_id)) is not None:
             stream.send_window += increment
+            if stream.send_window > MAX_WINDOW:
+                self._end_stream(stream_id, StreamReset("FLOW_CONTROL_ERROR"))
+                return
         self._send_pending()
 
     def _goaway(self, last_stream: int, code: int, debug: bytes) -> None:

@@ -187,8 +187,8 @@ class WorkloadKind(ABC):
         scenario: Scenario,
         options: PatternOptions,
     ) -> None:
-        """Before the generators connect: raise ServerFailed for a server that is up but
-        not healthy."""
+        """Once the servers are up, while the generators connect (they are told to as it
+        begins): raise ServerFailed for a server that is up but not healthy."""
         return  # nothing to check, by default
 
     @abstractmethod

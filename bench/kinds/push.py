@@ -134,6 +134,9 @@ class Push(WorkloadKind):
         """Split the point's subscribers across its generators."""
         workload = scenario.workload
         count = min(scenario.load.generators, workload.subscribers)
+        # With no fault injected and no outage, nothing comes after every subscriber has
+        # every event of the window: the drain may end there (PushEngine._drain).
+        unfaulted = workload.disconnect_every_s is None and scenario.network.path().outages is None
         jobs, first = [], 0
         for index in range(count):
             subscribers = workload.subscribers // count + (
@@ -150,6 +153,7 @@ class Push(WorkloadKind):
                 payload_bytes=scenario.payload.size_bytes,
                 disconnect_every_s=workload.disconnect_every_s,
                 away_s=workload.away_s,
+                drain_until_complete=unfaulted,
             )
             first += subscribers
             jobs.append(

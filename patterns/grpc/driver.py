@@ -13,6 +13,7 @@ Requests are serialised per call, as every driver encodes its own requests.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 from pathlib import Path
@@ -112,7 +113,13 @@ class _LeanChannel:
         return not self.connection.usable
 
     async def call(self, operation: str, request: bytes) -> tuple[int, Http2Response]:
-        response = await self.connection.request(self.headers[operation], grpc_frame(request))
+        connection = self.connection
+        stream_id, answer = connection.request(self.headers[operation], grpc_frame(request))
+        try:
+            response = await answer
+        except asyncio.CancelledError:  # timed out: the server is told to stop too
+            connection.cancel(stream_id)
+            raise
         return response.arrived_ns, response
 
     async def close(self) -> None:

@@ -4,7 +4,6 @@ last sequence number it has (the server's application-level cursor) when it reco
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pydantic import Field
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, Target
 from bench.drivers.redial import redial
+from bench.drivers.tasks import cancel_and_wait
 from bench.options import PushServerOptions
 from patterns.grpc_stream import events_pb2
 
@@ -141,10 +141,7 @@ class GrpcStreamSubscription(Subscription):
         self.closing = True
         if self.call is not None:
             self.call.cancel()
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
+        await cancel_and_wait(self.reader)
         await self._close_channel()
         self.closing = False
 

@@ -1,6 +1,7 @@
 """The independent subscriber that follows MQTT, for `bench calibrate`: Mosquitto's own
 command-line subscriber, `mosquitto_sub` (Debian's mosquitto-clients, in C on
-libmosquitto), one process per subscriber, as the tool is made to run.
+libmosquitto), one process per subscriber, as the tool is made to run: one of it against
+one harness subscriber, at 1,000 events a second.
 
 Each subscribes with the pattern's topic and QoS (QoS 1 with a persistent session, as the
 harness's subscribers have), Nagle off (`--nodelay`, as every socket of the harness), and
@@ -164,9 +165,14 @@ class MosquittoSubscribers:
         self.stop()
 
 
+# One subscriber a side: mosquitto_sub is one subscriber per process, and a process wakes
+# once per event whatever its subscribers: ten processes against one generator holding ten
+# would weigh processes, not subscribers.
 TOOL_PROBE = SubscriberProbe(
     tool=TOOL,
     missing=_missing,
     version=_version,
-    subscribers=MosquittoSubscribers,
+    start=MosquittoSubscribers,
+    subscribers=1,
+    rate_per_s=1000.0,
 )

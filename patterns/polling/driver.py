@@ -9,7 +9,6 @@ per delivered event, empty answers) is measured, and both lose nothing between p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 
@@ -19,6 +18,7 @@ from pydantic import Field, model_validator
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, event_fields
 from bench.drivers.http1 import Http1Connection, host_header
 from bench.drivers.redial import redial
+from bench.drivers.tasks import cancel_and_wait
 from bench.options import PushServerOptions
 
 GOLDEN_RATIO = (5**0.5 - 1) / 2  # successive multiples, mod 1, spread evenly over [0, 1)
@@ -141,10 +141,7 @@ class PollingSubscription(Subscription):
         self.http = await self.driver.open_http()
 
     async def disconnect(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await cancel_and_wait(self.task)
         self.driver.meter.scan()
         if self.http is not None:
             self.http.close()
@@ -154,10 +151,7 @@ class PollingSubscription(Subscription):
         self.task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await cancel_and_wait(self.task)
         if self.http is not None:
             self.http.close()
 

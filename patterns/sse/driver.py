@@ -14,7 +14,6 @@ what the resume mechanism is worth under the same faults.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from pydantic import Field, model_validator
@@ -22,6 +21,7 @@ from pydantic import Field, model_validator
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Stream, host_header
 from bench.drivers.redial import REDIAL_ATTEMPT_S
+from bench.drivers.tasks import cancel_and_wait
 from bench.options import PushServerOptions
 
 DEFAULT_RETRY_S = 3.0  # the standard's suggestion until the server says otherwise
@@ -163,10 +163,7 @@ class SseSubscription(Subscription):
 
     async def _drop(self) -> None:
         self._closing = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await cancel_and_wait(self._watcher)
         if self.stream is not None:
             self.stream.close()
             await self.stream.closed

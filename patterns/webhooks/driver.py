@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 
 from bench.drivers.base import PushDriver, ResponseInvalid, Subscription, decode_event
 from bench.drivers.http1 import Http1Connection, host_header, post_request
+from bench.drivers.tasks import cancel_and_wait
 from bench.options import PushServerOptions
 from bench.wire import TcpWireMeter
 from common.tls import server_context
@@ -369,10 +370,7 @@ class WebhookDriver(PushDriver):
         return {**self.receiver_counters, "invalid_deliveries": len(self.invalid)}
 
     async def close(self) -> None:
-        if self.forger is not None:
-            self.forger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.forger
+        await cancel_and_wait(self.forger)
         await self.receiver.stop()
         if self.control is not None:
             self.control.close()

@@ -8,7 +8,6 @@ measured as such.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from pydantic import Field
@@ -23,6 +22,7 @@ from bench.drivers.base import (
     decode_event,
 )
 from bench.drivers.redial import redial
+from bench.drivers.tasks import cancel_and_wait
 from bench.options import PushServerOptions
 
 RECONNECT_DELAY_S = 0.1
@@ -109,10 +109,8 @@ class WebsocketPushSubscription(Subscription):
         self.driver.meter.scan()
         if self.websocket is not None:
             await self.websocket.close()
-        if self.reader is not None:
-            self.reader.cancel()  # it may be redialing a dead connection: stop that too
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
+        # It may be redialing a dead connection: stop that too.
+        await cancel_and_wait(self.reader)
         self.closing = False
 
     async def disconnect(self) -> None:
