@@ -197,26 +197,58 @@ def test_no_privilege_means_a_one_sentence_reason(monkeypatch, tmp_path):
 # ---- a real path ----------------------------------------------------------------------
 
 
+def best_of_three(measure, within):
+    """The first of up to three measurements `within` bounds, else the last, with every
+    attempt. A busy host (another tenant of the VM, the test suite's own leftovers
+    finishing) only ever adds delay or takes throughput, for a moment; an emulator that
+    is wrong is wrong in every attempt, so the check can still fail."""
+    attempts = []
+    for _ in range(3):
+        attempts.append(measure())
+        if within(attempts[-1]):
+            break
+    return attempts[-1], attempts
+
+
 @needs_path
 def test_a_40_ms_round_trip_measures_40_ms(build):
     path = build(rtt_ms=40)
-    measured = probes.round_trip(path, connects=15, echoes=15)
-    assert 39.6 <= measured.connect_p50_ms <= 43.5, measured.connect_ms
-    assert 39.6 <= measured.tcp_info_rtt_ms <= 43.5, measured
-    assert 39.6 <= measured.echo_p50_ms <= 43.5, measured.echo_ms
+    measured, attempts = best_of_three(
+        lambda: probes.round_trip(path, connects=15, echoes=15),
+        lambda m: max(m.connect_p50_ms, m.echo_p50_ms, m.tcp_info_min_rtt_ms) <= 43.5,
+    )
+    for attempt in attempts:  # nothing makes a round trip shorter than the path
+        assert min(attempt.connect_ms) >= 39.6 and min(attempt.echo_ms) >= 39.6, attempt
+        assert attempt.tcp_info_min_rtt_ms >= 39.6 and attempt.tcp_info_rtt_ms >= 39.6, attempt
+    assert measured.connect_p50_ms <= 43.5, attempts
+    assert measured.echo_p50_ms <= 43.5, attempts
+    # The kernel's own view: its smallest sample (its smoothed RTT follows the last few
+    # echoes, so one late wake-up of the host moves it by milliseconds).
+    assert measured.tcp_info_min_rtt_ms <= 43.5, attempts
     assert measured.mss == 1448, "MTU 1500 less IP, TCP and timestamp headers"
 
 
 @needs_path
 def test_a_10_mbit_path_carries_10_mbit(build):
     path = build(rtt_ms=10, down_mbit=10, up_mbit=5)
-    bulk = probes.goodput(path, "down", ramp_s=0.5, measure_s=1.5)
     # TCP payload is 1448 of every 1500 bytes on the wire: 9.65 Mbit/s at most.
-    assert 9.0 <= bulk.goodput_mbit <= 10.5, bulk
-    assert 9.7 <= bulk.wire_mbit <= 10.3, bulk
-    capacity = probes.capacity(path, {"down": 10, "up": 5}, duration_s=1.0)
-    assert 9.7 <= capacity["down"].receive_mbit <= 10.3, capacity
-    assert 4.85 <= capacity["up"].receive_mbit <= 5.15, capacity
+    bulk, attempts = best_of_three(
+        lambda: probes.goodput(path, "down", ramp_s=0.5, measure_s=1.5),
+        lambda b: b.goodput_mbit >= 9.0 and b.wire_mbit >= 9.7,
+    )
+    for attempt in attempts:  # nothing makes the path faster than its rate
+        assert attempt.goodput_mbit <= 10.5 and attempt.wire_mbit <= 10.3, attempt
+    assert bulk.goodput_mbit >= 9.0, attempts
+    assert bulk.wire_mbit >= 9.7, attempts
+    capacity, attempts = best_of_three(
+        lambda: probes.capacity(path, {"down": 10, "up": 5}, duration_s=1.0),
+        lambda c: c["down"].receive_mbit >= 9.7 and c["up"].receive_mbit >= 4.85,
+    )
+    for attempt in attempts:
+        assert attempt["down"].receive_mbit <= 10.3, attempt
+        assert attempt["up"].receive_mbit <= 5.15, attempt
+    assert capacity["down"].receive_mbit >= 9.7, attempts
+    assert capacity["up"].receive_mbit >= 4.85, attempts
 
 
 @needs_path

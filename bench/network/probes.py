@@ -28,11 +28,13 @@ from bench.network.link import CLIENT_ADDRESS, SERVER_ADDRESS, NetworkPath, Path
 from bench.resources import Place
 
 # struct tcp_info (linux/tcp.h): eight u8 fields, then u32s from tcpi_rto at offset 8;
-# tcpi_snd_mss is the third (16), tcpi_rtt the 16th (68), tcpi_rttvar the 17th (72), in µs.
-TCP_INFO_SIZE = 104
+# tcpi_snd_mss is the third (16), tcpi_rtt the 16th (68), tcpi_rttvar the 17th (72), in µs;
+# tcpi_min_rtt (µs, Linux 4.6 and later) follows the u64 rates and counters, at 148.
+TCP_INFO_SIZE = 152
 TCPI_SND_MSS_OFFSET = 16
 TCPI_RTT_OFFSET = 68
 TCPI_RTTVAR_OFFSET = 72
+TCPI_MIN_RTT_OFFSET = 148
 IP_UDP_HEADER_BYTES = 28
 DRAIN_TIMEOUT_S = 15.0
 
@@ -58,6 +60,13 @@ def tcp_info_rtt_ms(sock: socket.socket) -> tuple[float, float]:
     rtt_us = struct.unpack_from("I", info, TCPI_RTT_OFFSET)[0]
     rttvar_us = struct.unpack_from("I", info, TCPI_RTTVAR_OFFSET)[0]
     return rtt_us / 1000, rttvar_us / 1000
+
+
+def tcp_info_min_rtt_ms(sock: socket.socket) -> float:
+    """The smallest round trip the kernel has seen on a connection, ms: the path's own
+    delay, without the moments a busy host added to some of them."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+    return struct.unpack_from("I", info, TCPI_MIN_RTT_OFFSET)[0] / 1000
 
 
 def tcp_info_mss(sock: socket.socket) -> int:
@@ -129,6 +138,7 @@ class RoundTrip:
     tcp_info_rtt_ms: float
     tcp_info_rttvar_ms: float
     mss: int
+    tcp_info_min_rtt_ms: float = 0.0
 
     @property
     def connect_p50_ms(self) -> float:
@@ -183,13 +193,14 @@ def round_trip(path: NetworkPath, connects: int = 20, echoes: int = 20) -> Round
                 received += len(chunk)
             echo.append((time.perf_counter_ns() - started) / 1e6)
         rtt, rttvar = tcp_info_rtt_ms(client)
+        min_rtt = tcp_info_min_rtt_ms(client)
         mss = tcp_info_mss(client)
     finally:
         client.close()
         listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         server.join(5)
-    return RoundTrip(connect, echo, rtt, rttvar, mss)
+    return RoundTrip(connect, echo, rtt, rttvar, mss, min_rtt)
 
 
 # ---- bulk goodput ---------------------------------------------------------------------
