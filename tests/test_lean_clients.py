@@ -10,6 +10,7 @@ import asyncio
 import pytest
 import uvloop
 from websockets.asyncio.server import serve
+from websockets.utils import accept_key
 
 from bench.drivers.base import DriverContext, ResponseInvalid, Target
 from bench.drivers.http2 import Http2Connection
@@ -189,3 +190,123 @@ def test_a_refused_websocket_handshake_fails_the_connect_with_the_reason():
 
     with pytest.raises(WebsocketClosed, match=r"handshake refused.*403"):
         run(main())
+
+
+def _frame(opcode: int, payload: bytes, *, masked: bool = False) -> bytes:
+    """A whole server frame (FIN set), with the shortest length form."""
+    size = len(payload)
+    if size < 126:
+        length = bytes([size])
+    elif size < 65536:
+        length = bytes([126]) + size.to_bytes(2, "big")
+    else:
+        length = bytes([127]) + size.to_bytes(8, "big")
+    if masked:
+        mask = b"\x01\x02\x03\x04"
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return bytes([0x80 | opcode, length[0] | 0x80]) + length[1:] + mask + body
+    return bytes([0x80 | opcode]) + length + payload
+
+
+class _Transport:
+    """What the client writes, for feeding it a server's bytes by hand."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+
+def _opened_client(received: list[bytes]) -> tuple[WebsocketClient, _Transport]:
+    """A client past its opening handshake, on a transport the test writes for the server."""
+    client = WebsocketClient("ws://127.0.0.1:1/", lambda data, at: received.append(data), 1 << 20)
+    transport = _Transport()
+    client.connection_made(transport)
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in transport.written.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    transport.written = b""
+    client.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n"
+    )
+    assert client.handshake.done() and client.handshake.exception() is None
+    return client, transport
+
+
+def _unmasked(frame: bytes) -> tuple[int, bytes]:
+    """(first byte, payload) of one short masked client frame."""
+    assert frame[1] & 0x80, "a client masks every frame"
+    size = frame[1] & 0x7F
+    mask, body = frame[2:6], frame[6 : 6 + size]
+    return frame[0], bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+
+
+# A ping whose payload looks like the start of a text frame: read from the middle of the
+# ping (the library holding its header), it would be taken for one.
+PING = b"\x81\x03pin"
+
+
+def test_the_fast_road_reads_frames_cut_anywhere_and_hands_pings_to_the_library():
+    big, medium, small = b"b" * 70_000, b"m" * 300, b'{"n": 3}'
+    script = (
+        _frame(0x1, small)
+        + _frame(0x1, medium)
+        + _frame(0x9, PING)  # the library answers it with a pong
+        + _frame(0x2, big)
+        + _frame(0x1, small)
+    )
+    big_at = script.index(b"b" * 10) - 10  # the big frame's header: 1 + 1 + 8 bytes
+    ping_at = script.index(PING) - 2
+    cuts = [*range(40), *range(ping_at - 2, ping_at + 8), *range(big_at - 3, big_at + 12)]
+
+    async def main():
+        for cut in cuts:  # the stream in two reads, cut at `cut`, then in 7-byte reads
+            for pieces in (
+                [script[:cut], script[cut:]],
+                [script[at : at + 7] for at in range(0, len(script), 7)],
+            ):
+                received: list[bytes] = []
+                client, transport = _opened_client(received)
+                fast_before = client._fast
+                for piece in pieces:
+                    client.data_received(piece)
+                assert received == [small, medium, big, small], (cut, len(received))
+                assert fast_before and client._fast, "on the fast road, and back after the ping"
+                assert _unmasked(transport.written) == (0x8A, PING), "the ping's pong"
+                transport.written = b""
+                client.send_text(b'{"op": "x"}')
+                assert _unmasked(transport.written) == (0x81, b'{"op": "x"}')
+
+    run(main())
+
+
+def test_a_masked_frame_from_the_server_fails_the_connection_as_the_library_does():
+    async def main():
+        received: list[bytes] = []
+        client, _ = _opened_client(received)
+        client.data_received(_frame(0x1, b"fine") + _frame(0x1, b"masked", masked=True))
+        return received, client.closed.result()
+
+    received, why = run(main())
+    assert received == [b"fine"]
+    assert "failed" in why and "mask" in why.lower(), why

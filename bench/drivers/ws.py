@@ -10,6 +10,17 @@ with the library's C speedups), pings and pongs, and the closing handshake; this
 only moves its bytes on an asyncio transport and hands each complete message over, as
 bytes, with the moment its last byte arrived.
 
+Once the connection is open, the common frames take a shorter road: a whole,
+unfragmented text or binary frame from the server is cut out of the stream here, and a
+text message to the server is framed and masked here (a random key per frame from
+os.urandom, as the library does, with its C masking function). The library's
+generator-based parser and frame objects cost 4.4 us a message received and 2.6 us a
+message sent on this machine, a third of the generator's whole cost per request at 32 in
+flight. Anything else (a control frame, a fragment, reserved bits, a mask from the
+server, a frame over `max_size`) hands the stream, from that frame's first byte on, back
+to the library for the rest of the connection, so pings, closes and protocol errors are
+handled by websockets as before.
+
 No compression is offered (websockets' own client offers permessage-deflate by default),
 so the comparison is of the protocol, not of zlib. Text messages are not decoded here:
 the caller decodes what it must check (JSON decoding validates UTF-8).
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -31,7 +43,14 @@ from websockets.uri import parse_uri
 
 from bench.wire import WireBytes, WireMeter, tcp_wire_bytes
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # the library built without its C extension
+    from websockets.utils import apply_mask
+
 monotonic_ns = time.monotonic_ns
+urandom = os.urandom
+_FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first byte of a whole data frame, no reserved bits
 _MESSAGE_OPCODES = (Opcode.TEXT, Opcode.BINARY)
 CLOSE_TIMEOUT_S = 2.0
 
@@ -51,6 +70,10 @@ class WebsocketClient(asyncio.Protocol):
     def __init__(self, uri: str, on_message: OnMessage, max_size: int) -> None:
         self.protocol = ClientProtocol(parse_uri(uri), max_size=max_size)
         self.on_message = on_message
+        self.max_size = max_size
+        self._opened = False  # the opening handshake succeeded
+        self._fast = False  # data frames read and written here, not by the library
+        self._pending = b""  # the start of a frame not yet whole (fast road only)
         loop = asyncio.get_running_loop()
         self.handshake: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[str] = loop.create_future()
@@ -97,6 +120,10 @@ class WebsocketClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         arrived_ns = monotonic_ns()  # the last byte of what completes here came in now
+        if self._fast:
+            data = self._whole_data_frames(data, arrived_ns)
+            if not data:
+                return
         protocol = self.protocol
         protocol.receive_data(data)
         for event in protocol.events_received():
@@ -116,8 +143,57 @@ class WebsocketClient(asyncio.Protocol):
         self._flush()  # pongs, a close frame in answer, the end of the stream
         if protocol.state is State.CLOSED or protocol.parser_exc is not None:
             self._end(self._why())
+        elif self._opened and protocol.state is State.OPEN:
+            self._fast = self._at_frame_boundary()
+
+    def _whole_data_frames(self, data: bytes, arrived_ns: int) -> bytes:
+        """Hand over every whole data frame at the front of the stream and keep a partial
+        one for later. Returns the stream from the first frame this road does not take
+        (b"" if none), for the library to read."""
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        size, at = len(data), 0
+        while True:
+            if size - at < 2:
+                self._pending = data[at:]
+                return b""
+            first, second = data[at], data[at + 1]
+            if (first != _FIN_TEXT and first != _FIN_BINARY) or second & 0x80:
+                break  # a control frame, a fragment, reserved bits, or masked
+            length, start = second, at + 2
+            if length == 126:
+                start = at + 4
+                length = int.from_bytes(data[at + 2 : start], "big")
+            elif length == 127:
+                start = at + 10
+                length = int.from_bytes(data[at + 2 : start], "big")
+            if length > self.max_size:
+                break  # the library refuses it, with its close code
+            end = start + length
+            if end > size:  # (a short extended length lands here too)
+                self._pending = data[at:]
+                return b""
+            self.on_message(data[start:end], arrived_ns)
+            at = end
+        self._fast = False
+        return data[at:]
+
+    def _at_frame_boundary(self) -> bool:
+        """Whether the library's parser waits for a frame's first byte with none held:
+        only there can the stream pass between it and the fast road. Its parser is a
+        chain of generators; at a boundary the innermost is the reader's `at_eof`. (Any
+        other shape, say of a later websockets, keeps every frame on the library.)"""
+        if self.protocol.reader.buffer:
+            return False
+        generator = self.protocol.parser
+        while (inner := getattr(generator, "gi_yieldfrom", None)) is not None:
+            generator = inner
+        return getattr(getattr(generator, "gi_code", None), "co_name", "") == "at_eof"
 
     def eof_received(self) -> bool:
+        if self._pending:  # a frame cut short: the library says so
+            self.protocol.receive_data(self._pending)
+            self._pending = b""
         self.protocol.receive_eof()
         self._flush()
         self._end(self._why())
@@ -129,6 +205,16 @@ class WebsocketClient(asyncio.Protocol):
     # Client API -----------------------------------------------------------------------
     def send_text(self, data: bytes) -> None:
         """Send one text message (`data` must be UTF-8)."""
+        if self._fast:  # open: one frame, FIN, masked with a fresh key (RFC 6455 5.3)
+            size, mask = len(data), urandom(4)
+            if size < 126:
+                header = bytes((_FIN_TEXT, 0x80 | size))
+            elif size < 65536:
+                header = b"\x81\xfe" + size.to_bytes(2, "big")
+            else:
+                header = b"\x81\xff" + size.to_bytes(8, "big")
+            self._transport.write(header + mask + apply_mask(data, mask))
+            return
         if self.protocol.state is not State.OPEN:
             raise WebsocketClosed(f"WebSocket {self._why()}")
         self.protocol.send_text(data)
@@ -137,6 +223,7 @@ class WebsocketClient(asyncio.Protocol):
     async def close(self) -> None:
         """The closing handshake (1000), waiting up to CLOSE_TIMEOUT_S for the server to
         end the TCP connection, as RFC 6455 has the client do; then the transport."""
+        self._fast = False  # the library reads the stream and writes the close
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(1000)
             self._flush()
@@ -162,6 +249,7 @@ class WebsocketClient(asyncio.Protocol):
                 WebsocketClosed(f"WebSocket handshake refused: {self.protocol.handshake_exc}")
             )
         else:
+            self._opened = True
             self.handshake.set_result(None)
 
     def _flush(self) -> None:
@@ -184,6 +272,7 @@ class WebsocketClient(asyncio.Protocol):
         return f"closed ({protocol.state.name.lower()})"
 
     def _end(self, why: str) -> None:
+        self._fast = False
         if not self.handshake.done():
             self.handshake.set_exception(WebsocketClosed(f"WebSocket {why}"))
         if not self.closed.done():
