@@ -45,9 +45,10 @@ from common.tls import TlsFiles
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUICK_TIMING = Timing(warmup_s=0.3, duration_s=1.0, repeats=1)
 # Server start, health check, generator spawn, subscribe, drain: for time-left estimates.
-# Measured over a full `make bench` here: 318 trials took 1,194 s, of which 624 s were
-# warm-up and measured windows, so about 1.8 s each besides.
-TRIAL_OVERHEAD_S = 1.8
+# Measured over a full `make bench` here: 504 trials took 1,491 s, of which 1,085 s were
+# warm-up and measured windows, so about 0.8 s each besides (push drains included; the
+# start, collecting and stopping alone are 0.41 s: bench/trial_time.py's table).
+TRIAL_OVERHEAD_S = 0.8
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`bench selfcheck`: what the harness itself costs, measured here, now.
 
-Three figures, each beside the limit it is held to (README, "What the harness costs"):
+Three figures, each beside the limit it is held to (README, "What the harness itself costs"):
 
 - **Engine overhead per message**: the engines' own work for each request or event
   (timestamps, the window's rules, the accounting, four HDR histograms per request, one
