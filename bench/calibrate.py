@@ -246,17 +246,7 @@ def measure_tool(
         settings.duration_s + TOOL_TIMEOUT_GRACE_S,
         _pinned(placement.generator_cpus),
     )
-    report = run.report
-    return SideFigures(
-        requests=report.requests,
-        elapsed_s=report.elapsed_s,
-        rate_per_s=report.rate_per_s,
-        cpu_s=run.cpu_s,
-        cpu_us_per_request=_per_request_us(run.cpu_s, report.requests),
-        errors=report.errors,
-        p50_us=report.p50_us,
-        mean_us=report.mean_us,
-    )
+    return _tool_side(run.report, run.cpu_s, run.report.errors)
 
 
 def measure_reference_load(
@@ -279,13 +269,18 @@ def measure_reference_load(
         expected,
         _pinned(placement.generator_cpus),
     )
+    return _tool_side(report, report.cpu_s, report.errors + report.timeouts)
+
+
+def _tool_side(report, cpu_s: float, errors: int) -> SideFigures:
+    """An independent tool's figures from its own report and the CPU it was measured at."""
     return SideFigures(
         requests=report.requests,
         elapsed_s=report.elapsed_s,
         rate_per_s=report.rate_per_s,
-        cpu_s=report.cpu_s,
-        cpu_us_per_request=_per_request_us(report.cpu_s, report.requests),
-        errors=report.errors + report.timeouts,
+        cpu_s=cpu_s,
+        cpu_us_per_request=_per_request_us(cpu_s, report.requests),
+        errors=errors,
         p50_us=report.p50_us,
         mean_us=report.mean_us,
     )

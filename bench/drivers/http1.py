@@ -20,6 +20,7 @@ from typing import NamedTuple
 import httptools
 
 from bench.drivers.base import ResponseInvalid
+from bench.drivers.connect import open_connection
 from bench.wire import WireBytes, WireMeter, tcp_wire_bytes
 
 monotonic_ns = time.monotonic_ns
@@ -56,8 +57,8 @@ class Http1Connection(asyncio.Protocol):
         ssl_context: ssl.SSLContext | None = None,
         meter: WireMeter | None = None,
     ) -> Http1Connection:
-        """Connect (with TLS when given a context: see `_connect`)."""
-        _, protocol = await _connect(cls, host, port, ssl_context, meter)
+        """Connect (with TLS when given a context: see `open_connection`)."""
+        _, protocol = await open_connection(cls, host, port, ssl_context, meter)
         return protocol
 
     # asyncio.Protocol callbacks -------------------------------------------------------
@@ -128,24 +129,6 @@ class Http1Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
 
-async def _connect(factory, host, port, ssl_context, meter):
-    """A connection to host:port, in the clear or, with `ssl_context`, over TLS verified
-    against `host` (an IP address is checked against the certificate's IP entries). asyncio
-    calls `connection_made` once the handshake is done, so the TLS version is known here
-    and `meter` counts the handshake."""
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(
-        factory,
-        host,
-        port,
-        ssl=ssl_context,
-        server_hostname=host if ssl_context is not None else None,
-    )
-    if meter is not None:
-        meter.tls_connection(transport)
-    return transport, protocol
-
-
 def host_header(target) -> bytes:
     """The Host header value for a target (IPv6 literals in brackets)."""
     host = f"[{target.host}]" if ":" in target.host else target.host
@@ -192,9 +175,9 @@ class Http1Stream(asyncio.Protocol):
         ssl_context: ssl.SSLContext | None = None,
         meter: WireMeter | None = None,
     ) -> Http1Stream:
-        """Connect (with TLS when given a context: see `_connect`), send `raw_request`, and
+        """Connect (with TLS when given a context: see `open_connection`), send `raw_request`, and
         return once the response headers are in."""
-        _, stream = await _connect(lambda: cls(on_body), host, port, ssl_context, meter)
+        _, stream = await open_connection(lambda: cls(on_body), host, port, ssl_context, meter)
         stream._transport.write(raw_request)
         try:
             await asyncio.shield(stream.response)

@@ -31,6 +31,7 @@ from hpack import Decoder, Encoder
 from hpack.exceptions import HPACKError
 
 from bench.drivers.base import ResponseInvalid
+from bench.drivers.connect import open_connection
 from bench.wire import WireBytes, WireMeter, tcp_wire_bytes
 
 monotonic_ns = time.monotonic_ns
@@ -127,17 +128,8 @@ class Http2Connection(asyncio.Protocol):
     ) -> Http2Connection:
         """Connect (over TLS with ALPN "h2" when given a context, verified against `host`),
         exchange SETTINGS, and return once the server's have arrived."""
-        loop = asyncio.get_running_loop()
-        transport, connection = await loop.create_connection(
-            cls,
-            host,
-            port,
-            ssl=ssl_context,
-            server_hostname=host if ssl_context is not None else None,
-        )
+        transport, connection = await open_connection(cls, host, port, ssl_context, meter)
         if ssl_context is not None:
-            if meter is not None:
-                meter.tls_connection(transport)
             protocol = transport.get_extra_info("ssl_object").selected_alpn_protocol()
             if protocol != "h2":
                 transport.abort()

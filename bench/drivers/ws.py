@@ -41,6 +41,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from bench.drivers.connect import open_connection
 from bench.wire import WireBytes, WireMeter, tcp_wire_bytes
 
 try:
@@ -94,16 +95,9 @@ class WebsocketClient(asyncio.Protocol):
     ) -> WebsocketClient:
         """Connect (with TLS when given a context, verified against `host`) and complete
         the opening handshake; WebsocketClosed if the server refuses it."""
-        loop = asyncio.get_running_loop()
-        transport, client = await loop.create_connection(
-            lambda: cls(uri, on_message, max_size),
-            host,
-            port,
-            ssl=ssl_context,
-            server_hostname=host if ssl_context is not None else None,
+        transport, client = await open_connection(
+            lambda: cls(uri, on_message, max_size), host, port, ssl_context, meter
         )
-        if meter is not None:
-            meter.tls_connection(transport)
         try:
             await client.handshake
         except BaseException:
