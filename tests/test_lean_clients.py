@@ -310,3 +310,44 @@ def test_a_masked_frame_from_the_server_fails_the_connection_as_the_library_does
     received, why = run(main())
     assert received == [b"fine"]
     assert "failed" in why and "mask" in why.lower(), why
+
+
+def test_a_whole_frame_inside_a_fragmented_message_fails_the_connection_in_any_reads():
+    """RFC 6455 5.4: after a first fragment only its continuations (or control frames)
+    may come. Read by read, the fast road must not take the stray frame as a message."""
+    first = bytes([0x01, 3]) + b"abc"  # text, FIN clear
+    stray = _frame(0x1, b"X")
+    last = bytes([0x80, 3]) + b"def"  # continuation, FIN set
+
+    async def main():
+        outcomes = []
+        for pieces in ([first + stray + last], [first, stray, last]):
+            received: list[bytes] = []
+            client, _ = _opened_client(received)
+            for piece in pieces:
+                client.data_received(piece)
+            outcomes.append((received, client.closed.done() and client.closed.result()))
+        return outcomes
+
+    for received, why in run(main()):
+        assert received == [], received
+        assert why and "failed" in why and "continuation" in why, why
+
+
+def test_closing_with_half_a_frame_held_hands_it_to_the_library_first():
+    async def main():
+        received: list[bytes] = []
+        client, transport = _opened_client(received)
+        message = _frame(0x1, b"whole later")
+        client.data_received(message[:5])  # held by the fast road
+        closing = asyncio.create_task(client.close())
+        await asyncio.sleep(0)  # the close frame is written; the answer is on its way
+        client.data_received(message[5:] + _frame(0x8, (1000).to_bytes(2, "big")))
+        client.connection_lost(None)
+        await closing
+        return received, client.closed.result(), transport.written
+
+    received, why, written = run(main())
+    assert received == [b"whole later"], "the message the close overtook is still read"
+    assert "1000" in why, why
+    assert _unmasked(written)[0] == 0x88, "the client's close frame"

@@ -177,7 +177,9 @@ class WebsocketClient(asyncio.Protocol):
         only there can the stream pass between it and the fast road. Its parser is a
         chain of generators; at a boundary the innermost is the reader's `at_eof`. (Any
         other shape, say of a later websockets, keeps every frame on the library.)"""
-        if self.protocol.reader.buffer:
+        if self.protocol.reader.buffer or self._fragments:
+            return False  # bytes held, or a message open: its continuation must follow
+        if self.protocol.current_size is not None:
             return False
         generator = self.protocol.parser
         while (inner := getattr(generator, "gi_yieldfrom", None)) is not None:
@@ -217,7 +219,11 @@ class WebsocketClient(asyncio.Protocol):
     async def close(self) -> None:
         """The closing handshake (1000), waiting up to CLOSE_TIMEOUT_S for the server to
         end the TCP connection, as RFC 6455 has the client do; then the transport."""
-        self._fast = False  # the library reads the stream and writes the close
+        if self._fast:  # the library reads the stream from here, a held frame first
+            self._fast = False
+            if self._pending:
+                self.protocol.receive_data(self._pending)
+                self._pending = b""
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(1000)
             self._flush()
