@@ -24,6 +24,7 @@ from bench.templates import (
     TemplateChild,
     TemplateFailed,
     can_fork_from_template,
+    child_environment,
     fork_from_template,
 )
 from common.events import ControlMessage
@@ -117,7 +118,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=self._in_child,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=child_environment(),
             )
 
     def _from_template(self) -> TemplateChild | None:

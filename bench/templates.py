@@ -29,7 +29,6 @@ SOCK_SEQPACKET socket pair.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import select
@@ -188,7 +187,7 @@ class ProcessTemplate:
                 pass_fds=[theirs.fileno()],
                 start_new_session=True,
                 preexec_fn=(lambda: _die_with_parent(signal.SIGKILL)) if in_main_thread else None,
-                env=_environment(),
+                env=child_environment(),
                 cwd=PROJECT_DIR,
             )
         finally:
@@ -303,8 +302,9 @@ class ProcessTemplate:
         return message
 
 
-def _environment() -> dict[str, str]:
-    """A template's environment, which its children inherit: the runner's, output
+def child_environment() -> dict[str, str]:
+    """A template's environment, which its children inherit, and that of a server started
+    fresh (so that BENCH_FRESH_PROCESSES=1 changes how, not what): the runner's, output
     unbuffered (a server's log is read while it runs), the project importable, and
     numpy's BLAS on one thread (no thread of it exists at fork; none is ever used)."""
     environment = dict(os.environ)
@@ -421,10 +421,12 @@ def _serve(module: str, channel: socket.socket) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below
-    # What is imported now stays out of the collector's way in every child (Python's
-    # advice before forking): a child's collections neither walk these objects nor copy
-    # the pages they are on.
-    gc.freeze()
+    # No gc.freeze() here, although Python advises it before forking: a frozen child's
+    # full collections skip every imported object, and a fresh server's do not (4 ms
+    # for grpc's 25,000 objects, up to 35 ms for GraphQL's 44,000 on this host). That
+    # would take each framework's collector out of its tail by a different amount. The
+    # generators' fork server freezes (bench/forkserver_preloaded.py): every generator
+    # gets the same there.
     channel.send(json.dumps({"ready": os.getpid()}).encode())
     while True:
         readable, _, _ = select.select([channel, wake_read], [], [])

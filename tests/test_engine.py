@@ -10,6 +10,7 @@ before it is due, and that the kernel's TCP counters are read right.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
 
@@ -192,6 +193,23 @@ def test_errors_timeouts_and_warm_up_errors_are_counted_and_connections_replaced
     assert censored.count == result.timeouts
     assert about_us(censored.hdr.get_min_value(), 50_000)
     assert about_us(censored.hdr.get_max_value(), 50_000)
+
+
+def test_a_request_is_cut_when_its_timeout_is_due_and_its_slot_goes_on_at_once():
+    sends: list[int] = []
+
+    async def answers_only_the_first(sent_ns: int, number: int) -> None:
+        sends.append(sent_ns)
+        await asyncio.sleep(0.0013 if len(sends) == 1 else 10)  # then off any 2.5 ms grid
+
+    clock = VirtualTime()
+    plan = LoadPlan("closed", slots=1, warmup_s=0, duration_s=0.5, timeout_s=0.05)
+    _, result = run(clock, ScriptedDriver(clock, answers_only_the_first), plan)
+    gaps_ms = [(later - earlier) / MS for earlier, later in itertools.pairwise(sends[1:])]
+    assert result.ok == 1 and result.timeouts >= 9, result
+    # Each send follows the one before by the timeout: cut on time, not when a periodic
+    # watch next looked (a twentieth of the timeout later, 2.5 ms, in the first version).
+    assert gaps_ms and all(49.9 <= gap <= 50.5 for gap in gaps_ms), gaps_ms
 
 
 def test_the_clock_stops_when_the_answer_arrives_not_when_it_has_been_checked():
