@@ -23,6 +23,13 @@ class PatternOptions(BaseModel):
         """Command-line arguments for the pattern's server process."""
         return []
 
+    def injects_faults(self) -> bool:
+        """Push: whether these options make the pattern fail on purpose (a receiver that
+        refuses deliveries or loses acknowledgements, forged deliveries): then what the
+        faults cause (retries, redeliveries, duplicates) comes after the window, and the
+        drain runs its whole length."""
+        return False
+
     def min_drain_s(self) -> float:
         """Push: the least time after the window that events may still take to arrive
         (a polling interval, say); the scenario's drain_s is raised to it."""

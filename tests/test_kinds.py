@@ -132,6 +132,27 @@ def test_polling_raises_the_drain_to_its_interval(tmp_path):
     assert job.plan.drain_s == options.min_drain_s() == 2.0  # two intervals, not 0.5
 
 
+@pytest.mark.parametrize(
+    ("options", "early"),
+    [
+        ("", True),
+        ("receiver_lost_acks = 1\n", False),
+        ("receiver_failure_rate = 0.2\n", False),
+        ("forged_per_s = 5.0\n", False),
+    ],
+)
+def test_the_drain_ends_early_only_where_nothing_is_injected_to_come_after(
+    tmp_path, options, early
+):
+    text = PUSH_SCENARIO.replace('["sse"]', '["webhooks"]')
+    loaded = scenario(tmp_path, text + "[options.webhooks]\n" + options)
+    point = loaded.points[0].scenario
+    jobs = kind_for(point).generator_jobs(
+        PATTERNS["webhooks"], point, point.timing, plan_placement(False), loaded.options["webhooks"]
+    )
+    assert {job.plan.drain_until_complete for job in jobs} == {early}
+
+
 def test_request_response_splits_connections_and_the_open_loop_rate(tmp_path):
     loaded = scenario(tmp_path, RR_SCENARIO)
     point = loaded.points[0].scenario

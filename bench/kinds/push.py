@@ -134,9 +134,14 @@ class Push(WorkloadKind):
         """Split the point's subscribers across its generators."""
         workload = scenario.workload
         count = min(scenario.load.generators, workload.subscribers)
-        # With no fault injected and no outage, nothing comes after every subscriber has
-        # every event of the window: the drain may end there (PushEngine._drain).
-        unfaulted = workload.disconnect_every_s is None and scenario.network.path().outages is None
+        # With no fault injected (by the scenario or the pattern's options) and no outage,
+        # nothing comes after every subscriber has every event of the window: the drain
+        # may end there (PushEngine._drain).
+        unfaulted = (
+            workload.disconnect_every_s is None
+            and scenario.network.path().outages is None
+            and not options.injects_faults()
+        )
         jobs, first = [], 0
         for index in range(count):
             subscribers = workload.subscribers // count + (

@@ -90,6 +90,15 @@ class WebhookOptions(PushServerOptions):
             )
         return self
 
+    def injects_faults(self) -> bool:
+        return bool(
+            self.receiver_failures
+            or self.receiver_lost_acks
+            or self.receiver_failure_rate
+            or self.receiver_lost_ack_rate
+            or self.forged_per_s
+        )
+
     def server_args(self) -> list[str]:
         return [
             *super().server_args(),
