@@ -398,7 +398,7 @@ class ColdStartEngine:
                 result.warmup_samples += 1
                 result.warmup_errors += 1
             return
-        wire = _counted(client, meter, baseline)
+        wire = await _counted(client, meter, baseline)
         if not measured:
             result.warmup_samples += 1
         else:
@@ -445,7 +445,7 @@ class ColdStartEngine:
         result.reconnects += 1
         self._reconnect_ready.record_ns(ready - began)
         self._reconnect_first.record_ns(first - began)
-        wire = _counted(client, meter, before)
+        wire = await _counted(client, meter, before)
         if wire is not None:
             result.reconnect_wire_sent += wire.sent
             result.reconnect_wire_received += wire.received
@@ -519,15 +519,28 @@ def _reading(meter: WireMeter) -> WireBytes:
     return meter.wire_bytes()
 
 
-def _counted(client: Client, meter: WireMeter, baseline: WireBytes) -> WireBytes | None:
-    """What the client's connections carried since `baseline` (read on `meter`), or None
-    where the meter could not tell (it counted nothing). A driver that put a meter of its
-    own in place when it connected (a webhook receiver's port) counts from nothing."""
-    now_meter = client.meter
-    carried = now_meter.wire_bytes() - (baseline if now_meter is meter else WireBytes())
-    if carried.sent <= 0 or carried.received <= 0:
-        return None
-    return carried
+# A webhook receiver holds its first event before its answer to it has left: the bytes
+# of that answer come a moment after the sample's clock has stopped. How long to let them.
+WIRE_SETTLE_S = 0.05
+WIRE_SETTLE_STEP_S = 0.001
+
+
+async def _counted(client: Client, meter: WireMeter, baseline: WireBytes) -> WireBytes | None:
+    """What the client's connections carried since `baseline` (read on `meter`), once
+    bytes have gone both ways (the answer to what came in included, given up to
+    WIRE_SETTLE_S after the first answer or event), or None where the meter could not
+    tell. A driver that put a meter of its own in place when it connected (a webhook
+    receiver's port) counts from nothing."""
+    waited = 0.0
+    while True:
+        now_meter = client.meter
+        carried = now_meter.wire_bytes() - (baseline if now_meter is meter else WireBytes())
+        if carried.sent > 0 and carried.received > 0:
+            return carried
+        if waited >= WIRE_SETTLE_S:
+            return None
+        await asyncio.sleep(WIRE_SETTLE_STEP_S)
+        waited += WIRE_SETTLE_STEP_S
 
 
 def subscriber_events(plan: ColdStartPlan, start_ns: int) -> EventAccounting:
