@@ -124,8 +124,14 @@ def footer(document: RunDocument, width_chars: int = 180) -> str:
         "whiskers: smallest to largest repeat"
     )
     lines.append(f"{timing}; {placement}" if placement else timing)
-    lines.append(calibration_line(document))
+    lines += calibration_lines(document, width_chars)
     return "\n".join(lines + network_lines(document, width_chars))
+
+
+def calibration_lines(document: RunDocument, width_chars: int) -> list[str]:
+    """The calibration line wrapped at `width_chars` (with the push references it no
+    longer fits one line of a chart)."""
+    return textwrap.wrap(calibration_line(document), width_chars, subsequent_indent="    ")
 
 
 def network_lines(document: RunDocument, width_chars: int) -> list[str]:
@@ -180,9 +186,12 @@ def finish(
 ) -> list[Path]:
     """Footer, then the figure saved into `out_dir`; returns the files."""
     width_chars = int(figure.get_figwidth() * FOOTER_CHARS_PER_IN)
-    extra = network_lines(document, width_chars)
-    if extra:  # the layouts leave room for the usual footer: make room for these lines
-        make_room_below(figure, len(extra) * FOOTER_LINE_IN)
+    # The layouts leave room for the usual footer, calibration on one line: make room
+    # for the lines beyond it.
+    extra = len(network_lines(document, width_chars))
+    extra += len(calibration_lines(document, width_chars)) - 1
+    if extra > 0:
+        make_room_below(figure, extra * FOOTER_LINE_IN)
     text = footer(document, width_chars) + (f"\n{note}" if note else "")
     figure.text(0.01, 0.01, text, fontsize=7, color="#444444", va="bottom", ha="left")
     return save(figure, out_dir, name)
